@@ -1,0 +1,1 @@
+"""inferwatch alerts (see DESIGN.md)."""

@@ -1,0 +1,87 @@
+"""The normalised vocabulary: every signal name, its kind, and every ``inferwatch_*`` metric name.
+
+Engine adapters map native metric families onto these names; the store, the query layer, the
+JSON API and ``/metrics`` all read them from here and never spell them inline.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+SignalKind = Literal["gauge", "counter", "histogram"]
+
+# --- gauges (last value wins; summed over models unless noted) ------------------------------
+QUEUE_DEPTH: Final = "queue_depth"
+REQUESTS_RUNNING: Final = "requests_running"
+KV_CACHE_USAGE_RATIO: Final = "kv_cache_usage_ratio"  # 0..1, max over models
+PREFIX_CACHE_HIT_RATIO: Final = "prefix_cache_hit_ratio"  # 0..1, engines that export a ratio
+
+# --- counters (cumulative; stored as per-interval deltas, reset-safe) ------------------------
+REQUESTS_TOTAL: Final = "requests_total"  # finished requests, successful or not
+REQUEST_ERRORS_TOTAL: Final = "request_errors_total"
+PROMPT_TOKENS_TOTAL: Final = "prompt_tokens_total"
+GENERATION_TOKENS_TOTAL: Final = "generation_tokens_total"
+PREFIX_CACHE_QUERIES_TOTAL: Final = "prefix_cache_queries_total"  # tokens queried
+PREFIX_CACHE_HITS_TOTAL: Final = "prefix_cache_hits_total"  # tokens hit
+
+# --- histograms (bucket deltas; seconds) -----------------------------------------------------
+TTFT_SECONDS: Final = "ttft_seconds"
+ITL_SECONDS: Final = "itl_seconds"
+E2E_LATENCY_SECONDS: Final = "e2e_latency_seconds"
+QUEUE_TIME_SECONDS: Final = "queue_time_seconds"
+
+SIGNALS: Final[dict[str, SignalKind]] = {
+    QUEUE_DEPTH: "gauge",
+    REQUESTS_RUNNING: "gauge",
+    KV_CACHE_USAGE_RATIO: "gauge",
+    PREFIX_CACHE_HIT_RATIO: "gauge",
+    REQUESTS_TOTAL: "counter",
+    REQUEST_ERRORS_TOTAL: "counter",
+    PROMPT_TOKENS_TOTAL: "counter",
+    GENERATION_TOKENS_TOTAL: "counter",
+    PREFIX_CACHE_QUERIES_TOTAL: "counter",
+    PREFIX_CACHE_HITS_TOTAL: "counter",
+    TTFT_SECONDS: "histogram",
+    ITL_SECONDS: "histogram",
+    E2E_LATENCY_SECONDS: "histogram",
+    QUEUE_TIME_SECONDS: "histogram",
+}
+
+#: Gauges that are ratios: combined over models with max (the worst), not a sum.
+MAX_OVER_MODELS: Final = frozenset({KV_CACHE_USAGE_RATIO, PREFIX_CACHE_HIT_RATIO})
+
+#: Quantiles the API and ``/metrics`` report for every histogram signal.
+QUANTILES: Final = (0.5, 0.95, 0.99)
+
+# --- re-exported metric names (GET /metrics) ---------------------------------------------------
+PREFIX: Final = "inferwatch_"
+METRIC_BACKEND_UP: Final = "inferwatch_backend_up"
+METRIC_QUEUE_DEPTH: Final = "inferwatch_queue_depth"
+METRIC_REQUESTS_RUNNING: Final = "inferwatch_requests_running"
+METRIC_TTFT: Final = "inferwatch_ttft_seconds"
+METRIC_ITL: Final = "inferwatch_itl_seconds"
+METRIC_E2E: Final = "inferwatch_e2e_latency_seconds"
+METRIC_TOKENS_PER_SECOND: Final = "inferwatch_tokens_per_second"
+METRIC_PROMPT_TOKENS_PER_SECOND: Final = "inferwatch_prompt_tokens_per_second"
+METRIC_ERROR_RATIO: Final = "inferwatch_error_ratio"
+METRIC_KV_CACHE: Final = "inferwatch_kv_cache_usage_ratio"
+METRIC_SCRAPE_DURATION: Final = "inferwatch_scrape_duration_seconds"
+METRIC_SCRAPE_ERRORS: Final = "inferwatch_scrape_errors_total"
+METRIC_SCRAPES: Final = "inferwatch_scrapes_total"
+METRIC_LAST_SCRAPE: Final = "inferwatch_last_scrape_timestamp_seconds"
+
+#: histogram signal -> re-exported summary family name
+HISTOGRAM_METRICS: Final = {
+    TTFT_SECONDS: METRIC_TTFT,
+    ITL_SECONDS: METRIC_ITL,
+    E2E_LATENCY_SECONDS: METRIC_E2E,
+}
+
+# --- label keys ---------------------------------------------------------------------------------
+LABEL_BACKEND: Final = "backend"
+LABEL_ENGINE: Final = "engine"
+LABEL_MODEL: Final = "model"
+LABEL_QUANTILE: Final = "quantile"
+LABEL_REASON: Final = "reason"
+
+ENGINES: Final = ("vllm", "tgi", "triton", "sglang", "llamacpp", "prometheus", "openai")

@@ -1,0 +1,1 @@
+"""inferwatch dashboards (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""inferwatch web (see DESIGN.md)."""
