@@ -1,0 +1,159 @@
+"""``inferwatch`` command line: run | demo | check-config. Wiring only."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from collector.config import Config, ConfigError, load
+
+log = logging.getLogger("inferwatch")
+
+
+def _serve(cfg: Config, extra: object = None, banner: str | None = None) -> int:
+    import uvicorn
+
+    from collector.scheduler import Collector
+    from collector.store import Retention, Store
+    from web.app import create_app
+
+    store = Store(cfg.storage, Retention(cfg.retention.raw, cfg.retention.rollups, cfg.retention.rollup_step))
+    store.migrate()
+
+    async def main() -> None:
+        collector = Collector(cfg, store)
+        app = create_app(cfg, store, collector)
+        server = uvicorn.Server(uvicorn.Config(app, host=cfg.web.host, port=cfg.web.port, log_level="warning",
+                                               access_log=False))
+        await collector.start()
+        if banner:
+            print(banner, flush=True)
+        try:
+            await server.serve()
+        finally:
+            await collector.stop()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        cfg = load(args.config)
+    except ConfigError as exc:
+        print(f"inferwatch: refusing to start, the config has problems:\n{exc}", file=sys.stderr)
+        return 2
+    return _serve(cfg, banner=f"inferwatch: dashboard on http://{cfg.web.listen}/ ({len(cfg.backends)} backends)")
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        cfg = load(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
+        return 1
+    print(f"{args.config}: OK ({len(cfg.backends)} backends)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from collector.config import parse
+    from sim.fleet import IncidentScript, build
+    from sim.server import SimFleet
+
+    async def main() -> int:
+        import uvicorn
+
+        from collector.scheduler import Collector
+        from collector.store import Store
+        from web.app import create_app
+
+        fleet = SimFleet(build())
+        await fleet.start()
+        from sim.fleet import DEMO
+
+        cfg = parse({
+            "storage": args.storage,
+            "scrape_interval": args.interval,
+            "scrape_timeout": "2s",
+            "web": {"listen": f"{args.host}:{args.port}"},
+            "backends": [
+                {"name": s.name, "engine": s.engine, "url": fleet.url(s.name),
+                 "labels": {"region": "demo", "variant": s.variant or "default"}}
+                for s in DEMO
+            ],
+        }, "<demo>")
+        store = Store(cfg.storage)
+        store.migrate()
+        collector = Collector(cfg, store)
+        app = create_app(cfg, store, collector)
+        server = uvicorn.Server(uvicorn.Config(app, host=cfg.web.host, port=cfg.web.port, log_level="warning",
+                                               access_log=False))
+        await collector.start()
+        script = asyncio.create_task(IncidentScript(fleet, period=args.incident_period).run())
+        print(f"inferwatch demo: {len(cfg.backends)} simulated backends, storage {cfg.storage}\n"
+              f"  dashboard  http://{cfg.web.listen}/\n"
+              f"  JSON API   http://{cfg.web.listen}/api/v1/backends\n"
+              f"  metrics    http://{cfg.web.listen}/metrics\n"
+              f"Incidents rotate every {args.incident_period:g}s. Ctrl-C stops.", flush=True)
+        try:
+            if args.duration:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(server.serve(), args.duration)
+            else:
+                await server.serve()
+        finally:
+            script.cancel()
+            await collector.stop()
+            await fleet.stop()
+            store.close()
+        return 0
+
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="inferwatch", description="Observability and SLO monitoring for LLM inference fleets.")
+    p.add_argument("--log-level", default=os.environ.get("INFERWATCH_LOG_LEVEL", "INFO"))
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="collector + web in one process")
+    run.add_argument("-c", "--config", default="inferwatch.yaml", type=Path)
+    run.set_defaults(func=cmd_run)
+    chk = sub.add_parser("check-config", help="validate a config file and print every problem")
+    chk.add_argument("-c", "--config", default="inferwatch.yaml", type=Path)
+    chk.set_defaults(func=cmd_check_config)
+    demo = sub.add_parser("demo", help="simulated fleet + collector + web, on SQLite")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--storage", default="sqlite:///inferwatch-demo.db")
+    demo.add_argument("--interval", default="5s", help="scrape interval (default 5s)")
+    demo.add_argument("--incident-period", type=float, default=60.0, help="seconds between scripted incidents")
+    demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until Ctrl-C)")
+    demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

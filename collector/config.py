@@ -1,0 +1,321 @@
+"""The configuration file: YAML -> frozen, typed objects, validated once at start.
+
+The only module that reads YAML or the environment. ``load(path)`` returns a ``Config`` or
+raises ``ConfigError`` carrying *every* problem, each with the path of the field it concerns::
+
+    inferwatch.yaml: backends[2].engine: unknown engine 'vlm'; expected one of vllm, tgi, ...
+
+Secrets may be written ``${ENV_VAR}`` (or ``${ENV_VAR:-default}``) anywhere a string is
+expected; ``$${`` is a literal ``${``. Durations are ``500ms``, ``15s``, ``5m``, ``1h``, ``7d``
+or combinations (``1h30m``); a bare number means seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from collector.conventions import ENGINES
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_ENV_RE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB)?", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
+
+
+def parse_duration(value: object) -> float:
+    """``"1h30m"`` -> 5400.0; numbers are seconds.
+
+    >>> parse_duration("1m30s")
+    90.0
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like 15s or 5m, got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"duration must not be negative, got {value}")
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a duration like 15s or 5m, got {value!r}")
+    text = value.strip()
+    pos, total = 0, 0.0
+    for m in _DURATION_RE.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"invalid duration {value!r}; write it like 500ms, 15s, 5m, 1h or 1h30m")
+    return total
+
+
+def parse_size(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    m = _SIZE_RE.fullmatch(str(value).strip())
+    if not m:
+        raise ValueError(f"invalid size {value!r}; write it like 10MiB or 500KiB")
+    return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()])
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProbeConfig(_Frozen):
+    """Streaming probe of an OpenAI-compatible endpoint (measured by the probe exporter)."""
+
+    model: str
+    prompt: str = "Say hi"
+    max_tokens: int = Field(16, ge=1)
+    interval: Duration = 30.0
+    timeout: Duration = 30.0
+    api_key: str | None = None
+
+
+class BackendConfig(_Frozen):
+    name: str = Field(min_length=1)
+    engine: str
+    url: str
+    metrics_path: str = "/metrics"
+    labels: dict[str, str] = Field(default_factory=dict)
+    interval: Duration | None = None
+    timeout: Duration | None = None
+    bearer_token: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    probe: ProbeConfig | None = None
+
+    @field_validator("engine")
+    @classmethod
+    def _engine(cls, v: str) -> str:
+        if v not in ENGINES:
+            raise ValueError(f"unknown engine {v!r}; expected one of {', '.join(ENGINES)}")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"invalid url {v!r}; expected http://host:port or https://host:port")
+        return v.rstrip("/")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", key) or key.startswith("__"):
+                raise ValueError(f"invalid label name {key!r}; use letters, digits and _ (not starting with __)")
+            if key in ("backend", "engine", "model", "quantile", "le"):
+                raise ValueError(f"label name {key!r} is reserved by inferwatch")
+        return v
+
+    @property
+    def metrics_url(self) -> str:
+        return self.url + self.metrics_path
+
+
+class RetentionConfig(_Frozen):
+    raw: Duration = 86400.0
+    rollups: Duration = 30 * 86400.0
+    rollup_step: Duration = 60.0
+
+
+class AuthConfig(_Frozen):
+    tokens: list[str] = Field(default_factory=list)
+
+
+class WebConfig(_Frozen):
+    listen: str = "127.0.0.1:8000"
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"invalid listen address {v!r}; expected host:port, e.g. 127.0.0.1:8000")
+        return v
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class GpusConfig(_Frozen):
+    nvml: Literal["auto", "on", "off"] = "auto"
+
+
+class Config(_Frozen):
+    storage: str = "sqlite:///inferwatch.db"
+    scrape_interval: Duration = 15.0
+    scrape_timeout: Duration = 10.0
+    scrape_concurrency: int = Field(64, ge=1)
+    max_body_bytes: Size = 16 * 1024 * 1024
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    backends: list[BackendConfig] = Field(default_factory=list)
+    gpus: GpusConfig = Field(default_factory=GpusConfig)
+    # The sections below belong to later stages (TLS checks, alerting); accepted as written so a
+    # config can carry them already, and validated by their own modules when those land.
+    tls: list[dict[str, Any]] = Field(default_factory=list)
+    evaluation_interval: Duration = 15.0
+    rules: list[dict[str, Any]] = Field(default_factory=list)
+    slos: list[dict[str, Any]] = Field(default_factory=list)
+    notifiers: dict[str, Any] = Field(default_factory=dict)
+    routes: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, v: str) -> str:
+        scheme = v.split(":", 1)[0]
+        if not (scheme.startswith("sqlite") or scheme.startswith("postgresql")):
+            raise ValueError(f"unsupported storage {v!r}; expected sqlite:///path.db or postgresql+psycopg://user@host/db")
+        if scheme == "postgresql" or scheme == "postgres":
+            raise ValueError("write postgresql+psycopg://… so the psycopg 3 driver is used")
+        return v
+
+    @model_validator(mode="after")
+    def _timeouts(self) -> Config:
+        if self.scrape_timeout > self.scrape_interval:
+            raise ValueError(
+                f"scrape_timeout ({self.scrape_timeout:g}s) must not exceed scrape_interval ({self.scrape_interval:g}s)"
+            )
+        return self
+
+    def interval_for(self, b: BackendConfig) -> float:
+        return b.interval if b.interval is not None else self.scrape_interval
+
+    def timeout_for(self, b: BackendConfig) -> float:
+        t = b.timeout if b.timeout is not None else self.scrape_timeout
+        return min(t, self.interval_for(b))
+
+
+class ConfigError(Exception):
+    """Every problem found in a config file, each as ``path: message``."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+def _substitute(node: Any, path: str, env: Mapping[str, str], problems: list[str]) -> Any:
+    if isinstance(node, str):
+        def repl(m: re.Match[str]) -> str:
+            if m.group(0) == "$${":
+                return "${"
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(f"{path or '(top)'}: environment variable {name} is not set")
+            return ""
+        return _ENV_RE.sub(repl, node)
+    if isinstance(node, list):
+        return [_substitute(v, f"{path}[{i}]", env, problems) for i, v in enumerate(node)]
+    if isinstance(node, dict):
+        return {k: _substitute(v, f"{path}.{k}" if path else str(k), env, problems) for k, v in node.items()}
+    return node
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    kind, msg = err.get("type", ""), str(err.get("msg", ""))
+    if kind == "extra_forbidden":
+        return "unknown field; check its spelling against the config reference in README.md"
+    if kind == "missing":
+        return "required field is missing"
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            return msg[len(prefix):]
+    return msg
+
+
+def parse(data: Any, source: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
+    """Validate already-loaded YAML data. Raises ``ConfigError`` listing every problem."""
+    problems: list[str] = []
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, ["the file must hold a mapping (key: value lines) at the top level"])
+    data = _substitute(data, "", os.environ if env is None else env, problems)
+    cfg: Config | None = None
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = _loc(tuple(err["loc"]))
+            problems.append(f"{where}: {_message(err)}" if where else _message(err))
+    if cfg is not None:
+        problems.extend(_cross_checks(cfg))
+    if problems:
+        raise ConfigError(source, problems)
+    assert cfg is not None
+    return cfg
+
+
+def _cross_checks(cfg: Config) -> list[str]:
+    from exporters.adapters import OptionsError, make_adapter
+
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for i, b in enumerate(cfg.backends):
+        if b.name in seen:
+            problems.append(f"backends[{i}].name: duplicate name {b.name!r} (also backends[{seen[b.name]}])")
+        seen.setdefault(b.name, i)
+        if b.engine != "openai":
+            try:
+                make_adapter(b.engine, b.options)
+            except OptionsError as exc:
+                where = f"backends[{i}].options" + (f".{exc.path}" if exc.path else "")
+                problems.append(f"{where}: {exc.message}")
+        elif b.probe is None:
+            problems.append(f"backends[{i}].probe: engine 'openai' has no /metrics; it needs a probe: section")
+        t = b.timeout if b.timeout is not None else None
+        if t is not None and t > cfg.interval_for(b):
+            problems.append(f"backends[{i}].timeout: {t:g}s exceeds the scrape interval ({cfg.interval_for(b):g}s)")
+    return problems
+
+
+def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a YAML config file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(p), [f"cannot read the file: {exc.strerror or exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(str(p), [f"{where}YAML syntax error: {problem}"]) from None
+    return parse(data, str(p), env)

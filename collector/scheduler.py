@@ -1,0 +1,190 @@
+"""The asyncio scrape loop: per-backend interval and timeout, jitter, bounded concurrency, one
+pooled ``httpx.AsyncClient``, and a single writer that batches results into the store.
+
+Each backend has its own task ticking on a fixed grid (``offset + k * interval``, no drift);
+the offset is a stable hash of the backend name, spreading a fleet over the interval the way
+Prometheus does. A scrape holds a semaphore slot (``scrape_concurrency``) and its own timeout,
+so one slow or broken backend never delays the others. Results go to a queue; the writer turns
+them into deltas against the in-memory cursors (loaded from the store at start, so a restart
+continues where it stopped) and writes each batch in one transaction on a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from collector import deltas
+from collector.config import BackendConfig, Config
+from collector.samples import EngineSnapshot, ScrapeRecord
+from collector.scrape import ScrapeResult, Target, scrape
+from collector.store import Store
+from exporters.adapters import make_adapter
+
+log = logging.getLogger("inferwatch.collector")
+
+
+@dataclass
+class BackendHealth:
+    """The collector's own view of one backend, for ``/metrics`` (inferwatch_scrape_*)."""
+
+    scrapes: int = 0
+    errors: int = 0
+    last_duration: float = 0.0
+    last_reason: str | None = None
+    errors_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+def _offset(name: str, interval: float) -> float:
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 * interval
+
+
+def _reason_class(reason: str) -> str:
+    head = reason.split(" ")[0].split(":")[0].lower()
+    return {"connection": "refused", "timeout": "timeout", "http": "http", "not": "not_exposition",
+            "body": "oversized", "truncated": "truncated", "parse": "parse", "no": "no_metrics"}.get(head, "other")
+
+
+def target_for(cfg: Config, b: BackendConfig) -> Target:
+    headers = {"Authorization": f"Bearer {b.bearer_token}"} if b.bearer_token else {}
+    return Target(b.name, b.metrics_url, make_adapter(b.engine, b.options), cfg.timeout_for(b), cfg.max_body_bytes, headers)
+
+
+class Collector:
+    """Scrapes every backend of ``cfg`` into ``store`` until ``stop()``."""
+
+    def __init__(self, cfg: Config, store: Store, client: httpx.AsyncClient | None = None,
+                 clock: Callable[[], float] = time.time, flush_interval: float = 0.25) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.clock = clock
+        self.flush_interval = flush_interval
+        self._own_client = client is None
+        limits = httpx.Limits(max_connections=cfg.scrape_concurrency, max_keepalive_connections=cfg.scrape_concurrency)
+        self.client = client or httpx.AsyncClient(limits=limits, follow_redirects=True, trust_env=False)
+        self.targets = [(b, target_for(cfg, b)) for b in cfg.backends if b.engine != "openai"]
+        self.health = {b.name: BackendHealth() for b, _ in self.targets}
+        self.cursors: dict[str, tuple[float, EngineSnapshot]] = {}
+        self._cursors_loaded = False
+        self._queue: asyncio.Queue[ScrapeResult] = asyncio.Queue()
+        self._pending: list[ScrapeRecord] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._sem = asyncio.Semaphore(cfg.scrape_concurrency)
+        self.ready = asyncio.Event()
+        self.writes = 0
+        self.write_failures = 0
+
+    async def _load_cursors(self) -> None:
+        """Continue from the cursors the last run persisted (restart without loss or double count)."""
+        if not self._cursors_loaded:
+            self.cursors = await asyncio.to_thread(self.store.load_cursors)
+            self._cursors_loaded = True
+
+    async def start(self) -> None:
+        await self._load_cursors()
+        loop_start = self.clock()
+        for b, target in self.targets:
+            interval = self.cfg.interval_for(b)
+            self._tasks.append(asyncio.create_task(self._loop(target, interval, loop_start), name=f"scrape:{b.name}"))
+        self._tasks.append(asyncio.create_task(self._writer(), name="writer"))
+        self._tasks.append(asyncio.create_task(self._maintenance(), name="maintenance"))
+        self.ready.set()
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks.clear()
+        await self.flush()
+        if self._own_client:
+            await self.client.aclose()
+
+    async def _loop(self, target: Target, interval: float, loop_start: float) -> None:
+        # first scrape soon after start (within one interval, at the backend's stable offset)
+        next_at = loop_start + _offset(target.name, interval)
+        while True:
+            delay = next_at - self.clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            async with self._sem:
+                result = await scrape(target, self.client, self.clock)
+            self._record_health(result)
+            await self._queue.put(result)
+            next_at += interval
+            now = self.clock()
+            if next_at < now:  # fell behind (machine suspended, loop starved): skip missed ticks
+                next_at += ((now - next_at) // interval + 1) * interval
+
+    def _record_health(self, r: ScrapeResult) -> None:
+        h = self.health[r.backend]
+        h.scrapes += 1
+        h.last_duration = r.duration
+        h.last_reason = r.reason
+        if not r.up:
+            h.errors += 1
+            cls = _reason_class(r.reason or "")
+            h.errors_by_reason[cls] = h.errors_by_reason.get(cls, 0) + 1
+            log.warning("[collector.scrape] %s down: %s", r.backend, r.reason)
+
+    def to_record(self, r: ScrapeResult) -> ScrapeRecord:
+        """Deltas against the cursor; advances the in-memory cursor."""
+        if not r.up or r.snapshot is None:
+            return ScrapeRecord(r.backend, r.ts, False, r.reason, r.duration)
+        counters, hists = deltas.diff(self.cursors.get(r.backend), r.ts, r.snapshot)
+        self.cursors[r.backend] = (r.ts, r.snapshot)
+        return ScrapeRecord(r.backend, r.ts, True, None, r.duration, deltas.gauges(r.snapshot), counters, hists, r.snapshot)
+
+    async def _writer(self) -> None:
+        while True:
+            first = await self._queue.get()
+            self._pending.append(self.to_record(first))
+            await asyncio.sleep(self.flush_interval)  # let a burst of results join this batch
+            while not self._queue.empty():
+                self._pending.append(self.to_record(self._queue.get_nowait()))
+            await self.flush()
+
+    async def flush(self) -> None:
+        while not self._queue.empty():
+            self._pending.append(self.to_record(self._queue.get_nowait()))
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        try:
+            await asyncio.to_thread(self.store.write, batch)
+            self.writes += 1
+        except Exception:  # the store is down: keep the batch (bounded) and retry next flush
+            self.write_failures += 1
+            log.exception("[collector.writer] writing %d records failed; will retry", len(batch))
+            self._pending = (batch + self._pending)[-100_000:]
+
+    async def _maintenance(self) -> None:
+        while True:
+            await asyncio.sleep(300)
+            try:
+                await asyncio.to_thread(self.store.maintain, self.clock())
+            except Exception:
+                log.exception("[collector.maintenance] retention/downsampling failed")
+
+    async def scrape_once(self) -> list[ScrapeResult]:
+        """Scrape every backend once, now, and write the results (tests, ``--once``)."""
+        await self._load_cursors()
+        async def one(target: Target) -> ScrapeResult:
+            async with self._sem:
+                return await scrape(target, self.client, self.clock)
+
+        results = await asyncio.gather(*(one(t) for _, t in self.targets))
+        for r in results:
+            self._record_health(r)
+            self._pending.append(self.to_record(r))
+        await self.flush()
+        return list(results)

@@ -1,0 +1,948 @@
+"""The store: every SQL statement of inferwatch, on SQLite or PostgreSQL (SQLAlchemy 2.x Core).
+
+Layout (created by the Alembic migrations in ``collector/migrations``, run by ``Store.migrate``):
+
+* ``scrape_status``: one row per scrape (ts, backend, up, reason, duration).
+* ``gauges``: (ts, backend, model, signal, value) of successful scrapes.
+* ``counter_deltas``: (ts, backend, model, signal, delta, interval_seconds).
+* ``histogram_deltas``: bucket deltas as compact JSON text plus ``layout_id`` into
+  ``bucket_layouts`` (the bounds, written once per distinct layout, cached in memory).
+* ``<table>_rollup``: the same four tables downsampled by ``maintain`` (extra ``step`` column).
+  Raw and rolled-up rows live in separate tables so that the hot raw tables stay small and a
+  rollup pass finds its work through the ``ts`` index; every read is a ``UNION ALL`` of both.
+* ``backend_status``: the latest status per backend plus ``last_success_ts`` (upserted by
+  ``write``, so ``latest_status`` never scans history).
+* ``cursors``: per backend, the cumulative ``EngineSnapshot`` the next deltas are taken against,
+  upserted in the same transaction as the deltas it produced.
+
+Time semantics: every read takes half-open windows ``since < ts <= until``. A rollup row covers
+``((k-1)*step, k*step]`` and is stamped ``k*step`` (the end of its bucket), so any window whose
+edges are multiples of ``rollup_step`` returns exactly the same totals before and after
+``maintain``.
+
+Non-finite numbers: a NaN gauge (or duration, or histogram sum) is stored as NULL and read back as
+``math.nan``; ``±inf`` is stored as is (both databases support it). Counter deltas whose delta or
+interval is not finite, and histogram deltas whose count is not finite, carry no usable
+information and are dropped. JSON text (cursors, bucket counts and bounds) spells ``+Inf``,
+``-Inf`` and ``NaN`` as strings, as the Prometheus exposition format does.
+
+>>> store = Store("sqlite:///:memory:")
+>>> store.migrate()
+>>> store.write([ScrapeRecord(backend="a", ts=15.0, up=True, reason=None, duration=0.1,
+...                           gauges=(GaugePoint("queue_depth", "", 3.0),))])
+>>> store.latest_gauges(since=0.0)
+{'a': {('queue_depth', ''): (15.0, 3.0)}}
+>>> store.close()
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.pool import StaticPool
+
+from collector.samples import EngineSnapshot, GaugePoint, Histogram, ScrapeRecord
+
+__all__ = ["HistogramRow", "Retention", "StatusRow", "Store", "metadata"]
+
+_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: Maximum number of values bound in one ``IN (...)`` list (SQLite limits bound variables).
+_IN_CHUNK = 500
+#: ``maintain`` rolls raw data up in transactions of about this many seconds of data.
+_SLICE_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long data is kept: raw for ``raw_seconds``, then ``rollup_step`` buckets until
+    ``rollup_seconds``, then deleted."""
+
+    raw_seconds: float = 86400
+    rollup_seconds: float = 30 * 86400
+    rollup_step: float = 60
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    """The latest scrape of one backend; ``last_success_ts`` is None if it never succeeded."""
+
+    ts: float
+    up: bool
+    reason: str | None
+    duration: float
+    last_success_ts: float | None
+
+
+@dataclass(frozen=True)
+class HistogramRow:
+    """One stored histogram delta (raw, or a rollup stamped at its bucket end)."""
+
+    backend: str
+    signal: str
+    model: str
+    ts: float
+    bounds: tuple[float, ...]
+    counts: tuple[float, ...]
+    sum: float
+    count: float
+
+
+# --- schema (mirrors migrations/versions; tests check that they agree) ------------------------
+
+metadata = sa.MetaData()
+
+bucket_layouts = sa.Table(
+    "bucket_layouts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("bounds", sa.Text, nullable=False, unique=True),
+)
+backend_status = sa.Table(
+    "backend_status",
+    metadata,
+    sa.Column("backend", sa.Text, primary_key=True),
+    sa.Column("ts", sa.Double, nullable=False),
+    sa.Column("up", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("duration", sa.Double, nullable=True),
+    sa.Column("last_success_ts", sa.Double, nullable=True),
+)
+cursors = sa.Table(
+    "cursors",
+    metadata,
+    sa.Column("backend", sa.Text, primary_key=True),
+    sa.Column("ts", sa.Double, nullable=False),
+    sa.Column("snapshot", sa.Text, nullable=False),
+)
+
+
+def _step(suffix: str) -> list[sa.Column[Any]]:
+    return [sa.Column("step", sa.Double, nullable=False)] if suffix else []
+
+
+def _series_indexes(name: str) -> list[sa.Index]:
+    return [
+        sa.Index(f"ix_{name}_series", "backend", "signal", "ts"),
+        sa.Index(f"ix_{name}_ts", "ts"),
+    ]
+
+
+def _tables(suffix: str) -> tuple[sa.Table, sa.Table, sa.Table, sa.Table]:
+    status = sa.Table(
+        f"scrape_status{suffix}",
+        metadata,
+        sa.Column("ts", sa.Double, nullable=False),
+        sa.Column("backend", sa.Text, nullable=False),
+        sa.Column("up", sa.Boolean, nullable=False),
+        sa.Column("reason", sa.Text, nullable=True),
+        sa.Column("duration", sa.Double, nullable=True),
+        *_step(suffix),
+        sa.Index(f"ix_scrape_status{suffix}_backend_ts", "backend", "ts"),
+        sa.Index(f"ix_scrape_status{suffix}_ts", "ts"),
+    )
+    gauges = sa.Table(
+        f"gauges{suffix}",
+        metadata,
+        sa.Column("ts", sa.Double, nullable=False),
+        sa.Column("backend", sa.Text, nullable=False),
+        sa.Column("model", sa.Text, nullable=False),
+        sa.Column("signal", sa.Text, nullable=False),
+        sa.Column("value", sa.Double, nullable=True),
+        *_step(suffix),
+        *_series_indexes(f"gauges{suffix}"),
+    )
+    counters = sa.Table(
+        f"counter_deltas{suffix}",
+        metadata,
+        sa.Column("ts", sa.Double, nullable=False),
+        sa.Column("backend", sa.Text, nullable=False),
+        sa.Column("model", sa.Text, nullable=False),
+        sa.Column("signal", sa.Text, nullable=False),
+        sa.Column("delta", sa.Double, nullable=False),
+        sa.Column("interval_seconds", sa.Double, nullable=False),
+        *_step(suffix),
+        *_series_indexes(f"counter_deltas{suffix}"),
+    )
+    histograms = sa.Table(
+        f"histogram_deltas{suffix}",
+        metadata,
+        sa.Column("ts", sa.Double, nullable=False),
+        sa.Column("backend", sa.Text, nullable=False),
+        sa.Column("model", sa.Text, nullable=False),
+        sa.Column("signal", sa.Text, nullable=False),
+        sa.Column("layout_id", sa.Integer, sa.ForeignKey("bucket_layouts.id"), nullable=False),
+        sa.Column("counts", sa.Text, nullable=False),
+        sa.Column("sum", sa.Double, nullable=True),
+        sa.Column("count", sa.Double, nullable=False),
+        sa.Column("interval_seconds", sa.Double, nullable=False),
+        *_step(suffix),
+        *_series_indexes(f"histogram_deltas{suffix}"),
+    )
+    return status, gauges, counters, histograms
+
+
+scrape_status, gauges, counter_deltas, histogram_deltas = _tables("")
+(scrape_status_rollup, gauges_rollup, counter_deltas_rollup, histogram_deltas_rollup) = _tables(
+    "_rollup"
+)
+
+
+# --- number and JSON helpers -----------------------------------------------------------------
+
+
+def _enc(x: float) -> float | str:
+    """A float as a JSON-safe value: non-finite ones as the strings ``+Inf``/``-Inf``/``NaN``."""
+    f = float(x)
+    if math.isfinite(f):
+        return f
+    return "NaN" if f != f else ("+Inf" if f > 0 else "-Inf")
+
+
+def _dumps_floats(values: Sequence[float]) -> str:
+    """Compact JSON list; the fast path serialises finite lists without a per-value call."""
+    floats = list(map(float, values))
+    try:
+        return json.dumps(floats, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps([_enc(v) for v in floats], separators=(",", ":"), allow_nan=False)
+
+
+def _loads_floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in json.loads(text))
+
+
+def _nan_to_null(x: float | None) -> float | None:
+    if x is None:
+        return None
+    f = float(x)
+    return None if f != f else f
+
+
+def _null_to_nan(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _encode_snapshot(snapshot: EngineSnapshot) -> str:
+    fast = {
+        "gauges": [[s, m, float(v)] for (s, m), v in snapshot.gauges.items()],
+        "counters": [[s, m, float(v)] for (s, m), v in snapshot.counters.items()],
+        "histograms": [
+            [
+                s,
+                m,
+                list(map(float, h.bounds)),
+                list(map(float, h.counts)),
+                float(h.sum),
+                float(h.count),
+            ]
+            for (s, m), h in snapshot.histograms.items()
+        ],
+    }
+    try:  # no non-finite value but the +Inf bounds: encode those alone
+        for entry in fast["histograms"]:
+            if entry[2] and entry[2][-1] == math.inf and all(map(math.isfinite, entry[2][:-1])):
+                entry[2][-1] = "+Inf"
+        return json.dumps(fast, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        pass
+    doc = {
+        "gauges": [[s, m, _enc(v)] for (s, m), v in snapshot.gauges.items()],
+        "counters": [[s, m, _enc(v)] for (s, m), v in snapshot.counters.items()],
+        "histograms": [
+            [
+                s,
+                m,
+                [_enc(b) for b in h.bounds],
+                [_enc(c) for c in h.counts],
+                _enc(h.sum),
+                _enc(h.count),
+            ]
+            for (s, m), h in snapshot.histograms.items()
+        ],
+    }
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False)
+
+
+def _decode_snapshot(text: str) -> EngineSnapshot:
+    doc = json.loads(text)
+    return EngineSnapshot(
+        gauges={(s, m): float(v) for s, m, v in doc.get("gauges", ())},
+        counters={(s, m): float(v) for s, m, v in doc.get("counters", ())},
+        histograms={
+            (s, m): Histogram(
+                bounds=tuple(float(b) for b in bounds),
+                counts=tuple(float(c) for c in counts),
+                sum=float(total),
+                count=float(count),
+            )
+            for s, m, bounds, counts, total, count in doc.get("histograms", ())
+        },
+    )
+
+
+def _chunks(values: Sequence[str] | None) -> Iterator[Sequence[str] | None]:
+    """``None`` (no filter) once, else the distinct values in IN-list sized chunks."""
+    if values is None:
+        yield None
+        return
+    distinct = list(dict.fromkeys(values))
+    for i in range(0, len(distinct), _IN_CHUNK):
+        yield distinct[i : i + _IN_CHUNK]
+
+
+def _bucket_end(ts: float, step: float) -> float:
+    """End of the rollup bucket ``((k-1)*step, k*step]`` holding ``ts``."""
+    return math.ceil(ts / step) * step
+
+
+# --- the store ---------------------------------------------------------------------------------
+
+
+class Store:
+    """All persistence: scrape records in, windows and series out.
+
+    Thread-safe: the collector writes from a worker thread while the web app reads.
+    """
+
+    def __init__(self, url: str, retention: Retention = Retention()) -> None:
+        self.retention = retention
+        parsed = sa.make_url(url)
+        if parsed.drivername in ("postgresql", "postgres"):  # psycopg 3 is the driver we ship
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        backend = parsed.get_backend_name()
+        if backend == "sqlite":
+            memory = parsed.database in (None, "", ":memory:")
+            kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+            if memory:
+                kwargs["poolclass"] = StaticPool
+            self._engine = sa.create_engine(parsed, **kwargs)
+            sa.event.listen(self._engine, "connect", _sqlite_pragmas(wal=not memory))
+            self._insert: Callable[[sa.Table], Any] = sqlite.insert
+        elif backend == "postgresql":
+            self._engine = sa.create_engine(parsed, pool_pre_ping=True)
+            self._insert = postgresql.insert
+        else:
+            raise ValueError(f"unsupported storage URL {url!r}: use sqlite:/// or postgresql://")
+        self._dialect = backend
+        self._lock = threading.Lock()
+        self._layout_ids: dict[tuple[float, ...], int] = {}
+        self._layout_bounds: dict[int, tuple[float, ...]] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (creates it on a fresh database)."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+        config.set_main_option("path_separator", "os")
+        with self._engine.begin() as conn:
+            if self._dialect == "postgresql":
+                # Two processes starting at once must not both create the schema.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7393620517)"))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- writing -----------------------------------------------------------------------------
+
+    def write(self, records: Sequence[ScrapeRecord]) -> None:
+        """Store a batch of scrape records in ONE transaction: all of it, or (on error) none."""
+        if not records:
+            return
+        status_rows: list[dict[str, Any]] = []
+        gauge_rows: list[dict[str, Any]] = []
+        counter_rows: list[dict[str, Any]] = []
+        hist_rows: list[tuple[tuple[float, ...], dict[str, Any]]] = []
+        latest: dict[str, ScrapeRecord] = {}
+        last_success: dict[str, float] = {}
+        cursor_rows: dict[str, dict[str, Any]] = {}
+        for r in records:
+            ts = float(r.ts)
+            status_rows.append(
+                {
+                    "ts": ts,
+                    "backend": r.backend,
+                    "up": bool(r.up),
+                    "reason": r.reason,
+                    "duration": _nan_to_null(r.duration),
+                }
+            )
+            prev = latest.get(r.backend)
+            if prev is None or ts >= prev.ts:
+                latest[r.backend] = r
+            if r.up:
+                if ts > last_success.get(r.backend, -math.inf):
+                    last_success[r.backend] = ts
+                gauge_rows.extend(_gauge_row(ts, r.backend, g) for g in r.gauges)
+                for c in r.counters:
+                    delta, interval = float(c.delta), float(c.interval)
+                    if math.isfinite(delta) and math.isfinite(interval):
+                        counter_rows.append(
+                            {
+                                "ts": ts,
+                                "backend": r.backend,
+                                "model": c.model,
+                                "signal": c.signal,
+                                "delta": delta,
+                                "interval_seconds": interval,
+                            }
+                        )
+                for h in r.histograms:
+                    count = float(h.count)
+                    if not math.isfinite(count):
+                        continue
+                    hist_rows.append(
+                        (
+                            tuple(h.bounds),
+                            {
+                                "ts": ts,
+                                "backend": r.backend,
+                                "model": h.model,
+                                "signal": h.signal,
+                                "counts": _dumps_floats(h.counts),
+                                "sum": _nan_to_null(h.sum),
+                                "count": count,
+                                "interval_seconds": float(h.interval),
+                            },
+                        )
+                    )
+            if r.cursor is not None:
+                held = cursor_rows.get(r.backend)
+                if held is None or ts >= held["ts"]:
+                    cursor_rows[r.backend] = {
+                        "backend": r.backend,
+                        "ts": ts,
+                        "snapshot": _encode_snapshot(r.cursor),
+                    }
+        latest_rows = [
+            {
+                "backend": b,
+                "ts": float(r.ts),
+                "up": bool(r.up),
+                "reason": r.reason,
+                "duration": _nan_to_null(r.duration),
+                "last_success_ts": last_success.get(b),
+            }
+            for b, r in latest.items()
+        ]
+
+        new_layouts: dict[tuple[float, ...], int] = {}
+        with self._engine.begin() as conn:
+            if hist_rows:
+                layout_ids = self._resolve_layouts(conn, {b for b, _ in hist_rows}, new_layouts)
+                for bounds, row in hist_rows:
+                    row["layout_id"] = layout_ids[bounds]
+                self._bulk_insert(conn, histogram_deltas, [row for _, row in hist_rows])
+            self._bulk_insert(conn, scrape_status, status_rows)
+            if gauge_rows:
+                self._bulk_insert(conn, gauges, gauge_rows)
+            if counter_rows:
+                self._bulk_insert(conn, counter_deltas, counter_rows)
+            ins = self._insert(backend_status)
+            conn.execute(
+                ins.on_conflict_do_update(
+                    index_elements=["backend"],
+                    set_={
+                        "ts": ins.excluded.ts,
+                        "up": ins.excluded.up,
+                        "reason": ins.excluded.reason,
+                        "duration": ins.excluded.duration,
+                        "last_success_ts": sa.func.coalesce(
+                            ins.excluded.last_success_ts, backend_status.c.last_success_ts
+                        ),
+                    },
+                    where=backend_status.c.ts <= ins.excluded.ts,
+                ),
+                latest_rows,
+            )
+            if cursor_rows:
+                ins = self._insert(cursors)
+                conn.execute(
+                    ins.on_conflict_do_update(
+                        index_elements=["backend"],
+                        set_={"ts": ins.excluded.ts, "snapshot": ins.excluded.snapshot},
+                        where=cursors.c.ts <= ins.excluded.ts,
+                    ),
+                    list(cursor_rows.values()),
+                )
+        if new_layouts:  # only once committed: a rolled-back layout id must not be cached
+            with self._lock:
+                for bounds, layout_id in new_layouts.items():
+                    self._layout_ids[bounds] = layout_id
+                    self._layout_bounds[layout_id] = bounds
+
+    def _bulk_insert(
+        self, conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
+    ) -> None:
+        """executemany; on PostgreSQL a COPY (several times faster than pipelined INSERTs),
+        inside the same transaction."""
+        if self._dialect != "postgresql":
+            conn.execute(table.insert(), rows)
+            return
+        names = list(rows[0])
+        columns = ", ".join(conn.dialect.identifier_preparer.quote(n) for n in names)
+        statement = f"COPY {table.name} ({columns}) FROM STDIN"
+        dbapi = conn.dialect.loaded_dbapi
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            with cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row([row[n] for n in names])
+        except dbapi.Error as exc:  # the same exception types as an executemany would raise
+            raise sa.exc.DBAPIError.instance(statement, None, exc, dbapi.Error) from exc
+        finally:
+            cursor.close()
+
+    def _resolve_layouts(
+        self,
+        conn: sa.Connection,
+        needed: set[tuple[float, ...]],
+        new_layouts: dict[tuple[float, ...], int],
+    ) -> dict[tuple[float, ...], int]:
+        with self._lock:
+            known = {b: self._layout_ids[b] for b in needed if b in self._layout_ids}
+        missing = {b: _dumps_floats(b) for b in needed if b not in known}
+        if missing:
+            texts = sorted(set(missing.values()))
+            conn.execute(
+                self._insert(bucket_layouts).on_conflict_do_nothing(index_elements=["bounds"]),
+                [{"bounds": t} for t in texts],
+            )
+            ids: dict[str, int] = {}
+            for chunk in _chunks(texts):
+                assert chunk is not None
+                rows = conn.execute(
+                    sa.select(bucket_layouts.c.bounds, bucket_layouts.c.id).where(
+                        bucket_layouts.c.bounds.in_(chunk)
+                    )
+                )
+                ids.update((text, layout_id) for text, layout_id in rows)
+            for bounds, text in missing.items():
+                known[bounds] = new_layouts[bounds] = ids[text]
+        return known
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def load_cursors(self) -> dict[str, tuple[float, EngineSnapshot]]:
+        """backend -> (ts, last cumulative snapshot): where the collector resumes after a restart."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.select(cursors.c.backend, cursors.c.ts, cursors.c.snapshot))
+            return {b: (float(ts), _decode_snapshot(text)) for b, ts, text in rows}
+
+    def latest_status(self) -> dict[str, StatusRow]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.select(backend_status))
+            return {
+                r.backend: StatusRow(
+                    ts=float(r.ts),
+                    up=bool(r.up),
+                    reason=r.reason,
+                    duration=_null_to_nan(r.duration),
+                    last_success_ts=None if r.last_success_ts is None else float(r.last_success_ts),
+                )
+                for r in rows
+            }
+
+    def latest_gauges(self, since: float) -> dict[str, dict[tuple[str, str], tuple[float, float]]]:
+        """backend -> {(signal, model): (ts, value)}: the newest point of each series with
+        ``ts > since`` (NaN where the value was NaN)."""
+
+        def part(t: sa.Table) -> sa.Select[Any]:
+            return sa.select(t.c.backend, t.c.signal, t.c.model, t.c.ts, t.c.value).where(
+                t.c.ts > since
+            )
+
+        u = sa.union_all(part(gauges), part(gauges_rollup)).subquery()
+        ranked = sa.select(
+            u,
+            sa.func.row_number()
+            .over(partition_by=(u.c.backend, u.c.signal, u.c.model), order_by=u.c.ts.desc())
+            .label("rn"),
+        ).subquery()
+        q = sa.select(
+            ranked.c.backend, ranked.c.signal, ranked.c.model, ranked.c.ts, ranked.c.value
+        ).where(ranked.c.rn == 1)
+        out: dict[str, dict[tuple[str, str], tuple[float, float]]] = {}
+        with self._engine.connect() as conn:
+            for backend, signal, model, ts, value in conn.execute(q):
+                out.setdefault(backend, {})[(signal, model)] = (float(ts), _null_to_nan(value))
+        return out
+
+    def gauge_series(
+        self, backend: str, signal: str, since: float, until: float
+    ) -> list[tuple[float, str, float]]:
+        """(ts, model, value) of one gauge signal of one backend, ``since < ts <= until``."""
+
+        def part(t: sa.Table) -> sa.Select[Any]:
+            return sa.select(t.c.ts, t.c.model, t.c.value).where(
+                t.c.backend == backend, t.c.signal == signal, t.c.ts > since, t.c.ts <= until
+            )
+
+        u = sa.union_all(part(gauges), part(gauges_rollup)).subquery()
+        q = sa.select(u.c.ts, u.c.model, u.c.value).order_by(u.c.ts, u.c.model)
+        with self._engine.connect() as conn:
+            return [(float(ts), m, _null_to_nan(v)) for ts, m, v in conn.execute(q)]
+
+    def counter_totals(
+        self, since: float, until: float, backends: Sequence[str] | None = None
+    ) -> dict[tuple[str, str, str], tuple[float, float]]:
+        """(backend, signal, model) -> (sum of deltas, sum of intervals), ``since < ts <= until``."""
+        out: dict[tuple[str, str, str], tuple[float, float]] = {}
+        with self._engine.connect() as conn:
+            for chunk in _chunks(backends):
+
+                def part(t: sa.Table, chunk: Sequence[str] | None = chunk) -> sa.Select[Any]:
+                    q = sa.select(
+                        t.c.backend, t.c.signal, t.c.model, t.c.delta, t.c.interval_seconds
+                    ).where(t.c.ts > since, t.c.ts <= until)
+                    return q if chunk is None else q.where(t.c.backend.in_(chunk))
+
+                u = sa.union_all(part(counter_deltas), part(counter_deltas_rollup)).subquery()
+                q = sa.select(
+                    u.c.backend,
+                    u.c.signal,
+                    u.c.model,
+                    sa.func.sum(u.c.delta),
+                    sa.func.sum(u.c.interval_seconds),
+                ).group_by(u.c.backend, u.c.signal, u.c.model)
+                for b, s, m, delta, interval in conn.execute(q):
+                    out[(b, s, m)] = (float(delta), float(interval))
+        return out
+
+    def counter_series(
+        self, backend: str, signal: str, since: float, until: float
+    ) -> list[tuple[float, str, float, float]]:
+        """(ts, model, delta, interval) of one counter of one backend, ``since < ts <= until``."""
+
+        def part(t: sa.Table) -> sa.Select[Any]:
+            return sa.select(t.c.ts, t.c.model, t.c.delta, t.c.interval_seconds).where(
+                t.c.backend == backend, t.c.signal == signal, t.c.ts > since, t.c.ts <= until
+            )
+
+        u = sa.union_all(part(counter_deltas), part(counter_deltas_rollup)).subquery()
+        q = sa.select(u).order_by(u.c.ts, u.c.model)
+        with self._engine.connect() as conn:
+            return [(float(ts), m, float(d), float(i)) for ts, m, d, i in conn.execute(q)]
+
+    def histogram_deltas(
+        self,
+        since: float,
+        until: float,
+        backends: Sequence[str] | None = None,
+        signals: Sequence[str] | None = None,
+    ) -> list[HistogramRow]:
+        """Every histogram delta with ``since < ts <= until``, ordered by ts, backend, signal,
+        model; optionally only some backends and signals."""
+        signal_list = None if signals is None else list(dict.fromkeys(signals))
+        raw: list[tuple[str, str, str, float, int, str, float | None, float]] = []
+        with self._engine.connect() as conn:
+            for chunk in _chunks(backends):
+
+                def part(t: sa.Table, chunk: Sequence[str] | None = chunk) -> sa.Select[Any]:
+                    q = sa.select(
+                        t.c.backend,
+                        t.c.signal,
+                        t.c.model,
+                        t.c.ts,
+                        t.c.layout_id,
+                        t.c.counts,
+                        t.c.sum,
+                        t.c.count,
+                    ).where(t.c.ts > since, t.c.ts <= until)
+                    if chunk is not None:
+                        q = q.where(t.c.backend.in_(chunk))
+                    if signal_list is not None:
+                        q = q.where(t.c.signal.in_(signal_list))
+                    return q
+
+                u = sa.union_all(part(histogram_deltas), part(histogram_deltas_rollup)).subquery()
+                q = sa.select(u).order_by(u.c.ts, u.c.backend, u.c.signal, u.c.model)
+                raw.extend(tuple(r) for r in conn.execute(q))
+            bounds_of = self._layouts_by_id(conn, {r[4] for r in raw})
+        if backends is not None and len(backends) > _IN_CHUNK:
+            raw.sort(key=lambda r: (r[3], r[0], r[1], r[2]))
+        return [
+            HistogramRow(
+                backend=b,
+                signal=s,
+                model=m,
+                ts=float(ts),
+                bounds=bounds_of[layout_id],
+                counts=_loads_floats(counts),
+                sum=_null_to_nan(total),
+                count=float(count),
+            )
+            for b, s, m, ts, layout_id, counts, total, count in raw
+        ]
+
+    def _layouts_by_id(self, conn: sa.Connection, ids: set[int]) -> dict[int, tuple[float, ...]]:
+        with self._lock:
+            found = {i: self._layout_bounds[i] for i in ids if i in self._layout_bounds}
+        missing = sorted(ids - found.keys())
+        for i in range(0, len(missing), _IN_CHUNK):
+            rows = conn.execute(
+                sa.select(bucket_layouts.c.id, bucket_layouts.c.bounds).where(
+                    bucket_layouts.c.id.in_(missing[i : i + _IN_CHUNK])
+                )
+            )
+            for layout_id, text in rows:
+                bounds = _loads_floats(text)
+                found[layout_id] = bounds
+                with self._lock:  # committed rows: safe to cache
+                    self._layout_bounds[layout_id] = bounds
+                    self._layout_ids[bounds] = layout_id
+        return found
+
+    def status_series(
+        self, backend: str, since: float, until: float
+    ) -> list[tuple[float, bool, str | None]]:
+        """(ts, up, reason) of one backend, ``since < ts <= until``. A rollup row is up only if
+        every scrape in its bucket was; its reason is one of the failures' reasons."""
+
+        def part(t: sa.Table) -> sa.Select[Any]:
+            return sa.select(t.c.ts, t.c.up, t.c.reason).where(
+                t.c.backend == backend, t.c.ts > since, t.c.ts <= until
+            )
+
+        u = sa.union_all(part(scrape_status), part(scrape_status_rollup)).subquery()
+        q = sa.select(u).order_by(u.c.ts)
+        with self._engine.connect() as conn:
+            return [(float(ts), bool(up), reason) for ts, up, reason in conn.execute(q)]
+
+    # --- retention ---------------------------------------------------------------------------
+
+    def maintain(self, now: float) -> None:
+        """Downsample and expire; idempotent, safe to run as often as wanted.
+
+        Raw rows in buckets that ended at least ``raw_seconds`` before ``now`` move into the
+        rollup tables (one row per series and ``rollup_step`` bucket, stamped at the bucket
+        end): counter deltas and intervals summed, histogram buckets/sum/count/interval summed
+        elementwise per layout, gauges *averaged* (NaN points ignored), scrape durations
+        averaged and ``up`` true only if every scrape in the bucket was up. Each slice of work
+        inserts its rollups and deletes their raw rows in the same transaction, so a rerun (or a
+        crash) never counts anything twice. Everything older than ``rollup_seconds``, raw or
+        rolled up, is deleted, as are cursors and latest-status rows of backends not heard
+        from since then.
+        """
+        ret = self.retention
+        step = float(ret.rollup_step)
+        expire = now - ret.rollup_seconds
+        raw_cut = math.floor((now - ret.raw_seconds) / step) * step
+        raw_tables = (scrape_status, gauges, counter_deltas, histogram_deltas)
+        with self._engine.begin() as conn:
+            for t in (
+                *raw_tables,
+                scrape_status_rollup,
+                gauges_rollup,
+                counter_deltas_rollup,
+                histogram_deltas_rollup,
+                cursors,
+                backend_status,
+            ):
+                conn.execute(sa.delete(t).where(t.c.ts <= expire))
+        slice_len = step * max(1, round(_SLICE_SECONDS / step))
+        while True:
+            with self._engine.connect() as conn:
+                oldest = [
+                    conn.execute(sa.select(sa.func.min(t.c.ts)).where(t.c.ts <= raw_cut)).scalar()
+                    for t in raw_tables
+                ]
+            present = [float(x) for x in oldest if x is not None]
+            if not present:
+                return
+            start = _bucket_end(min(present), step) - step
+            end = min(start + slice_len, raw_cut)
+            with self._engine.begin() as conn:
+                self._roll_up(conn, end, step)
+
+    def _bucket_expr(self, ts: sa.ColumnElement[float], step: float) -> sa.ColumnElement[float]:
+        """SQL for ``_bucket_end``: ceil(ts / step) * step, without relying on SQLite's
+        optional math functions (timestamps are positive, so CAST truncation is floor)."""
+        x = ts / sa.literal(step, sa.Double)
+        if self._dialect == "sqlite":
+            floor: sa.ColumnElement[Any] = sa.cast(x, sa.Integer)
+        else:
+            floor = sa.func.floor(x)
+        return sa.case((floor < x, floor + 1), else_=floor) * sa.literal(step, sa.Double)
+
+    def _roll_up(self, conn: sa.Connection, end: float, step: float) -> None:
+        step_lit = sa.literal(step, sa.Double)
+
+        s = scrape_status
+        inner = (
+            sa.select(
+                self._bucket_expr(s.c.ts, step).label("bts"),
+                s.c.backend,
+                s.c.up,
+                s.c.reason,
+                s.c.duration,
+            )
+            .where(s.c.ts <= end)
+            .subquery()
+        )
+        conn.execute(
+            scrape_status_rollup.insert().from_select(
+                ["ts", "backend", "up", "reason", "duration", "step"],
+                sa.select(
+                    inner.c.bts,
+                    inner.c.backend,
+                    sa.func.min(sa.case((inner.c.up, 1), else_=0)) == 1,
+                    sa.func.max(sa.case((inner.c.up, sa.null()), else_=inner.c.reason)),
+                    sa.func.avg(inner.c.duration),
+                    step_lit,
+                ).group_by(inner.c.bts, inner.c.backend),
+            )
+        )
+
+        g = gauges
+        inner = (
+            sa.select(
+                self._bucket_expr(g.c.ts, step).label("bts"),
+                g.c.backend,
+                g.c.model,
+                g.c.signal,
+                g.c.value,
+            )
+            .where(g.c.ts <= end)
+            .subquery()
+        )
+        conn.execute(
+            gauges_rollup.insert().from_select(
+                ["ts", "backend", "model", "signal", "value", "step"],
+                sa.select(
+                    inner.c.bts,
+                    inner.c.backend,
+                    inner.c.model,
+                    inner.c.signal,
+                    sa.func.avg(inner.c.value),
+                    step_lit,
+                ).group_by(inner.c.bts, inner.c.backend, inner.c.model, inner.c.signal),
+            )
+        )
+
+        c = counter_deltas
+        inner = (
+            sa.select(
+                self._bucket_expr(c.c.ts, step).label("bts"),
+                c.c.backend,
+                c.c.model,
+                c.c.signal,
+                c.c.delta,
+                c.c.interval_seconds,
+            )
+            .where(c.c.ts <= end)
+            .subquery()
+        )
+        conn.execute(
+            counter_deltas_rollup.insert().from_select(
+                ["ts", "backend", "model", "signal", "delta", "interval_seconds", "step"],
+                sa.select(
+                    inner.c.bts,
+                    inner.c.backend,
+                    inner.c.model,
+                    inner.c.signal,
+                    sa.func.sum(inner.c.delta),
+                    sa.func.sum(inner.c.interval_seconds),
+                    step_lit,
+                ).group_by(inner.c.bts, inner.c.backend, inner.c.model, inner.c.signal),
+            )
+        )
+
+        h = histogram_deltas
+        acc: dict[tuple[float, str, str, str, int], list[Any]] = {}
+        rows = conn.execute(
+            sa.select(
+                h.c.ts,
+                h.c.backend,
+                h.c.model,
+                h.c.signal,
+                h.c.layout_id,
+                h.c.counts,
+                h.c.sum,
+                h.c.count,
+                h.c.interval_seconds,
+            ).where(h.c.ts <= end),
+            execution_options={"yield_per": 10_000},
+        )
+        for ts, backend, model, signal, layout_id, counts, total, count, interval in rows:
+            key = (_bucket_end(float(ts), step), backend, model, signal, layout_id)
+            values = _loads_floats(counts)
+            total_f = _null_to_nan(total)
+            held = acc.get(key)
+            if held is None:
+                acc[key] = [list(values), total_f, float(count), float(interval)]
+            else:
+                held[0] = [a + b for a, b in zip(held[0], values, strict=True)]
+                held[1] += total_f
+                held[2] += float(count)
+                held[3] += float(interval)
+        if acc:
+            conn.execute(
+                histogram_deltas_rollup.insert(),
+                [
+                    {
+                        "ts": bts,
+                        "backend": backend,
+                        "model": model,
+                        "signal": signal,
+                        "layout_id": layout_id,
+                        "counts": _dumps_floats(counts),
+                        "sum": _nan_to_null(total),
+                        "count": count,
+                        "interval_seconds": interval,
+                        "step": step,
+                    }
+                    for (bts, backend, model, signal, layout_id), (
+                        counts,
+                        total,
+                        count,
+                        interval,
+                    ) in acc.items()
+                ],
+            )
+        for t in (scrape_status, gauges, counter_deltas, histogram_deltas):
+            conn.execute(sa.delete(t).where(t.c.ts <= end))
+
+
+def _gauge_row(ts: float, backend: str, g: GaugePoint) -> dict[str, Any]:
+    return {
+        "ts": ts,
+        "backend": backend,
+        "model": g.model,
+        "signal": g.signal,
+        "value": _nan_to_null(g.value),
+    }
+
+
+def _sqlite_pragmas(*, wal: bool) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cur = dbapi_connection.cursor()
+        try:
+            if wal:
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cur.close()
+
+    return on_connect

@@ -1,0 +1,63 @@
+"""llama.cpp ``llama-server --metrics`` → normalised signals.
+
+Source: ``ggml-org/llama.cpp`` ``tools/server/server.cpp``, the ``get_metrics`` handler
+(``all_metrics_def``, the ``server_task_result_metrics`` / ``res_task->…`` version); the KV-cache
+gauges from the older metrics block (before PR #13660, which removed them; see PR #22879).
+
+llama-server serves one model and its families carry **no labels at all**: every signal is
+reported under model ``""``.
+
+=============================  ======================================  ==========================
+signal                         native family (``llamacpp:`` prefix)    note
+=============================  ======================================  ==========================
+queue_depth                    ``requests_deferred`` (gauge)           tasks deferred: no free slot
+requests_running               ``requests_processing`` (gauge)         slots busy
+prompt_tokens_total            ``prompt_tokens_total`` (counter)
+generation_tokens_total        ``tokens_predicted_total`` (counter)
+kv_cache_usage_ratio           ``kv_cache_usage_ratio`` (gauge)        older builds only
+=============================  ======================================  ==========================
+
+``kv_cache_usage_ratio`` ("KV-cache usage. 1 means 100 percent usage.", used cells ÷ ``n_ctx``)
+exists only on builds before PR #13660: present when the server prints it, absent (null) on
+current builds, never 0.
+
+**Unavailable for llama.cpp** (absent from every snapshot, reported as null):
+
+* ``ttft_seconds``, ``itl_seconds``, ``e2e_latency_seconds``, ``queue_time_seconds`` — llama-server
+  has no latency histograms. It prints only the cumulative ``prompt_seconds_total`` /
+  ``tokens_predicted_seconds_total`` (busy time of prompt processing and of generation, summed
+  over slots) and the gauges ``prompt_tokens_seconds`` / ``predicted_tokens_seconds`` (average
+  throughput since the previous scrape). None is a per-request latency: no percentile of TTFT, ITL
+  or end-to-end latency can be derived, and a mean built from them would mislead (it is token
+  throughput, not request latency). Use a probe (``probe:`` in the backend config) for TTFT.
+* ``requests_total`` / ``request_errors_total`` — no request counters (error ratio unknown).
+* prefix-cache figures — none exported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from collector import conventions as c
+from exporters.adapters import OptionsError
+from exporters.mapping import EngineTable, SignalMap, Source
+
+TABLE = EngineTable(
+    engine="llamacpp",
+    model_label=None,
+    signals=(
+        SignalMap(c.QUEUE_DEPTH, (Source("llamacpp:requests_deferred", "gauge"),)),
+        SignalMap(c.REQUESTS_RUNNING, (Source("llamacpp:requests_processing", "gauge"),)),
+        SignalMap(c.KV_CACHE_USAGE_RATIO, (Source("llamacpp:kv_cache_usage_ratio", "gauge", agg="max"),)),
+        SignalMap(c.PROMPT_TOKENS_TOTAL, (Source("llamacpp:prompt_tokens", "counter"),)),
+        SignalMap(c.GENERATION_TOKENS_TOTAL, (Source("llamacpp:tokens_predicted", "counter"),)),
+    ),
+)
+
+
+def adapter(options: Mapping[str, Any]) -> EngineTable:
+    """llama.cpp takes no options."""
+    if options:
+        raise OptionsError(sorted(options)[0], "unknown option for engine llamacpp (it takes none)")
+    return TABLE

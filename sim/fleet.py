@@ -1,0 +1,101 @@
+"""Ready-made simulated fleets: the demo's mixed fleet and large uniform fleets for benchmarks.
+
+``IncidentScript`` cycles scripted incidents through the demo fleet so that every failure mode
+shows up within a few minutes: a latency spike, a queue build-up, an error burst, an outage and
+a restart (counter reset).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sim.engines import make_renderer
+from sim.server import SimFleet
+from sim.state import Incident, Profile, SimBackend
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    engine: str
+    variant: str | None
+    models: tuple[str, ...]
+    profile: Profile
+
+
+DEMO: tuple[Spec, ...] = (
+    Spec("vllm-a", "vllm", None, ("llama-3.1-8b",), Profile(request_rate=4, ttft=0.18, itl=0.025)),
+    Spec("vllm-b", "vllm", "v0", ("qwen2.5-7b", "llama-3.1-8b"), Profile(request_rate=2, ttft=0.3, itl=0.03)),
+    Spec("tgi-a", "tgi", None, ("mistral-7b",), Profile(request_rate=3, ttft=0.25, itl=0.035)),
+    Spec("triton-a", "triton", "trtllm", ("ensemble",), Profile(request_rate=3, ttft=0.2, itl=0.02)),
+    Spec("sglang-a", "sglang", None, ("llama-3.1-70b",), Profile(request_rate=2, ttft=0.45, itl=0.04)),
+    Spec("llamacpp-a", "llamacpp", None, ("gemma-2-9b",), Profile(request_rate=1, ttft=0.6, itl=0.05)),
+)
+
+
+def build(specs: tuple[Spec, ...] = DEMO, now: float | None = None) -> list[SimBackend]:
+    t = time.time() if now is None else now
+    return [SimBackend(s.name, make_renderer(s.engine, s.variant), s.models, s.profile, seed=i, now=t)
+            for i, s in enumerate(specs)]
+
+
+def uniform(n: int, engine: str = "vllm", variant: str | None = None, now: float | None = None) -> list[SimBackend]:
+    """``n`` backends of one engine (benchmarks, scale tests)."""
+    t = time.time() if now is None else now
+    r = make_renderer(engine, variant)
+    return [SimBackend(f"{engine}-{i:04d}", r, ("llama-3.1-8b",), Profile(), seed=i, now=t) for i in range(n)]
+
+
+class IncidentScript:
+    """Every ``period`` seconds, end the current incident and start the next one."""
+
+    def __init__(self, fleet: SimFleet, period: float = 60.0, clock: Callable[[], float] = time.time) -> None:
+        self.fleet = fleet
+        self.period = period
+        self.clock = clock
+        names = list(fleet.backends)
+        pick = {s.engine: s.name for s in DEMO if s.name in fleet.backends}
+        first = names[0] if names else ""
+        self.steps: list[tuple[str, str]] = [
+            (pick.get("vllm", first), "latency_spike"),
+            (pick.get("tgi", first), "queue_buildup"),
+            (pick.get("sglang", first), "error_burst"),
+            (pick.get("llamacpp", first), "outage"),
+            (pick.get("triton", first), "restart"),
+        ]
+        self.current: tuple[str, str] | None = None
+
+    async def run(self) -> None:
+        i = 0
+        while True:
+            await asyncio.sleep(self.period)
+            await self._clear()
+            name, kind = self.steps[i % len(self.steps)]
+            i += 1
+            await self._start(name, kind)
+
+    async def _start(self, name: str, kind: str) -> None:
+        b = self.fleet.backends[name]
+        self.current = (name, kind)
+        if kind == "latency_spike":
+            b.incident.latency_factor = 8.0
+        elif kind == "queue_buildup":
+            b.incident.queue_extra = 150
+        elif kind == "error_burst":
+            b.incident.error_ratio = 0.3
+        elif kind == "outage":
+            await self.fleet.set_outage(name, True)
+        elif kind == "restart":
+            b.restart(self.clock())
+
+    async def _clear(self) -> None:
+        if self.current is None:
+            return
+        name, kind = self.current
+        if kind == "outage":
+            await self.fleet.set_outage(name, False)
+        self.fleet.backends[name].incident = Incident()
+        self.current = None

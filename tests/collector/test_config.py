@@ -1,0 +1,85 @@
+"""Config loading: typed values, ${ENV} secrets, and one exact message per kind of mistake."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from collector.config import ConfigError, load, parse, parse_duration
+
+DATA = Path(__file__).resolve().parent.parent / "testdata" / "config"
+INVALID = sorted(DATA.glob("invalid-*.yaml"))
+
+
+def test_good_config_is_typed_and_env_substituted() -> None:
+    cfg = load(DATA / "good.yaml", env={"INFERWATCH_TOKEN": "s3cret"})
+    assert cfg.scrape_interval == 15.0 and cfg.scrape_timeout == 5.0
+    assert cfg.retention.raw == 86400.0 and cfg.retention.rollup_step == 60.0
+    assert cfg.web.auth.tokens == ["s3cret"]
+    assert cfg.web.host == "127.0.0.1" and cfg.web.port == 8000
+    vllm, tgi, custom = cfg.backends
+    assert vllm.metrics_url == "http://127.0.0.1:8001/metrics"
+    assert vllm.probe is not None and vllm.probe.interval == 30.0
+    assert tgi.url == "http://127.0.0.1:8002"  # trailing slash removed
+    assert cfg.interval_for(tgi) == 90.0 and cfg.timeout_for(tgi) == 0.5
+    assert cfg.interval_for(vllm) == 15.0 and cfg.timeout_for(vllm) == 5.0
+    assert custom.options["metrics"] == {"queue_depth": "my_queue_len"}
+
+
+@pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
+def test_each_invalid_config_names_field_and_fix(path: Path) -> None:
+    expected = path.with_suffix(".expected").read_text().rstrip("\n")
+    with pytest.raises(ConfigError) as info:
+        load(path, env={})
+    text = str(info.value)
+    assert text.startswith(f"{path}: "), text
+    assert any(p.startswith(expected) for p in info.value.problems), info.value.problems
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse({"scrape_interval": "soon", "backends": [{"name": "a", "engine": "x", "url": "ftp://h"}]}, env={})
+    paths = sorted(p.split(":")[0] for p in info.value.problems)
+    assert paths == ["backends[0].engine", "backends[0].url", "scrape_interval"]
+
+
+def test_env_default_and_escape() -> None:
+    cfg = parse({"storage": "${DB:-sqlite:///x.db}", "backends": [
+        {"name": "$${literal}", "engine": "vllm", "url": "http://127.0.0.1:1"}]}, env={})
+    assert cfg.storage == "sqlite:///x.db"
+    assert cfg.backends[0].name == "${literal}"
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("500ms", 0.5), ("15s", 15), ("5m", 300), ("1h30m", 5400), ("7d", 604800), (2, 2.0)])
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
+    bad = subprocess.run([sys.executable, "-m", "collector.cli", "check-config", "-c", str(DATA / "invalid-engine.yaml")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert "backends[2].engine: unknown engine 'vlm'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    good = tmp_path / "ok.yaml"
+    good.write_text("backends:\n  - {name: a, engine: vllm, url: http://127.0.0.1:1}\n")
+    ok = subprocess.run([sys.executable, "-m", "collector.cli", "check-config", "-c", str(good)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "OK (1 backends)" in ok.stdout
+
+
+def test_run_refuses_a_bad_config_with_the_same_message() -> None:
+    res = subprocess.run([sys.executable, "-m", "collector.cli", "run", "-c", str(DATA / "invalid-engine.yaml")],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert "backends[2].engine: unknown engine 'vlm'" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path / "nope.yaml")
+    assert "cannot read the file" in str(info.value)

@@ -1,0 +1,56 @@
+"""The real scheduler loop on a wall clock: intervals, timeouts, isolation of a slow backend."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from collector.config import parse
+from collector.scheduler import Collector, _offset
+from collector.store import Store
+from sim.fleet import uniform
+from sim.server import SimFleet
+
+
+@pytest.mark.slow
+async def test_slow_backend_does_not_delay_the_others(tmp_path: Path) -> None:
+    backends = uniform(4)
+    slow = backends[0]
+    slow.incident.delay = 5.0
+    fleet = SimFleet(backends)
+    await fleet.start()
+    cfg = parse({
+        "storage": f"sqlite:///{tmp_path}/s.db", "scrape_interval": "0.3s", "scrape_timeout": "0.25s",
+        "scrape_concurrency": 2,  # fewer slots than backends: a hung scrape must release its slot on timeout
+        "backends": [{"name": b.name, "engine": "vllm", "url": fleet.url(b.name)} for b in backends],
+    })
+    store = Store(cfg.storage)
+    store.migrate()
+    collector = Collector(cfg, store, flush_interval=0.05)
+    try:
+        await collector.start()
+        await asyncio.sleep(2.0)
+    finally:
+        await collector.stop()
+        await fleet.stop()
+    health = collector.health
+    for b in backends[1:]:
+        # ~6 ticks in 2 s at 0.3 s; allow for the start offset and a loaded CI machine
+        assert health[b.name].scrapes >= 4, (b.name, health[b.name])
+        assert health[b.name].errors == 0
+    assert health[slow.name].errors >= 3
+    assert health[slow.name].last_reason == "timeout after 0.25s"
+    status = store.latest_status()
+    assert status[slow.name].up is False
+    assert all(status[b.name].up for b in backends[1:])
+    store.close()
+
+
+def test_offsets_spread_backends_over_the_interval() -> None:
+    offsets = [_offset(f"b{i}", 15.0) for i in range(200)]
+    assert all(0 <= o < 15.0 for o in offsets)
+    assert _offset("b1", 15.0) == _offset("b1", 15.0)  # stable across restarts
+    # spread: every 3 s slice of the interval gets some backends
+    assert all(any(lo <= o < lo + 3 for o in offsets) for lo in (0, 3, 6, 9, 12))

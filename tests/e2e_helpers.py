@@ -1,0 +1,82 @@
+"""Shared pieces for end-to-end tests: a settable clock, a fleet + collector + API harness."""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from collector.config import Config, parse
+from collector.scheduler import Collector
+from collector.store import Store
+from sim.server import SimFleet
+from sim.state import SimBackend
+from web.app import create_app
+
+
+class Clock:
+    def __init__(self, t: float = 1_700_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@dataclass
+class Harness:
+    clock: Clock
+    fleet: SimFleet
+    cfg: Config
+    store: Store
+    collector: Collector
+    api: httpx.AsyncClient
+
+    async def backends(self, window: str = "5m") -> dict[str, dict[str, Any]]:
+        resp = await self.api.get("/api/v1/backends", params={"window": window})
+        assert resp.status_code == 200, resp.text
+        return {b["name"]: b for b in resp.json()}
+
+
+def config_for(fleet: SimFleet, storage: str, engines: dict[str, str], **extra: Any) -> Config:
+    data: dict[str, Any] = {
+        "storage": storage,
+        "scrape_interval": "60s",
+        "scrape_timeout": extra.pop("scrape_timeout", "2s"),
+        "backends": [{"name": n, "engine": e, "url": fleet.url(n), "labels": {"team": "e2e"}} for n, e in engines.items()],
+    }
+    data.update(extra)
+    return parse(data, "<e2e>")
+
+
+@contextlib.asynccontextmanager
+async def harness(backends: Sequence[SimBackend], storage: str, clock: Clock, **extra: Any) -> AsyncIterator[Harness]:
+    fleet = SimFleet(list(backends), clock=clock)
+    await fleet.start()
+    cfg = config_for(fleet, storage, {b.name: b.engine for b in backends}, **extra)
+    store = Store(cfg.storage)
+    store.migrate()
+    collector = Collector(cfg, store, clock=clock)
+    app = create_app(cfg, store, collector, clock=clock)
+    api = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://inferwatch")
+    try:
+        yield Harness(clock, fleet, cfg, store, collector, api)
+    finally:
+        await api.aclose()
+        await collector.stop()
+        await fleet.stop()
+        store.close()
+
+
+def bucket_of(value: float, bounds: Sequence[float]) -> tuple[float, float]:
+    """The (lower, upper] bucket of the engine's layout holding ``value``."""
+    i = bisect.bisect_left(bounds, value)
+    lower = bounds[i - 1] if i > 0 else 0.0
+    upper = bounds[i] if i < len(bounds) else float("inf")
+    return lower, upper

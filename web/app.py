@@ -1,0 +1,140 @@
+"""The FastAPI application: JSON API, ``/metrics``, health. Built by ``create_app``.
+
+``create_app`` takes the parsed config, an open store and (optionally) the running collector;
+it starts nothing by itself, so tests build their own app around their own store.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+
+from collector import conventions as c
+from collector import query
+from collector.config import Config, parse_duration
+from collector.store import Store
+from web.metrics import FleetCollector
+
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
+MAX_POINTS = 11_000
+
+
+def _duration(name: str, value: str) -> float:
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise HTTPException(400, f"{name}: {exc}") from None
+    if seconds <= 0:
+        raise HTTPException(400, f"{name}: must be greater than 0")
+    return seconds
+
+
+def create_app(cfg: Config, store: Store, collector: Any = None, clock: Callable[[], float] = time.time) -> FastAPI:
+    app = FastAPI(title="inferwatch", version="0.1.0", docs_url="/api/docs", openapi_url="/api/openapi.json")
+    backends = {b.name: b for b in cfg.backends}
+    tokens = [t for t in cfg.web.auth.tokens if t]
+
+    @app.middleware("http")
+    async def _auth_and_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if tokens and request.url.path not in OPEN_PATHS:
+            given = request.headers.get("authorization", "")
+            scheme, _, token = given.partition(" ")
+            if scheme.lower() != "bearer" or not any(hmac.compare_digest(token, t) for t in tokens):
+                return JSONResponse({"detail": "authentication required: send Authorization: Bearer <token>"},
+                                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if request.url.path.startswith("/api/v1/") or request.url.path == "/metrics":
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def _summaries(window: float) -> list[dict[str, Any]]:
+        return query.summaries(store, cfg.backends, clock(), window)
+
+    registry = CollectorRegistry(auto_describe=False)
+    health = (lambda: collector.health) if collector is not None else None
+    registry.register(FleetCollector(lambda: _summaries(300.0), health, cfg.backends))
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        problems = []
+        try:
+            await run_in_threadpool(store.latest_status)
+        except Exception as exc:  # the store is what readiness depends on
+            problems.append(f"store: {type(exc).__name__}")
+        if collector is not None and not collector.ready.is_set():
+            problems.append("collector: starting")
+        if problems:
+            return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        body = await run_in_threadpool(generate_latest, registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/v1/backends")
+    async def list_backends(window: str = "5m") -> list[dict[str, Any]]:
+        return await run_in_threadpool(_summaries, _duration("window", window))
+
+    @app.get("/api/v1/backends/{name}")
+    async def get_backend(name: str, window: str = "5m") -> dict[str, Any]:
+        b = backends.get(name)
+        if b is None:
+            raise HTTPException(404, f"no backend named {name!r}")
+        w = _duration("window", window)
+        data = await run_in_threadpool(query.WindowData.fetch, store, clock(), w, [name])
+        return query.backend_summary(data, b)
+
+    @app.get("/api/v1/backends/{name}/series")
+    async def get_series(
+        name: str,
+        signal: str = Query(..., description="a normalised signal, or 'up'"),
+        quantile: float | None = Query(None, ge=0.0, le=1.0),
+        window: str = "1h",
+        step: str = "1m",
+        model: str | None = None,
+    ) -> dict[str, Any]:
+        if name not in backends:
+            raise HTTPException(404, f"no backend named {name!r}")
+        if signal not in c.SIGNALS and signal != "up":
+            raise HTTPException(400, f"signal: unknown signal {signal!r}; expected one of {', '.join([*c.SIGNALS, 'up'])}")
+        w, s = _duration("window", window), _duration("step", step)
+        if w / s > MAX_POINTS:
+            raise HTTPException(400, f"step: {window}/{step} gives more than {MAX_POINTS} points; use a larger step")
+        if quantile is not None and c.SIGNALS.get(signal) != "histogram":
+            raise HTTPException(400, f"quantile: only histogram signals have quantiles; {signal!r} is a {c.SIGNALS.get(signal, 'status')}")
+        points = await run_in_threadpool(query.series, store, name, signal, clock(), w, s, quantile, model)
+        return {"backend": name, "signal": signal, "quantile": quantile, "model": model, "step_seconds": s,
+                "points": [[t, v] for t, v in points]}
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index() -> str:
+        rows = "".join(f"<li><a href='/api/v1/backends/{_esc(n)}'>{_esc(n)}</a> ({_esc(b.engine)})</li>"
+                       for n, b in backends.items())
+        return ("<!doctype html><html><head><meta charset='utf-8'><title>inferwatch</title></head><body>"
+                "<h1>inferwatch</h1><p>JSON API: <a href='/api/v1/backends'>/api/v1/backends</a> · "
+                "<a href='/metrics'>/metrics</a> · <a href='/api/docs'>API docs</a></p>"
+                f"<ul>{rows}</ul></body></html>")
+
+    return app
+
+
+def _esc(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=True)
