@@ -160,7 +160,7 @@ def _labels_regex(line: str, brace: int) -> tuple[dict[str, str], int]:
     """The general label-set parser: whitespace, escapes, trailing comma, ``{}``, errors."""
     m = _LABELSET_RE.match(line, brace)
     if m is None:
-        raise _Bad(_label_error(line, brace))
+        raise _Bad("bad label set: " + _label_error(line, brace))
     end = m.end()
     pairs = _PAIR_RE.findall(line, brace, end)
     labels = dict(pairs)
