@@ -231,7 +231,7 @@ def _null_to_nan(x: float | None) -> float:
 
 
 def _encode_snapshot(snapshot: EngineSnapshot) -> str:
-    fast = {
+    fast: dict[str, Any] = {
         "gauges": [[s, m, float(v)] for (s, m), v in snapshot.gauges.items()],
         "counters": [[s, m, float(v)] for (s, m), v in snapshot.counters.items()],
         "histograms": [

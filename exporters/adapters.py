@@ -16,7 +16,8 @@ from exporters.families import MetricFamily
 
 @runtime_checkable
 class Adapter(Protocol):
-    engine: str
+    @property
+    def engine(self) -> str: ...
 
     def wanted(self) -> frozenset[str] | None:
         """Family base names to keep, or None to keep every family."""

@@ -24,7 +24,7 @@ from collector.conventions import SIGNALS
 from collector.samples import EngineSnapshot, Histogram, SeriesKey
 from exporters.families import MetricFamily
 
-SourceKind = Literal["gauge", "counter", "histogram", "mean"]
+SourceKind = Literal["gauge", "counter", "histogram", "mean", "hsum"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,8 @@ class Source:
     ``kind="mean"``: ``family`` is a cumulative counter of total time (e.g. Triton's
     ``nv_inference_request_duration_us``) and ``count_family`` the counter of events it covers;
     the result is a histogram with only the ``+Inf`` bucket, so a mean is known and percentiles
-    are not. ``scale`` converts the native unit to seconds (``1e-6`` for ``_us``, ``1e-3`` for
+    are not. ``kind="hsum"``: the ``_sum`` of a histogram read as a counter (TGI and TensorRT-LLM
+    count tokens only as per-request token-length histograms; their ``_sum`` is the total). ``scale`` converts the native unit to seconds (``1e-6`` for ``_us``, ``1e-3`` for
     ``_ms``; histogram ``le`` bounds are scaled too).
     """
 
@@ -91,6 +92,7 @@ class EngineTable:
                 fam = families.get(src.family)
                 if fam is None or not fam.samples:
                     continue
+                values: Mapping[str, object]
                 if src.kind == "mean":
                     count_fam = families.get(src.count_family or "")
                     if count_fam is None:
@@ -123,7 +125,7 @@ class EngineTable:
     def _scalar(self, fam: MetricFamily, src: Source) -> dict[str, float]:
         out: dict[str, float] = {}
         base = fam.name
-        accepted = {base, base + "_total"}
+        accepted = {base + "_sum"} if src.kind == "hsum" else {base, base + "_total"}
         for s in fam.samples:
             if s.name not in accepted or not _matches(s.labels, src.where):
                 continue

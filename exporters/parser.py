@@ -45,17 +45,17 @@ __all__ = ["parse", "ParseError"]
 
 _METRIC_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _LABEL_NAME = r"[a-zA-Z_][a-zA-Z0-9_]*"
-_LABEL_VALUE = r'"(?:[^"\\]*(?:\\.[^"\\]*)*)"'
-_PAIR_NC = r"[ \t]*" + _LABEL_NAME + r"[ \t]*=[ \t]*" + _LABEL_VALUE + r"[ \t]*"
-# A whole label set, from "{" to "}" (validates structure; the pairs come from _PAIR_RE).
-_LABELSET_RE = re.compile(r"\{(?:" + _PAIR_NC + r",)*(?:" + _PAIR_NC + r")?[ \t]*\}", re.S)
+# Possessive quantifiers: no backtracking state, so memory stays flat on a 10 MB line.
+_LABEL_VALUE = r'"([^"\\]*+(?:\\.[^"\\]*+)*+)"'
+# One label of a label set and what follows it (the general path; the fast path is str.split).
 _PAIR_RE = re.compile(
-    r"(" + _LABEL_NAME + r')[ \t]*=[ \t]*"([^"\\]*(?:\\.[^"\\]*)*)"', re.S
+    r"[ \t]*+(" + _LABEL_NAME + r")[ \t]*+=[ \t]*+" + _LABEL_VALUE + r"[ \t]*+([,}])", re.S
 )
+_CLOSE_RE = re.compile(r"[ \t]*+\}")
 # Used only to explain an error in a label set.
-_STEP_RE = re.compile(r"[ \t]*(" + _LABEL_NAME + r"[ \t]*=[ \t]*" + _LABEL_VALUE + r")?[ \t]*([,}])", re.S)
-_PAIR_HEAD_RE = re.compile(r"[ \t]*" + _LABEL_NAME + r"[ \t]*=[ \t]*\"")
-_PAIR_FULL_RE = re.compile(_PAIR_NC, re.S)
+_EMPTY_TERM_RE = re.compile(r"[ \t]*+,")
+_PAIR_FULL_RE = re.compile(r"[ \t]*+" + _LABEL_NAME + r"[ \t]*+=[ \t]*+" + _LABEL_VALUE + r"[ \t]*+", re.S)
+_PAIR_HEAD_RE = re.compile(r"[ \t]*+" + _LABEL_NAME + r"[ \t]*+=[ \t]*+\"")
 _ESC_RE = re.compile(r"\\(.)", re.S)
 _ESCAPES = {"\\": "\\", "n": "\n", '"': '"'}
 
@@ -99,32 +99,16 @@ def _decode(data: bytes) -> str:
         raise ParseError(f"invalid UTF-8 at byte offset {e.start}", lineno) from None
 
 
-def _labels_slow(pairs: list[tuple[str, str]]) -> dict[str, str]:
-    labels: dict[str, str] = {}
-    for k, v in pairs:
-        if k in labels:
-            raise _Bad(f"duplicate label name {k!r}")
-        labels[k] = _unescape(v)
-    return labels
-
-
-def _label_error(line: str, brace: int) -> str:
-    """Explain why the label set starting at ``brace`` did not match (error path only)."""
-    pos = brace + 1
-    while True:
-        m = _STEP_RE.match(line, pos)
-        if m is None:
-            full = _PAIR_FULL_RE.match(line, pos)
-            if full is not None:
-                return f"expected ',' or '}}' at column {full.end() + 1}"
-            if _PAIR_HEAD_RE.match(line, pos) is not None:
-                return f"unterminated quoted label value at column {line.index(chr(34), pos) + 1}"
-            return f"invalid label syntax at column {pos + 1}"
-        if m.group(1) is None and m.group(2) == ",":
-            return f"empty label term at column {m.end()}"
-        if m.group(2) == "}":
-            return f"invalid label syntax at column {pos + 1}"
-        pos = m.end()
+def _label_error(line: str, pos: int) -> str:
+    """Explain why no label (or closing brace) starts at ``pos`` (error path only)."""
+    if _EMPTY_TERM_RE.match(line, pos) is not None:
+        return f"empty label term at column {pos + 1}"
+    full = _PAIR_FULL_RE.match(line, pos)
+    if full is not None:
+        return f"expected ',' or '}}' at column {full.end() + 1}"
+    if _PAIR_HEAD_RE.match(line, pos) is not None:
+        return f"unterminated quoted label value at column {line.index(chr(34), pos) + 1}"
+    return f"invalid label syntax at column {pos + 1}"
 
 
 def _value_tail(rest: str) -> tuple[float, float | None]:
@@ -157,16 +141,28 @@ def _value_tail(rest: str) -> tuple[float, float | None]:
 
 
 def _labels_regex(line: str, brace: int) -> tuple[dict[str, str], int]:
-    """The general label-set parser: whitespace, escapes, trailing comma, ``{}``, errors."""
-    m = _LABELSET_RE.match(line, brace)
-    if m is None:
-        raise _Bad("bad label set: " + _label_error(line, brace))
-    end = m.end()
-    pairs = _PAIR_RE.findall(line, brace, end)
-    labels = dict(pairs)
-    if len(labels) != len(pairs) or line.find("\\", brace, end) != -1:
-        labels = _labels_slow(pairs)
-    return labels, end
+    """The general label-set parser (whitespace, escapes, trailing comma, ``{}``, errors):
+    the labels of the set opening at ``brace`` and the index just past its ``}``."""
+    labels: dict[str, str] = {}
+    pos = brace + 1
+    close = _CLOSE_RE.match(line, pos)
+    if close is not None:
+        return labels, close.end()
+    match = _PAIR_RE.match
+    while True:
+        m = match(line, pos)
+        if m is None:
+            raise _Bad("bad label set: " + _label_error(line, pos))
+        k, v, sep = m.groups()
+        if k in labels:
+            raise _Bad(f"duplicate label name {k!r}")
+        labels[k] = _unescape(v)
+        pos = m.end()
+        if sep == "}":
+            return labels, pos
+        close = _CLOSE_RE.match(line, pos)  # a trailing comma
+        if close is not None:
+            return labels, close.end()
 
 
 class _FirstSep(dict):

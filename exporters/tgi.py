@@ -79,25 +79,14 @@ TABLE = EngineTable(
         SignalMap(REQUEST_ERRORS_TOTAL, (Source("tgi_request_failure", "counter"),)),
         SignalMap(E2E_LATENCY_SECONDS, (Source("tgi_request_duration", "histogram"),)),
         SignalMap(QUEUE_TIME_SECONDS, (Source("tgi_request_queue_duration", "histogram"),)),
+        # TGI has no token counters: the per-request token-length histograms' _sum are the totals
+        SignalMap(PROMPT_TOKENS_TOTAL, (Source("tgi_request_input_length", "hsum"),)),
+        SignalMap(GENERATION_TOKENS_TOTAL, (Source("tgi_request_generated_tokens", "hsum"),)),
     ),
 )
 
-#: counter signal -> histogram family whose ``_sum`` is the cumulative total (TGI has no counter)
-TOKEN_SUMS: Mapping[str, str] = {
-    PROMPT_TOKENS_TOTAL: "tgi_request_input_length",
-    GENERATION_TOKENS_TOTAL: "tgi_request_generated_tokens",
-}
-
-
-def histogram_sum(fam: MetricFamily) -> float | None:
-    """Sum of every ``<family>_sum`` sample (all label sets), or None when there is none."""
-    name = fam.name + "_sum"
-    values = [s.value for s in fam.samples if s.name == name]
-    return sum(values) if values else None
-
-
 class TgiAdapter:
-    """The table plus what a table cannot say: token counters from histogram sums, errors = 0."""
+    """The table plus what a table cannot say: errors = 0 until TGI creates its failure counter."""
 
     engine = ENGINE
 
@@ -105,15 +94,10 @@ class TgiAdapter:
         self.table = table
 
     def wanted(self) -> frozenset[str]:
-        return self.table.wanted() | frozenset(TOKEN_SUMS.values())
+        return self.table.wanted()
 
     def normalise(self, families: Mapping[str, MetricFamily]) -> EngineSnapshot:
         snap = self.table.normalise(families)
-        for signal, family in TOKEN_SUMS.items():
-            fam = families.get(family)
-            total = histogram_sum(fam) if fam is not None else None
-            if total is not None:
-                snap.counters[(signal, "")] = total
         success = families.get("tgi_request_success")
         if success is not None and success.samples and (REQUEST_ERRORS_TOTAL, "") not in snap.counters:
             snap.counters[(REQUEST_ERRORS_TOTAL, "")] = 0.0

@@ -128,13 +128,11 @@ TABLE = EngineTable(
         SignalMap(E2E_LATENCY_SECONDS, (Source(REQUEST_US, "mean", scale=1e-6, count_family=SUCCESS),)),
         SignalMap(QUEUE_TIME_SECONDS, (Source(QUEUE_US, "mean", scale=1e-6, count_family=SUCCESS),)),
         SignalMap(TTFT_SECONDS, (Source(FIRST_RESPONSE_MS, "histogram", scale=1e-3),)),
+        # no token counters: the per-request token-length histograms' _sum are the totals
+        SignalMap(PROMPT_TOKENS_TOTAL, (Source(TRT_INPUT_TOKENS, "hsum"),)),
+        SignalMap(GENERATION_TOKENS_TOTAL, (Source(TRT_OUTPUT_TOKENS, "hsum"),)),
     ),
 )
-
-TOKEN_SUMS: Mapping[str, str] = {
-    PROMPT_TOKENS_TOTAL: TRT_INPUT_TOKENS,
-    GENERATION_TOKENS_TOTAL: TRT_OUTPUT_TOKENS,
-}
 
 
 def default_entry_models(models: set[str]) -> frozenset[str]:
@@ -152,7 +150,7 @@ class TritonAdapter:
         self.table = table
 
     def wanted(self) -> frozenset[str]:
-        return self.table.wanted() | frozenset(TOKEN_SUMS.values()) | {TRT_KV}
+        return self.table.wanted() | {TRT_KV}
 
     def entries(self, families: Mapping[str, MetricFamily]) -> frozenset[str]:
         if self.entry_models is not None:
@@ -177,24 +175,9 @@ class TritonAdapter:
                     [s for s in fam.samples if s.labels.get(MODEL_LABEL, "") in entries],
                 )
         snap = self.table.normalise(view)
-        for signal, family in TOKEN_SUMS.items():
-            for model, total in _sums_by_model(families.get(family)).items():
-                snap.counters[(signal, model)] = total
         for model, ratio in _kv_used_over_max(families.get(TRT_KV)).items():
             snap.gauges.setdefault((KV_CACHE_USAGE_RATIO, model), ratio)
         return snap
-
-
-def _sums_by_model(fam: MetricFamily | None) -> dict[str, float]:
-    out: dict[str, float] = {}
-    if fam is None:
-        return out
-    name = fam.name + "_sum"
-    for s in fam.samples:
-        if s.name == name:
-            m = s.labels.get(MODEL_LABEL, "")
-            out[m] = out.get(m, 0.0) + s.value
-    return out
 
 
 def _kv_used_over_max(fam: MetricFamily | None) -> dict[str, float]:

@@ -56,16 +56,16 @@ class FleetCollector(PromCollector):
                 v = s.get(key)
                 if v is not None:
                     fam.samples.append(_sample(fam.name, lab, float(v)))
-            for key, fam in summaries.items():
+            for key, summary in summaries.items():
                 block = s.get(key)
                 if not block or not block.get("count"):
                     continue
                 for q in c.QUANTILES:
                     v = block.get(f"p{round(q * 100)}")
                     if v is not None:
-                        fam.samples.append(_sample(fam.name, {**lab, c.LABEL_QUANTILE: _qtext(q)}, v))
-                fam.samples.append(_sample(fam.name + "_sum", lab, (block["mean"] or 0.0) * block["count"]))
-                fam.samples.append(_sample(fam.name + "_count", lab, block["count"]))
+                        summary.samples.append(_sample(summary.name, {**lab, c.LABEL_QUANTILE: _qtext(q)}, v))
+                summary.samples.append(_sample(summary.name + "_sum", lab, (block["mean"] or 0.0) * block["count"]))
+                summary.samples.append(_sample(summary.name + "_count", lab, block["count"]))
         yield up
         yield last
         yield from gauges.values()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import tracemalloc
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -403,6 +404,8 @@ def test_ten_megabyte_valid_body() -> None:
     "a{" + 'b="c",' * (TEN_MB // 6),
     'a{b="' + "c" * TEN_MB,
     'a{b="' + '\\"' * (TEN_MB // 2) + "} 1",
+    'a{b="' + '\\"' * (TEN_MB // 2) + '"} 1 2 3',
+    "a{" + 'b="c" ' * (TEN_MB // 6),
     "a{" + "b" * TEN_MB + "} 1",
     'a{b="c"} ' + "1" * TEN_MB + "x",
     "# TYPE a " + "g" * TEN_MB,
@@ -410,10 +413,25 @@ def test_ten_megabyte_valid_body() -> None:
     '"}' * (TEN_MB // 2),
 ])
 def test_ten_megabyte_garbage_line_raises(garbage: str) -> None:
-    with pytest.raises(ParseError) as ei:
-        parse(garbage)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ParseError) as ei:
+            parse(garbage)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
     assert ei.value.lineno == 1
     assert len(str(ei.value)) < 300
+    assert peak < 8 * len(garbage), peak  # a few copies of the line, no per-character state
+
+
+def test_ten_megabyte_label_set() -> None:
+    line = "m{" + ",".join(f'l{i}="v{i}"' for i in range(TEN_MB // 16)) + "} 1\n"
+    assert len(line) >= TEN_MB // 2
+    labels = parse(line)["m"].samples[0].labels
+    assert len(labels) == TEN_MB // 16 and labels["l7"] == "v7"
+    with pytest.raises(ParseError):
+        parse(line.replace("} 1", " 1"))
 
 
 # -- property tests against prometheus_client ----------------------------------------------------
