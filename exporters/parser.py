@@ -84,7 +84,15 @@ def _unescape_one(m: re.Match[str]) -> str:
 
 
 def _unescape(s: str) -> str:
-    return _ESC_RE.sub(_unescape_one, s) if "\\" in s else s
+    """Undo ``\\\\``, ``\\"`` and ``\\n`` left to right; other backslashes stay as written."""
+    if "\\" not in s:
+        return s
+    if "\x00" not in s:
+        # str.replace scans left to right like an escape reader: every "\\\\" pair is one escape
+        # (no escape ends in a backslash otherwise), and after them every backslash is single.
+        return (s.replace("\\\\", "\x00").replace("\\n", "\n").replace('\\"', '"')
+                .replace("\x00", "\\"))
+    return _ESC_RE.sub(_unescape_one, s)
 
 
 def _snip(line: str) -> str:
@@ -113,7 +121,7 @@ def _label_error(line: str, pos: int) -> str:
 
 def _value_tail(rest: str) -> tuple[float, float | None]:
     """Value, then an optional timestamp and/or an exemplar (slow path of the value parse)."""
-    parts = rest.split()
+    parts = rest.split(None, 3)  # value, timestamp or '#', '#' (bounded on a huge line)
     n = len(parts)
     if not n:
         raise _Bad("missing value")
@@ -257,7 +265,7 @@ class _Builder:
             if len(parts) < 4:
                 raise ParseError(f"TYPE line needs a name and a type: {_snip(line)}", idx + 1)
             raw = self._name(parts[2], idx)
-            words = parts[3].split()
+            words = parts[3].split(None, 1)
             typ = words[0].lower()
             if len(words) != 1 or typ not in _SUFFIXES:
                 raise ParseError(f"invalid TYPE {_snip(parts[3])} for {raw}", idx + 1)
@@ -443,7 +451,7 @@ def parse(text: str | bytes, keep: Container[str] | None = None) -> dict[str, Me
                     target.append(new(Sample, (name, labels, value, ts)))
                     continue
             else:  # hot path: 'name value'
-                parts = line.split()
+                parts = line.split(None, 2)
                 if len(parts) == 2:
                     name = parts[0]
                     target = lookup_get(name)
