@@ -26,6 +26,7 @@ from collector.config import BackendConfig, Config
 from collector.samples import EngineSnapshot, ScrapeRecord
 from collector.scrape import ScrapeResult, Target, scrape
 from collector.store import Store
+from collector.transport import PerOriginTransport
 from exporters.adapters import make_adapter
 
 log = logging.getLogger("inferwatch.collector")
@@ -68,8 +69,10 @@ class Collector:
         self.clock = clock
         self.flush_interval = flush_interval
         self._own_client = client is None
-        limits = httpx.Limits(max_connections=cfg.scrape_concurrency, max_keepalive_connections=cfg.scrape_concurrency)
-        self.client = client or httpx.AsyncClient(limits=limits, follow_redirects=True, trust_env=False)
+        # one pooled client for the fleet; per-origin pools inside (see collector/transport.py);
+        # concurrency is bounded by the semaphore below, not by the pool
+        self.client = client or httpx.AsyncClient(transport=PerOriginTransport(), follow_redirects=True,
+                                                  trust_env=False)
         self.targets = [(b, target_for(cfg, b)) for b in cfg.backends if b.engine != "openai"]
         self.health = {b.name: BackendHealth() for b, _ in self.targets}
         self.cursors: dict[str, tuple[float, EngineSnapshot]] = {}

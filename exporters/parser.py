@@ -249,6 +249,18 @@ class _Builder:
         if len(parts) < 2 or parts[0] != "#":
             return False
         kw = parts[1]
+        keep = self.keep
+        if keep is not None and len(parts) >= 3 and (kw == "HELP" or kw == "TYPE"):
+            # a family nobody reads: its HELP/TYPE is not processed beyond claiming its exact name
+            # (so prometheus_client's separate ``x_created`` gauge family is never filed under a
+            # kept counter ``x``); its other samples look undeclared and are dropped by name.
+            raw = parts[2]
+            if raw not in keep and not (
+                (raw.endswith("_total") and raw[:-6] in keep) or (raw.endswith("_info") and raw[:-5] in keep)
+            ):
+                self.exact.add(raw)
+                self.lookup[raw] = _SKIP
+                return False
         if kw == "HELP":
             if len(parts) < 3:
                 raise ParseError("HELP line without a metric name", idx + 1)
