@@ -135,7 +135,8 @@ def backend_summary(data: WindowData, b: BackendConfig) -> dict[str, Any]:
     }
     out.update(_figures(data, b.name, None, up))
     out["labels"] = dict(b.labels)
-    out["models"] = {m: _figures(data, b.name, m, up) for m in models if m} if len([m for m in models if m]) else {}
+    # per-model breakdown for engines that label their series by model ("" = unlabelled)
+    out["models"] = {m: _figures(data, b.name, m, up) for m in models if m}
     return out
 
 

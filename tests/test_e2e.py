@@ -63,6 +63,13 @@ async def test_api_matches_simulator_truth(store_url: str) -> None:
                 assert api["error_ratio"] == pytest.approx((st.errors - err0) / (st.requests - req0)), b.name
             elif engine not in ("llamacpp",):
                 pytest.fail(f"{b.name}: error ratio unavailable")
+            # Triton: e2e is a per-interval mean from cumulative microsecond counters
+            if engine == "triton":
+                truth = [(v, w) for (m, k), ring in b.truth.items() if k == "e2e"
+                         for ts, v, w in ring if ts > base_t]
+                mean = sum(v * w for v, w in truth) / sum(w for _, w in truth)
+                assert api["e2e"]["mean"] == pytest.approx(mean, abs=2e-6), b.name  # µs rounding
+                assert api["e2e"]["p99"] is None
             # latency percentiles: within the bucket of the engine's own layout holding the truth
             for kind in ("ttft", "itl", "e2e"):
                 block = api[kind]
