@@ -10,9 +10,9 @@ in turn and on the same fleet:
 2. **inferwatch**: ``inferwatch run`` scrapes the same backends at the same interval into SQLite.
 
 For each, the CPU time (user + system, from ``/proc/<pid>/stat``) spent over ``--seconds`` after a
-warm-up, divided by the scrapes it completed in that span (Prometheus: ``prometheus_target_*`` /
-``up`` sample counts from its own API; inferwatch: ``inferwatch_scrapes_total`` from its
-``/metrics``). Prints CPU-seconds per 1,000 scrapes and the ratio inferwatch / Prometheus.
+warm-up, divided by the scrapes started in that span (Prometheus: ``count_over_time(up[…])`` at
+the window's end, from its own API; inferwatch: ``scrape_status`` rows in the window, from its
+SQLite file), both counted after the window closes. Prints CPU-seconds per 1,000 scrapes and the ratio inferwatch / Prometheus.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -64,31 +65,29 @@ def wait_http(url: str, deadline: float = 60.0) -> None:
     raise RuntimeError(f"{url} did not answer within {deadline:g}s")
 
 
-def inferwatch_scrapes(port: int) -> float:
-    total = 0.0
-    for line in get(f"http://127.0.0.1:{port}/metrics").splitlines():
-        if line.startswith("inferwatch_scrapes_total{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+def inferwatch_scrapes(db: Path, t0: float, t1: float) -> float:
+    # one scrape_status row per scrape attempt, stamped with the scrape's start
+    with sqlite3.connect(db) as conn:
+        return float(conn.execute("SELECT count(*) FROM scrape_status WHERE ts > ? AND ts <= ?", (t0, t1)).fetchone()[0])
 
 
-def prometheus_scrapes(port: int) -> float:
+def prometheus_scrapes(port: int, t0: float, t1: float) -> float:
     # every completed scrape (success or not) appends one `up` sample for its target
-    body = json.loads(get(f"http://127.0.0.1:{port}/api/v1/query?query="
-                          + urllib.parse.quote("sum(count_over_time(up[1h]))")))
+    query = urllib.parse.quote(f"sum(count_over_time(up[{(t1 - t0) * 1000:.0f}ms]))")
+    body = json.loads(get(f"http://127.0.0.1:{port}/api/v1/query?query={query}&time={t1:.3f}"))
     return float(body["data"]["result"][0]["value"][1])
 
 
-def measure(proc: subprocess.Popen[bytes], scrapes: Callable[[], float], warmup: float,
+def measure(proc: subprocess.Popen[bytes], scrapes: Callable[[float, float], float], warmup: float,
             seconds: float) -> tuple[float, float]:
-    # the scrape counts are read outside the CPU window: answering the query costs CPU too
+    """CPU spent in (t0, t1] and the scrapes started in that span (counted afterwards, so that
+    answering the count costs nothing inside the window)."""
     time.sleep(warmup)
-    n0 = scrapes()
-    c0 = cpu_seconds(proc.pid)
+    t0, c0 = time.time(), cpu_seconds(proc.pid)
     time.sleep(seconds)
-    c1 = cpu_seconds(proc.pid)
-    n1 = scrapes()
-    return c1 - c0, n1 - n0
+    t1, c1 = time.time(), cpu_seconds(proc.pid)
+    time.sleep(2 * 5.0)  # let scrapes started before t1 land in storage
+    return c1 - c0, scrapes(t0, t1)
 
 
 def main() -> int:
@@ -124,7 +123,7 @@ def main() -> int:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(prom)
         wait_http(f"http://127.0.0.1:{pport}/-/ready")
-        results["prometheus"] = measure(prom, lambda: prometheus_scrapes(pport), args.warmup, args.seconds)
+        results["prometheus"] = measure(prom, lambda t0, t1: prometheus_scrapes(pport, t0, t1), args.warmup, args.seconds)
         prom.send_signal(signal.SIGTERM)
         prom.wait(30)
 
@@ -138,7 +137,8 @@ def main() -> int:
                                str(work / "inferwatch.yaml")], stdout=subprocess.DEVNULL)
         procs.append(iw)
         wait_http(f"http://127.0.0.1:{iport}/healthz")
-        results["inferwatch"] = measure(iw, lambda: inferwatch_scrapes(iport), args.warmup, args.seconds)
+        results["inferwatch"] = measure(iw, lambda t0, t1: inferwatch_scrapes(work / "bench.db", t0, t1),
+                                        args.warmup, args.seconds)
         iw.send_signal(signal.SIGTERM)
         iw.wait(30)
     finally:
