@@ -45,7 +45,8 @@ HIGHR = (0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0
 
 
 def build_1_2_5_buckets(max_value: int) -> list[int]:
-    out, exponent = [], 0
+    out: list[int] = []
+    exponent = 0
     while True:
         for m in (1, 2, 5):
             v = m * 10**exponent

@@ -16,4 +16,4 @@ def make_renderer(engine: str, variant: str | None = None) -> EngineRenderer:
     modules = {"vllm": vllm, "tgi": tgi, "triton": triton, "sglang": sglang, "llamacpp": llamacpp}
     if engine not in modules:
         raise KeyError(f"no simulated engine {engine!r}; expected one of {', '.join(sorted(modules))}")
-    return modules[engine].renderer(variant)  # type: ignore[no-any-return]
+    return modules[engine].renderer(variant)
