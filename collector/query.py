@@ -49,7 +49,8 @@ class WindowData:
     until: float
     status: dict[str, Any]
     gauges: dict[str, dict[tuple[str, str], tuple[float, float]]]
-    counters: dict[tuple[str, str, str], tuple[float, float]]
+    #: backend -> {(signal, model): (sum of deltas, sum of intervals)}
+    counters: dict[str, dict[tuple[str, str], tuple[float, float]]]
     hists: dict[str, list[HistogramRow]]
 
     @classmethod
@@ -58,34 +59,37 @@ class WindowData:
         hists: dict[str, list[HistogramRow]] = defaultdict(list)
         for row in store.histogram_deltas(since, until, backends=backends):
             hists[row.backend].append(row)
+        counters: dict[str, dict[tuple[str, str], tuple[float, float]]] = defaultdict(dict)
+        for (b, s, m), totals in store.counter_totals(since, until, backends=backends).items():
+            counters[b][(s, m)] = totals
         return cls(
             since=since,
             until=until,
             status=store.latest_status(),
             gauges=store.latest_gauges(since),
-            counters=store.counter_totals(since, until, backends=backends),
+            counters=dict(counters),
             hists=dict(hists),
         )
 
 
-def _rate(counters: dict[tuple[str, str, str], tuple[float, float]], backend: str, signal: str,
-          model: str | None) -> float | None:
+def _rate(counters: dict[tuple[str, str], tuple[float, float]], signal: str, model: str | None) -> float | None:
+    """Per-second increase: each model's deltas over the time they cover, summed over models."""
     total, found = 0.0, False
-    for (b, s, m), (delta, interval) in counters.items():
-        if b == backend and s == signal and (model is None or m == model) and interval > 0:
+    for (s, m), (delta, interval) in counters.items():
+        if s == signal and (model is None or m == model) and interval > 0:
             total += delta / interval
             found = True
     return total if found else None
 
 
-def _sum(counters: dict[tuple[str, str, str], tuple[float, float]], backend: str, signal: str,
-         model: str | None) -> float | None:
-    vals = [d for (b, s, m), (d, _) in counters.items() if b == backend and s == signal and (model is None or m == model)]
+def _sum(counters: dict[tuple[str, str], tuple[float, float]], signal: str, model: str | None) -> float | None:
+    vals = [d for (s, m), (d, _) in counters.items() if s == signal and (model is None or m == model)]
     return sum(vals) if vals else None
 
 
 def _figures(data: WindowData, backend: str, model: str | None, up: bool) -> dict[str, Any]:
     gauges = data.gauges.get(backend, {}) if up else {}
+    counters = data.counters.get(backend, {})
 
     def gauge(signal: str) -> float | None:
         vals = [v for (s, m), (_, v) in gauges.items() if s == signal and (model is None or m == model)]
@@ -94,10 +98,10 @@ def _figures(data: WindowData, backend: str, model: str | None, up: bool) -> dic
         return max(vals) if signal in c.MAX_OVER_MODELS else sum(vals)
 
     rows = [r for r in data.hists.get(backend, []) if model is None or r.model == model]
-    requests = _sum(data.counters, backend, c.REQUESTS_TOTAL, model)
-    errors = _sum(data.counters, backend, c.REQUEST_ERRORS_TOTAL, model)
-    hits = _sum(data.counters, backend, c.PREFIX_CACHE_HITS_TOTAL, model)
-    queries = _sum(data.counters, backend, c.PREFIX_CACHE_QUERIES_TOTAL, model)
+    requests = _sum(counters, c.REQUESTS_TOTAL, model)
+    errors = _sum(counters, c.REQUEST_ERRORS_TOTAL, model)
+    hits = _sum(counters, c.PREFIX_CACHE_HITS_TOTAL, model)
+    queries = _sum(counters, c.PREFIX_CACHE_QUERIES_TOTAL, model)
     prefix = (hits / queries) if hits is not None and queries else gauge(c.PREFIX_CACHE_HIT_RATIO)
     out: dict[str, Any] = {
         "queue_depth": gauge(c.QUEUE_DEPTH),
@@ -106,9 +110,9 @@ def _figures(data: WindowData, backend: str, model: str | None, up: bool) -> dic
     for key, signal in LATENCY.items():
         out[key] = latency_block(r for r in rows if r.signal == signal)
     out.update(
-        tokens_per_second=_rate(data.counters, backend, c.GENERATION_TOKENS_TOTAL, model),
-        prompt_tokens_per_second=_rate(data.counters, backend, c.PROMPT_TOKENS_TOTAL, model),
-        requests_per_second=_rate(data.counters, backend, c.REQUESTS_TOTAL, model),
+        tokens_per_second=_rate(counters, c.GENERATION_TOKENS_TOTAL, model),
+        prompt_tokens_per_second=_rate(counters, c.PROMPT_TOKENS_TOTAL, model),
+        requests_per_second=_rate(counters, c.REQUESTS_TOTAL, model),
         error_ratio=(errors / requests) if requests and errors is not None else None,
         kv_cache_usage_ratio=gauge(c.KV_CACHE_USAGE_RATIO),
         prefix_cache_hit_ratio=prefix,
@@ -120,7 +124,7 @@ def backend_summary(data: WindowData, b: BackendConfig) -> dict[str, Any]:
     st = data.status.get(b.name)
     up = bool(st.up) if st is not None else False
     models = sorted({m for (_, m) in data.gauges.get(b.name, {})}
-                    | {m for (bk, _, m) in data.counters if bk == b.name}
+                    | {m for (_, m) in data.counters.get(b.name, {})}
                     | {r.model for r in data.hists.get(b.name, [])})
     out: dict[str, Any] = {
         "name": b.name,
