@@ -82,15 +82,59 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ProbeTargets(_Frozen):
+    """Latency targets a probe must meet, all at once, to count as *good* (goodput)."""
+
+    ttft: Duration = 1.0
+    itl: Duration = 0.1  # the probe's mean gap between tokens (time per output token)
+
+
 class ProbeConfig(_Frozen):
     """Streaming probe of an OpenAI-compatible endpoint (measured by the probe exporter)."""
 
     model: str
     prompt: str = "Say hi"
-    max_tokens: int = Field(16, ge=1)
+    max_tokens: int = Field(16, ge=1, le=4096)
     interval: Duration = 30.0
     timeout: Duration = 30.0
+    api: Literal["chat", "completions"] = "chat"
     api_key: str | None = None
+    targets: ProbeTargets = Field(default_factory=ProbeTargets)
+
+    @model_validator(mode="after")
+    def _timeout(self) -> ProbeConfig:
+        if self.interval <= 0 or self.timeout <= 0:
+            raise ValueError("interval and timeout must be greater than 0")
+        return self
+
+
+class TlsTargetConfig(_Frozen):
+    """A TLS endpoint whose certificate chain is checked: ``url`` (https://host[:port]) or ``host:port``."""
+
+    url: str
+    server_name: str | None = None
+    ca_file: str | None = None
+    interval: Duration = 300.0
+    timeout: Duration = 10.0
+
+    @field_validator("url")
+    @classmethod
+    def _target(cls, v: str) -> str:
+        text = v if "://" in v else f"https://{v}"
+        parts = urlsplit(text)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError(f"invalid TLS target {v!r}; expected https://host[:port] or host:port")
+        return v
+
+    @property
+    def target(self) -> str:
+        parts = urlsplit(self.url if "://" in self.url else f"https://{self.url}")
+        host = parts.hostname or ""
+        return f"{f'[{host}]' if ':' in host else host}:{parts.port or 443}"
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url if "://" in self.url else f"https://{self.url}").hostname or ""
 
 
 class BackendConfig(_Frozen):
@@ -102,6 +146,7 @@ class BackendConfig(_Frozen):
     interval: Duration | None = None
     timeout: Duration | None = None
     bearer_token: str | None = None
+    ca_file: str | None = None  # CA bundle for an https backend (scrape, probe and TLS check)
     options: dict[str, Any] = Field(default_factory=dict)
     probe: ProbeConfig | None = None
 
@@ -166,8 +211,25 @@ class WebConfig(_Frozen):
         return int(self.listen.rpartition(":")[2])
 
 
+class DcgmTarget(_Frozen):
+    """A remote dcgm-exporter (or any endpoint with DCGM_FI_* metrics)."""
+
+    url: str
+    host: str | None = None  # label for the GPUs it reports; default: the URL's host
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"invalid url {v!r}; expected http://host:9400/metrics")
+        return v
+
+
 class GpusConfig(_Frozen):
     nvml: Literal["auto", "on", "off"] = "auto"
+    interval: Duration | None = None  # default: scrape_interval
+    dcgm: list[DcgmTarget] = Field(default_factory=list)
 
 
 class Config(_Frozen):
@@ -180,9 +242,10 @@ class Config(_Frozen):
     web: WebConfig = Field(default_factory=WebConfig)
     backends: list[BackendConfig] = Field(default_factory=list)
     gpus: GpusConfig = Field(default_factory=GpusConfig)
-    # The sections below belong to later stages (TLS checks, alerting); accepted as written so a
-    # config can carry them already, and validated by their own modules when those land.
-    tls: list[dict[str, Any]] = Field(default_factory=list)
+    tls: list[TlsTargetConfig] = Field(default_factory=list)
+    tls_check_interval: Duration = 300.0  # for https backends checked automatically
+    # The sections below belong to the alerting stage; accepted as written so a config can carry
+    # them already, and validated by their own module when it lands.
     evaluation_interval: Duration = 15.0
     rules: list[dict[str, Any]] = Field(default_factory=list)
     slos: list[dict[str, Any]] = Field(default_factory=list)

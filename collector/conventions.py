@@ -69,6 +69,9 @@ METRIC_SCRAPE_DURATION: Final = "inferwatch_scrape_duration_seconds"
 METRIC_SCRAPE_ERRORS: Final = "inferwatch_scrape_errors_total"
 METRIC_SCRAPES: Final = "inferwatch_scrapes_total"
 METRIC_LAST_SCRAPE: Final = "inferwatch_last_scrape_timestamp_seconds"
+METRIC_CERT_EXPIRY: Final = "inferwatch_cert_expiry_timestamp_seconds"
+METRIC_GPU_MEMORY_USED: Final = "inferwatch_gpu_memory_used_bytes"
+METRIC_GPU_MEMORY_TOTAL: Final = "inferwatch_gpu_memory_total_bytes"
 
 #: histogram signal -> re-exported summary family name
 HISTOGRAM_METRICS: Final = {

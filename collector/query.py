@@ -17,6 +17,7 @@ from typing import Any
 from collector import conventions as c
 from collector.config import BackendConfig
 from collector.quantiles import merge, quantile_or_none
+from collector.samples import CertResult, GpuSample, ProbeResult
 from collector.store import HistogramRow, Store
 
 LATENCY = {"ttft": c.TTFT_SECONDS, "itl": c.ITL_SECONDS, "e2e": c.E2E_LATENCY_SECONDS, "queue_time": c.QUEUE_TIME_SECONDS}
@@ -52,10 +53,16 @@ class WindowData:
     #: backend -> {(signal, model): (sum of deltas, sum of intervals)}
     counters: dict[str, dict[tuple[str, str], tuple[float, float]]]
     hists: dict[str, list[HistogramRow]]
+    probes: dict[str, list[ProbeResult]]
 
     @classmethod
-    def fetch(cls, store: Store, until: float, window: float, backends: Sequence[str] | None = None) -> WindowData:
+    def fetch(cls, store: Store, until: float, window: float, backends: Sequence[str] | None = None,
+              probed: Sequence[str] = ()) -> WindowData:
         since = until - window
+        probes: dict[str, list[ProbeResult]] = defaultdict(list)
+        if probed:
+            for p in store.probe_results_between(since, until, backends=probed):
+                probes[p.backend].append(p)
         hists: dict[str, list[HistogramRow]] = defaultdict(list)
         for row in store.histogram_deltas(since, until, backends=backends):
             hists[row.backend].append(row)
@@ -69,6 +76,7 @@ class WindowData:
             gauges=store.latest_gauges(since),
             counters=dict(counters),
             hists=dict(hists),
+            probes=dict(probes),
         )
 
 
@@ -139,13 +147,15 @@ def backend_summary(data: WindowData, b: BackendConfig) -> dict[str, Any]:
     }
     out.update(_figures(data, b.name, None, up))
     out["labels"] = dict(b.labels)
+    if b.probe is not None:
+        out["probe"] = probe_summary(data.probes.get(b.name, []), b.probe.targets.ttft, b.probe.targets.itl)
     # per-model breakdown for engines that label their series by model ("" = unlabelled)
     out["models"] = {m: _figures(data, b.name, m, up) for m in models if m}
     return out
 
 
 def summaries(store: Store, backends: Sequence[BackendConfig], now: float, window: float) -> list[dict[str, Any]]:
-    data = WindowData.fetch(store, now, window)
+    data = WindowData.fetch(store, now, window, probed=[b.name for b in backends if b.probe is not None])
     return [backend_summary(data, b) for b in backends]
 
 
@@ -202,3 +212,91 @@ def series(store: Store, backend: str, signal: str, now: float, window: float, s
             ups[i] = up if ups[i] is None else (ups[i] and up)
         return [(t, None if u is None else float(u)) for t, u in zip(edges, ups, strict=True)]
     raise KeyError(signal)
+
+
+# -- probes, certificates, GPUs -------------------------------------------------------------------
+def exact_quantile(values: Sequence[float], q: float) -> float | None:
+    """Quantile of raw observations, linear between closest ranks (NumPy's default method).
+
+    >>> exact_quantile([1.0, 2.0, 3.0, 4.0], 0.5)
+    2.5
+    """
+    if not values:
+        return None
+    xs = sorted(values)
+    pos = q * (len(xs) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def _qblock(values: Sequence[float]) -> dict[str, float | None] | None:
+    if not values:
+        return None
+    return {_qkey(q): exact_quantile(values, q) for q in c.QUANTILES}
+
+
+def probe_summary(results: Sequence[ProbeResult], ttft_target: float, itl_target: float) -> dict[str, Any] | None:
+    """Figures over a window of probe results (exact percentiles of raw observations).
+
+    *Goodput* is the share of probes that succeeded and met every latency target at once:
+    TTFT <= ``ttft_target`` and mean inter-token gap (time per output token) <= ``itl_target``.
+    A failed probe counts against it; no engine metric can give this figure.
+    """
+    if not results:
+        return None
+    ok = [r for r in results if r.ok]
+
+    def good(r: ProbeResult) -> bool:
+        if not r.ok or r.ttft_seconds is None or r.ttft_seconds > ttft_target:
+            return False
+        return not r.itl or sum(r.itl) / len(r.itl) <= itl_target
+
+    failures = [r for r in results if not r.ok]
+    last = results[-1]
+    tps = [r.tokens_per_second for r in ok if r.tokens_per_second is not None]
+    return {
+        "count": len(results),
+        "success_ratio": len(ok) / len(results),
+        "goodput_ratio": sum(1 for r in results if good(r)) / len(results),
+        "targets": {"ttft_seconds": ttft_target, "itl_seconds": itl_target},
+        "ttft": _qblock([r.ttft_seconds for r in ok if r.ttft_seconds is not None]),
+        "e2e": _qblock([r.e2e_seconds for r in ok if r.e2e_seconds is not None]),
+        "itl": _qblock([g for r in ok for g in r.itl]),
+        "tokens_per_second": {"p50": exact_quantile(tps, 0.5), "p5": exact_quantile(tps, 0.05)} if tps else None,
+        "dns": _qblock([r.dns_seconds for r in ok if r.dns_seconds is not None]),
+        "connect": _qblock([r.connect_seconds for r in ok if r.connect_seconds is not None]),
+        "tls": _qblock([r.tls_seconds for r in ok if r.tls_seconds is not None]),
+        "last_probe": last.ts,
+        "last_ok": last.ok,
+        "last_error": ({"ts": failures[-1].ts, "kind": failures[-1].error_kind, "error": failures[-1].error,
+                        "status": failures[-1].status} if failures else None),
+        "source": "probe",
+    }
+
+
+def certificate_view(r: CertResult, now: float) -> dict[str, Any]:
+    def days(t: float | None) -> float | None:
+        return None if t is None else (t - now) / 86400.0
+
+    return {
+        "target": r.target, "not_after": r.not_after, "chain_not_after": r.chain_not_after,
+        "chain_not_after_subject": r.chain_not_after_subject, "days_left": days(r.not_after),
+        "chain_days_left": days(r.chain_not_after), "issuer": r.issuer, "subject": r.subject,
+        "sans": list(r.sans), "verified": r.verified, "verify_error": r.verify_error,
+        "hostname_ok": r.hostname_ok, "tls_version": r.tls_version, "cipher": r.cipher,
+        "error": r.error, "last_check": r.ts,
+    }
+
+
+def gpu_view(ts: float, g: GpuSample) -> dict[str, Any]:
+    used, total = g.memory_used_bytes, g.memory_total_bytes
+    return {
+        "host": g.host, "index": g.index, "uuid": g.uuid, "name": g.name, "source": g.source,
+        "memory_used_bytes": used, "memory_free_bytes": g.memory_free_bytes, "memory_total_bytes": total,
+        "memory_used_ratio": (used / total) if used is not None and total else None,
+        "utilization_ratio": g.utilization_ratio, "temperature_celsius": g.temperature_celsius,
+        "power_watts": g.power_watts,
+        "processes": [{"pid": p.pid, "name": p.name, "used_memory_bytes": p.used_memory_bytes} for p in g.processes],
+        "errors": list(g.errors), "last_reading": ts,
+    }

@@ -95,3 +95,84 @@ class ScrapeRecord:
     counters: tuple[CounterDelta, ...] = ()
     histograms: tuple[HistogramDelta, ...] = ()
     cursor: EngineSnapshot | None = None
+
+
+# --- outside-in and hardware sources (probes, TLS checks, GPUs) ---------------------------------
+#: error kinds a streaming probe reports (``ProbeResult.error_kind``)
+PROBE_ERROR_KINDS = ("dns", "refused", "connect", "tls", "timeout", "http_4xx", "http_5xx",
+                     "malformed_sse", "stream_cut", "empty")
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One streaming request to an OpenAI-compatible endpoint, timed phase by phase.
+
+    Times in seconds from the start of the probe; ``None`` where a phase did not happen (a
+    reused connection has no DNS/connect/TLS; a failed probe may stop anywhere). ``itl`` holds
+    the gaps between consecutive non-empty content deltas. ``tokens_per_second`` is the decode
+    rate: (output tokens - 1) / (last token time - first token time).
+    """
+
+    backend: str
+    ts: float  # wall-clock start, Unix seconds
+    ok: bool
+    error_kind: str | None = None  # one of PROBE_ERROR_KINDS
+    error: str | None = None  # human-readable detail; never contains a secret
+    status: int | None = None
+    dns_seconds: float | None = None
+    connect_seconds: float | None = None
+    tls_seconds: float | None = None
+    ttft_seconds: float | None = None
+    e2e_seconds: float | None = None
+    output_tokens: int | None = None
+    tokens_from_usage: bool = False  # output_tokens from the final `usage` (else counted chunks)
+    tokens_per_second: float | None = None
+    itl: tuple[float, ...] = ()
+    tls_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CertResult:
+    """What one TLS handshake showed about a target's certificate chain."""
+
+    target: str  # "host:port"
+    ts: float
+    ok: bool  # handshake completed (even if the chain does not verify)
+    error: str | None = None
+    not_after: float | None = None  # leaf certificate, Unix seconds
+    chain_not_after: float | None = None  # earliest not-after anywhere in the presented chain
+    chain_not_after_subject: str | None = None  # which certificate expires first
+    issuer: str | None = None  # leaf issuer, RFC 4514
+    subject: str | None = None  # leaf subject, RFC 4514
+    sans: tuple[str, ...] = ()
+    verified: bool | None = None  # chain verifies against the system store (or the configured CA file)
+    verify_error: str | None = None
+    hostname_ok: bool | None = None
+    tls_version: str | None = None  # "TLSv1.3"
+    cipher: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GpuProcess:
+    pid: int
+    name: str | None
+    used_memory_bytes: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class GpuSample:
+    """One GPU (or MIG device) at one moment. A field NVML could not read is ``None``."""
+
+    host: str
+    index: str  # "0", or "0/1" for MIG device 1 of GPU 0
+    uuid: str
+    name: str | None = None
+    memory_used_bytes: int | None = None
+    memory_free_bytes: int | None = None
+    memory_total_bytes: int | None = None
+    utilization_ratio: float | None = None  # 0..1
+    temperature_celsius: float | None = None
+    power_watts: float | None = None
+    processes: tuple[GpuProcess, ...] = ()
+    source: str = "nvml"  # nvml | dcgm | triton
+    errors: tuple[str, ...] = ()  # "temperature: NVML_ERROR_NOT_SUPPORTED", …

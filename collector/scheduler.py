@@ -17,13 +17,16 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from collector import deltas
 from collector.config import BackendConfig, Config
-from collector.samples import EngineSnapshot, ScrapeRecord
+from collector.outside import GpuReading, Sources
+from collector.samples import CertResult, EngineSnapshot, ProbeResult, ScrapeRecord
 from collector.scrape import ScrapeResult, Target, scrape
 from collector.store import Store
 from collector.transport import PerOriginTransport
@@ -56,14 +59,21 @@ def _reason_class(reason: str) -> str:
 
 def target_for(cfg: Config, b: BackendConfig) -> Target:
     headers = {"Authorization": f"Bearer {b.bearer_token}"} if b.bearer_token else {}
-    return Target(b.name, b.metrics_url, make_adapter(b.engine, b.options), cfg.timeout_for(b), cfg.max_body_bytes, headers)
+    target = Target(b.name, b.metrics_url, make_adapter(b.engine, b.options), cfg.timeout_for(b), cfg.max_body_bytes,
+                    headers)
+    if b.engine == "triton":  # Triton also exports its GPUs (nv_gpu_*): same GPU vocabulary
+        from exporters.gpu_scrape import WANTED_TRITON, from_triton
+
+        host = urlsplit(b.url).hostname or b.name
+        target = replace(target, gpus=lambda fams: from_triton(fams, host), gpu_families=frozenset(WANTED_TRITON))
+    return target
 
 
 class Collector:
     """Scrapes every backend of ``cfg`` into ``store`` until ``stop()``."""
 
     def __init__(self, cfg: Config, store: Store, client: httpx.AsyncClient | None = None,
-                 clock: Callable[[], float] = time.time, flush_interval: float = 0.25) -> None:
+                 clock: Callable[[], float] = time.time, flush_interval: float = 0.25, nvml: Any = None) -> None:
         self.cfg = cfg
         self.store = store
         self.clock = clock
@@ -71,19 +81,25 @@ class Collector:
         self._own_client = client is None
         # one pooled client for the fleet; per-origin pools inside (see collector/transport.py);
         # concurrency is bounded by the semaphore below, not by the pool
-        self.client = client or httpx.AsyncClient(transport=PerOriginTransport(), follow_redirects=True,
-                                                  trust_env=False)
+        transport = PerOriginTransport()
+        for b in cfg.backends:
+            if b.ca_file:
+                transport.trust(b.url, b.ca_file)
+        self.client = client or httpx.AsyncClient(transport=transport, follow_redirects=True, trust_env=False)
         self.targets = [(b, target_for(cfg, b)) for b in cfg.backends if b.engine != "openai"]
         self.health = {b.name: BackendHealth() for b, _ in self.targets}
         self.cursors: dict[str, tuple[float, EngineSnapshot]] = {}
         self._cursors_loaded = False
-        self._queue: asyncio.Queue[ScrapeResult] = asyncio.Queue()
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._pending: list[ScrapeRecord] = []
+        self._observed: list[object] = []  # probe results, cert checks, GPU readings
+        self.sources = Sources(cfg, self._queue.put, self.client, clock, nvml=nvml)
         self._tasks: list[asyncio.Task[None]] = []
         self._sem = asyncio.Semaphore(cfg.scrape_concurrency)
         self.ready = asyncio.Event()
         self.writes = 0
         self.write_failures = 0
+        self.gpu_errors: dict[str, str | None] = {}  # GPU source -> last error (None: fine)
 
     async def _load_cursors(self) -> None:
         """Continue from the cursors the last run persisted (restart without loss or double count)."""
@@ -93,6 +109,9 @@ class Collector:
 
     async def start(self) -> None:
         await self._load_cursors()
+        await asyncio.to_thread(self.sources.start_nvml)
+        for job in self.sources.tasks():
+            self._tasks.append(asyncio.create_task(job))  # type: ignore[arg-type]
         loop_start = self.clock()
         for b, target in self.targets:
             interval = self.cfg.interval_for(b)
@@ -109,6 +128,7 @@ class Collector:
                 await t
         self._tasks.clear()
         await self.flush()
+        self.sources.close()
         if self._own_client:
             await self.client.aclose()
 
@@ -147,28 +167,46 @@ class Collector:
         self.cursors[r.backend] = (r.ts, r.snapshot)
         return ScrapeRecord(r.backend, r.ts, True, None, r.duration, deltas.gauges(r.snapshot), counters, hists, r.snapshot)
 
+    def _take(self, item: object) -> None:
+        if isinstance(item, ScrapeResult):
+            self._pending.append(self.to_record(item))
+            if item.gpus:
+                self._observed.append(GpuReading(item.ts, "triton", item.gpus))
+        else:
+            self._observed.append(item)
+
     async def _writer(self) -> None:
         while True:
-            first = await self._queue.get()
-            self._pending.append(self.to_record(first))
+            self._take(await self._queue.get())
             await asyncio.sleep(self.flush_interval)  # let a burst of results join this batch
-            while not self._queue.empty():
-                self._pending.append(self.to_record(self._queue.get_nowait()))
             await self.flush()
 
     async def flush(self) -> None:
         while not self._queue.empty():
-            self._pending.append(self.to_record(self._queue.get_nowait()))
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, []
-        try:
-            await asyncio.to_thread(self.store.write, batch)
-            self.writes += 1
-        except Exception:  # the store is down: keep the batch (bounded) and retry next flush
-            self.write_failures += 1
-            log.exception("[collector.writer] writing %d records failed; will retry", len(batch))
-            self._pending = (batch + self._pending)[-100_000:]
+            self._take(self._queue.get_nowait())
+        if self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await asyncio.to_thread(self.store.write, batch)
+                self.writes += 1
+            except Exception:  # the store is down: keep the batch (bounded) and retry next flush
+                self.write_failures += 1
+                log.exception("[collector.writer] writing %d records failed; will retry", len(batch))
+                self._pending = (batch + self._pending)[-100_000:]
+        if self._observed:
+            observed, self._observed = self._observed, []
+            probes = [o for o in observed if isinstance(o, ProbeResult)]
+            certs = [o for o in observed if isinstance(o, CertResult)]
+            readings = [o for o in observed if isinstance(o, GpuReading)]
+            for r in readings:
+                self.gpu_errors[r.source] = r.error
+            gpus = [(r.ts, g) for r in readings for g in r.samples]
+            try:
+                await asyncio.to_thread(self.store.write_observations, probes, certs, gpus)
+            except Exception:
+                self.write_failures += 1
+                log.exception("[collector.writer] writing %d observations failed; will retry", len(observed))
+                self._observed = (observed + self._observed)[-100_000:]
 
     async def _maintenance(self) -> None:
         while True:
@@ -188,6 +226,16 @@ class Collector:
         results = await asyncio.gather(*(one(t) for _, t in self.targets))
         for r in results:
             self._record_health(r)
-            self._pending.append(self.to_record(r))
+            self._take(r)
         await self.flush()
         return list(results)
+
+    async def observe_once(self) -> list[object]:
+        """Run every probe, TLS check and GPU reading once, now, and write them (tests)."""
+        got: list[object] = list(await asyncio.gather(*(self.sources.probe_once(b) for b in self.sources.probed)))
+        got += await asyncio.gather(*(self.sources.tls_once(t) for t in self.sources.tls))
+        got += await self.sources.gpus_once()
+        for item in got:
+            self._take(item)
+        await self.flush()
+        return got

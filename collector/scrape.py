@@ -12,14 +12,14 @@ import asyncio
 import math
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
 
-from collector.samples import EngineSnapshot
+from collector.samples import EngineSnapshot, GpuSample
 from exporters.adapters import Adapter
-from exporters.families import ParseError
+from exporters.families import MetricFamily, ParseError
 from exporters.parser import parse
 
 ACCEPT = "text/plain;version=0.0.4;q=0.9,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1"
@@ -33,6 +33,9 @@ class Target:
     timeout: float
     max_bytes: int
     headers: dict[str, str] = field(default_factory=dict)
+    #: engines that also export GPU metrics (Triton): a function from families to GPU samples
+    gpus: Callable[[Mapping[str, MetricFamily]], list[GpuSample]] | None = None
+    gpu_families: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,7 @@ class ScrapeResult:
     reason: str | None
     duration: float
     snapshot: EngineSnapshot | None = None
+    gpus: tuple[GpuSample, ...] = ()  # GPU metrics some engines export (Triton's nv_gpu_*)
 
 
 def _connect_reason(exc: BaseException) -> str:
@@ -95,14 +99,16 @@ async def scrape(target: Target, client: httpx.AsyncClient, clock: Callable[[], 
         return fail(error)
     assert body is not None
     try:
-        families = parse(body, keep=target.adapter.wanted())
+        wanted = target.adapter.wanted()
+        families = parse(body, keep=(wanted | target.gpu_families) if wanted is not None else None)
     except ParseError as exc:
         return fail(f"parse error at line {exc.lineno}: {exc.message}")
     snapshot = target.adapter.normalise(families)
     if not (snapshot.gauges or snapshot.counters or snapshot.histograms):
         return fail(f"no {target.adapter.engine} metrics in the body; is `engine` right for this backend?")
     snapshot = _drop_nan(snapshot)
-    return ScrapeResult(target.name, ts, True, None, time.perf_counter() - start, snapshot)
+    gpus = tuple(target.gpus(families)) if target.gpus is not None else ()
+    return ScrapeResult(target.name, ts, True, None, time.perf_counter() - start, snapshot, gpus)
 
 
 async def _fetch(target: Target, client: httpx.AsyncClient) -> tuple[bytes | None, str | None]:

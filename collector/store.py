@@ -49,6 +49,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import StaticPool
 
+from collector.observations import ObservationStore, define_tables
 from collector.samples import EngineSnapshot, GaugePoint, Histogram, ScrapeRecord
 
 __all__ = ["HistogramRow", "Retention", "StatusRow", "Store", "metadata"]
@@ -193,6 +194,7 @@ scrape_status, gauges, counter_deltas, histogram_deltas = _tables("")
 (scrape_status_rollup, gauges_rollup, counter_deltas_rollup, histogram_deltas_rollup) = _tables(
     "_rollup"
 )
+probe_results, certificates, gpu_samples = define_tables(metadata)
 
 
 # --- number and JSON helpers -----------------------------------------------------------------
@@ -306,7 +308,7 @@ def _bucket_end(ts: float, step: float) -> float:
 # --- the store ---------------------------------------------------------------------------------
 
 
-class Store:
+class Store(ObservationStore):
     """All persistence: scrape records in, windows and series out.
 
     Thread-safe: the collector writes from a worker thread while the web app reads.
@@ -332,6 +334,7 @@ class Store:
         else:
             raise ValueError(f"unsupported storage URL {url!r}: use sqlite:/// or postgresql://")
         self._dialect = backend
+        self.probe_results, self.certificates, self.gpu_samples = probe_results, certificates, gpu_samples
         self._lock = threading.Lock()
         self._layout_ids: dict[tuple[float, ...], int] = {}
         self._layout_bounds: dict[int, tuple[float, ...]] = {}
@@ -759,6 +762,7 @@ class Store:
                 backend_status,
             ):
                 conn.execute(sa.delete(t).where(t.c.ts <= expire))
+            self._expire_observations(conn, expire)
         slice_len = step * max(1, round(_SLICE_SECONDS / step))
         while True:
             with self._engine.connect() as conn:

@@ -24,12 +24,19 @@ class PerOriginTransport(httpx.AsyncBaseTransport):
         # one SSL context for every origin: building one per pool costs milliseconds and memory
         self._verify = ssl.create_default_context() if verify is True else verify
         self._pools: dict[tuple[bytes, bytes, int | None], httpx.AsyncHTTPTransport] = {}
+        self._verify_for: dict[tuple[bytes, bytes, int | None], ssl.SSLContext] = {}
+
+    def trust(self, url: str, ca_file: str) -> None:
+        """Verify ``url``'s origin against ``ca_file`` instead of the system store."""
+        u = httpx.URL(url)
+        self._verify_for[(u.raw_scheme, u.raw_host, u.port)] = ssl.create_default_context(cafile=ca_file)
 
     def _pool(self, url: httpx.URL) -> httpx.AsyncHTTPTransport:
         key = (url.raw_scheme, url.raw_host, url.port)
         pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[key] = httpx.AsyncHTTPTransport(verify=self._verify, limits=self._limits)
+            verify = self._verify_for.get(key, self._verify)
+            pool = self._pools[key] = httpx.AsyncHTTPTransport(verify=verify, limits=self._limits)
         return pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

@@ -8,27 +8,36 @@ Incident switches (``SimBackend.incident``) are honoured per request: ``outage``
 listening socket (connections are refused) and reopens it on the same port when cleared;
 ``delay`` stalls the answer; ``http_status``/``body`` replace the answer; ``truncate`` announces
 the full length, sends half and closes.
+
+``POST /v1/chat/completions`` and ``POST /v1/completions`` are the OpenAI-compatible generation
+endpoints of ``sim/stream.py`` (SSE streaming with configurable timing and broken-stream
+switches). ``ssl=`` serves every backend, or those named in a mapping, over TLS (``https://``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl as _ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from sim.state import SimBackend
+from sim.stream import STREAM_PATHS, serve_completion
 
 _MAX_HEADER = 64 * 1024
 _REASONS = {200: "OK", 404: "Not Found", 500: "Internal Server Error", 503: "Service Unavailable"}
+_MAX_BODY = 1 << 20
 
 
 class SimFleet:
     """Serve ``backends`` on loopback; ``url(name)`` gives each one's base URL once started."""
 
     def __init__(self, backends: list[SimBackend], host: str = "127.0.0.1",
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 ssl: _ssl.SSLContext | Mapping[str, _ssl.SSLContext] | None = None) -> None:
         self.backends = {b.name: b for b in backends}
+        self._ssl = ssl
         self.host = host
         self.clock = clock
         self.ports: dict[str, int] = {}
@@ -37,7 +46,13 @@ class SimFleet:
         self._writers: dict[str, set[asyncio.StreamWriter]] = {}
 
     def url(self, name: str) -> str:
-        return f"http://{self.host}:{self.ports[name]}"
+        scheme = "https" if self._ssl_context(name) is not None else "http"
+        return f"{scheme}://{self.host}:{self.ports[name]}"
+
+    def _ssl_context(self, name: str) -> _ssl.SSLContext | None:
+        if self._ssl is None or isinstance(self._ssl, _ssl.SSLContext):
+            return self._ssl
+        return self._ssl.get(name)
 
     async def start(self) -> None:
         for name in self.backends:
@@ -51,12 +66,13 @@ class SimFleet:
             conns.add(writer)
             try:
                 await self._serve_connection(backend, reader, writer)
-            except (asyncio.CancelledError, ConnectionError):
+            except (asyncio.CancelledError, ConnectionError, _ssl.SSLError):
                 pass
             finally:
                 conns.discard(writer)
 
-        server = await asyncio.start_server(handle, self.host, port, reuse_address=True, backlog=512)
+        server = await asyncio.start_server(handle, self.host, port, reuse_address=True, backlog=512,
+                                            ssl=self._ssl_context(name))
         self._servers[name] = server
         self.ports[name] = server.sockets[0].getsockname()[1]
 
@@ -104,10 +120,18 @@ class SimFleet:
                 method, path = parts[0], parts[1].split("?", 1)[0]
                 headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
                 length = int(headers.get("content-length", "0") or 0)
-                if length:
-                    await reader.readexactly(length)
+                if length > _MAX_BODY:
+                    return
+                body = await reader.readexactly(length) if length else b""
                 keep = headers.get("connection", "").lower() != "close"
-                if not await self._respond(backend, method, path, writer):
+                if path in STREAM_PATHS and method == "POST":
+                    self.requests[backend.name] = self.requests.get(backend.name, 0) + 1
+                    if backend.incident.delay:
+                        await asyncio.sleep(backend.incident.delay)
+                    if not await serve_completion(backend, STREAM_PATHS[path], body, headers, reader,
+                                                  writer, self.clock()):
+                        return
+                elif not await self._respond(backend, method, path, writer):
                     return
                 if not keep:
                     return

@@ -66,6 +66,9 @@ class Profile:
     kv_cache_usage: float = 0.35
     prefix_hit_ratio: float = 0.4
     spread: float = 0.25  # lognormal sigma
+    # the OpenAI-compatible streaming endpoints (sim/stream.py): one token per chunk
+    stream_ttft: float = 0.2  # seconds from the request to the first content chunk
+    stream_token_interval: float = 0.02  # seconds between content chunks
 
 
 @dataclass
@@ -80,6 +83,11 @@ class Incident:
     body: bytes | None = None  # answer /metrics with this body (HTML, truncated text …)
     truncate: bool = False  # announce the full length, send half, close
     delay: float = 0.0  # seconds to wait before answering
+    # broken streams (sim/stream.py): "cut" (close without [DONE]), "malformed" (a non-JSON data
+    # line), "http500", "http429", "empty" ([DONE] without content), "stall" (stop sending, keep
+    # the connection open); cut/malformed/stall strike after `stream_fault_after` content chunks
+    stream_fault: str | None = None
+    stream_fault_after: int = 2
 
 
 @dataclass
@@ -120,6 +128,7 @@ class EngineRenderer(Protocol):
 
 
 TRUTH_LIMIT = 50_000
+MAX_ADVANCE = 3600.0  # seconds of workload one ``advance`` simulates at most
 
 
 class SimBackend:
@@ -174,6 +183,8 @@ class SimBackend:
         dt = now - self.last
         if dt <= 0:
             return
+        if dt > MAX_ADVANCE:  # a clock jump (or a wrong ``now``) must not simulate years of traffic
+            dt = MAX_ADVANCE
         self.last = now
         p, inc = self.profile, self.incident
         err = p.error_ratio if inc.error_ratio is None else inc.error_ratio

@@ -63,7 +63,23 @@ def create_app(cfg: Config, store: Store, collector: Any = None, clock: Callable
 
     registry = CollectorRegistry(auto_describe=False)
     health = (lambda: collector.health) if collector is not None else None
-    registry.register(FleetCollector(lambda: _summaries(300.0), health, cfg.backends))
+    def _certs() -> list[dict[str, Any]]:
+        now = clock()
+        return [query.certificate_view(r, now) for r in store.certificate_results()]
+
+    def _gpus(window: float) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = [{**query.gpu_view(ts, g), "enabled": True}
+                                     for ts, g in store.latest_gpus(clock() - window)]
+        if collector is not None:
+            src = collector.sources
+            if not src.nvml_enabled:
+                out.append({"source": "nvml", "host": src.host, "enabled": False, "reason": src.nvml_reason})
+            for source, error in sorted(collector.gpu_errors.items()):
+                if error:
+                    out.append({"source": source, "enabled": True, "error": error})
+        return out
+
+    registry.register(FleetCollector(lambda: _summaries(300.0), health, cfg.backends, _certs, lambda: _gpus(300.0)))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -97,7 +113,8 @@ def create_app(cfg: Config, store: Store, collector: Any = None, clock: Callable
         if b is None:
             raise HTTPException(404, f"no backend named {name!r}")
         w = _duration("window", window)
-        data = await run_in_threadpool(query.WindowData.fetch, store, clock(), w, [name])
+        data = await run_in_threadpool(query.WindowData.fetch, store, clock(), w, [name],
+                                       [name] if b.probe is not None else [])
         return query.backend_summary(data, b)
 
     @app.get("/api/v1/backends/{name}/series")
@@ -121,6 +138,16 @@ def create_app(cfg: Config, store: Store, collector: Any = None, clock: Callable
         points = await run_in_threadpool(query.series, store, name, signal, clock(), w, s, quantile, model)
         return {"backend": name, "signal": signal, "quantile": quantile, "model": model, "step_seconds": s,
                 "points": [[t, v] for t, v in points]}
+
+    @app.get("/api/v1/certificates")
+    async def certificates() -> list[dict[str, Any]]:
+        return await run_in_threadpool(_certs)
+
+    @app.get("/api/v1/gpus")
+    async def gpus(window: str = "5m") -> list[dict[str, Any]]:
+        """Latest reading of every GPU heard from within ``window``; when local NVML is off, one
+        more entry ``{"source": "nvml", "host", "enabled": false, "reason"}`` says why."""
+        return await run_in_threadpool(_gpus, _duration("window", window))
 
     @app.get("/", response_class=HTMLResponse)
     async def index() -> str:

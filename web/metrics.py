@@ -25,10 +25,13 @@ def _labels(s: dict[str, Any]) -> dict[str, str]:
 
 class FleetCollector(PromCollector):
     def __init__(self, summaries: Callable[[], list[dict[str, Any]]], health: Callable[[], dict[str, Any]] | None,
-                 backends: Sequence[BackendConfig]) -> None:
+                 backends: Sequence[BackendConfig], certificates: Callable[[], list[dict[str, Any]]] | None = None,
+                 gpus: Callable[[], list[dict[str, Any]]] | None = None) -> None:
         self._summaries = summaries
         self._health = health
         self._backends = {b.name: b for b in backends}
+        self._certificates = certificates
+        self._gpus = gpus
 
     def collect(self) -> Iterable[Metric]:
         rows = self._summaries()
@@ -70,6 +73,11 @@ class FleetCollector(PromCollector):
         yield last
         yield from gauges.values()
         yield from summaries.values()
+        yield from self._probe_metrics(rows)
+        if self._certificates is not None:
+            yield from self._cert_metrics(self._certificates())
+        if self._gpus is not None:
+            yield from self._gpu_metrics(self._gpus())
         if self._health is not None:
             yield from self._self_metrics(self._health())
 
@@ -86,6 +94,88 @@ class FleetCollector(PromCollector):
         yield dur
         yield total
         yield errors
+
+
+    def _probe_metrics(self, rows: list[dict[str, Any]]) -> Iterable[Metric]:
+        help_ = "measured by inferwatch's streaming probe (what a user feels), not reported by the engine"
+        ttft = Metric("inferwatch_probe_ttft_seconds", f"Time to first token, {help_}; exact quantiles over the window.", "summary")
+        e2e = Metric("inferwatch_probe_e2e_seconds", f"Whole streamed request, {help_}; exact quantiles over the window.", "summary")
+        tps = GaugeMetricFamily("inferwatch_probe_tokens_per_second", f"Median decode rate, {help_}.")
+        success = GaugeMetricFamily("inferwatch_probe_success", f"Share of successful probes over the window, {help_}.")
+        goodput = GaugeMetricFamily("inferwatch_probe_goodput_ratio",
+                                    f"Share of probes meeting every latency target at once, {help_}.")
+        phase = GaugeMetricFamily("inferwatch_probe_phase_seconds",
+                                  f"Median duration of a connection phase (dns, connect, tls), {help_}.")
+        for s in rows:
+            p = s.get("probe")
+            if not p:
+                continue
+            lab = _labels(s)
+            for fam, block in ((ttft, p["ttft"]), (e2e, p["e2e"])):
+                if not block:
+                    continue
+                for q in c.QUANTILES:
+                    v = block.get(f"p{round(q * 100)}")
+                    if v is not None:
+                        fam.samples.append(_sample(fam.name, {**lab, c.LABEL_QUANTILE: _qtext(q)}, v))
+            if p["tokens_per_second"] and p["tokens_per_second"]["p50"] is not None:
+                tps.samples.append(_sample(tps.name, lab, p["tokens_per_second"]["p50"]))
+            success.samples.append(_sample(success.name, lab, p["success_ratio"]))
+            goodput.samples.append(_sample(goodput.name, lab, p["goodput_ratio"]))
+            for name in ("dns", "connect", "tls"):
+                if p[name] and p[name]["p50"] is not None:
+                    phase.samples.append(_sample(phase.name, {**lab, "phase": name}, p[name]["p50"]))
+        yield from (ttft, e2e, tps, success, goodput, phase)
+
+    def _cert_metrics(self, certs: list[dict[str, Any]]) -> Iterable[Metric]:
+        expiry = GaugeMetricFamily(c.METRIC_CERT_EXPIRY, "Leaf certificate not-after, Unix seconds.", labels=["target"])
+        chain = GaugeMetricFamily("inferwatch_cert_chain_expiry_timestamp_seconds",
+                                  "Earliest not-after anywhere in the presented chain, Unix seconds.", labels=["target"])
+        verified = GaugeMetricFamily("inferwatch_cert_verified", "1 if the chain verifies against the trust store.",
+                                     labels=["target"])
+        name_ok = GaugeMetricFamily("inferwatch_cert_hostname_match", "1 if the leaf certificate matches the host name.",
+                                    labels=["target"])
+        check_ok = GaugeMetricFamily("inferwatch_tls_check_success", "1 if the last TLS handshake completed.",
+                                     labels=["target"])
+        version = GaugeMetricFamily("inferwatch_tls_version_info", "Negotiated TLS version and cipher (value 1).",
+                                    labels=["target", "version", "cipher"])
+        for r in certs:
+            t = [r["target"]]
+            check_ok.add_metric(t, 1.0 if r["error"] is None else 0.0)
+            if r["not_after"] is not None:
+                expiry.add_metric(t, r["not_after"])
+            if r["chain_not_after"] is not None:
+                chain.add_metric(t, r["chain_not_after"])
+            if r["verified"] is not None:
+                verified.add_metric(t, 1.0 if r["verified"] else 0.0)
+            if r["hostname_ok"] is not None:
+                name_ok.add_metric(t, 1.0 if r["hostname_ok"] else 0.0)
+            if r["tls_version"]:
+                version.add_metric([r["target"], r["tls_version"], r["cipher"] or ""], 1.0)
+        yield from (expiry, chain, verified, name_ok, check_ok, version)
+
+    def _gpu_metrics(self, gpus: list[dict[str, Any]]) -> Iterable[Metric]:
+        labels = ["host", "gpu", "uuid", "name", "source"]
+        fams = {
+            "memory_used_bytes": GaugeMetricFamily(c.METRIC_GPU_MEMORY_USED, "GPU memory used (as nvidia-smi shows it).", labels=labels),
+            "memory_total_bytes": GaugeMetricFamily(c.METRIC_GPU_MEMORY_TOTAL, "GPU memory total.", labels=labels),
+            "utilization_ratio": GaugeMetricFamily("inferwatch_gpu_utilization_ratio", "GPU busy time share, 0..1.", labels=labels),
+            "temperature_celsius": GaugeMetricFamily("inferwatch_gpu_temperature_celsius", "GPU temperature.", labels=labels),
+            "power_watts": GaugeMetricFamily("inferwatch_gpu_power_watts", "GPU power draw.", labels=labels),
+        }
+        procs = GaugeMetricFamily("inferwatch_gpu_process_memory_bytes", "GPU memory used by one process.",
+                                  labels=[*labels, "pid", "process"])
+        for g in gpus:
+            if not g.get("uuid"):
+                continue  # status entries (NVML off, source errors)
+            lab = [g["host"] or "", g["index"], g["uuid"], g["name"] or "", g["source"]]
+            for key, fam in fams.items():
+                if g.get(key) is not None:
+                    fam.add_metric(lab, float(g[key]))
+            for p in g["processes"]:
+                if p["used_memory_bytes"] is not None:
+                    procs.add_metric([*lab, str(p["pid"]), p["name"] or ""], float(p["used_memory_bytes"]))
+        yield from (*fams.values(), procs)
 
 
 def _qtext(q: float) -> str:

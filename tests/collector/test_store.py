@@ -316,10 +316,13 @@ def test_migrate_is_idempotent_and_matches_metadata(store: Store) -> None:
     store.migrate()
     store.migrate()
     assert store.latest_gauges(0.0) == {"a": {("queue_depth", ""): (15.0, 1.0)}}
+    from alembic.script import ScriptDirectory
+
+    from collector.store import _MIGRATIONS
+
+    head = ScriptDirectory(str(_MIGRATIONS)).get_current_head()
     with store._engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [
-            "0001"
-        ]
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [head]
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
 

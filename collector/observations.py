@@ -1,0 +1,233 @@
+"""Storage of what the outside-in and hardware sources see: streaming probe results,
+certificate checks and GPU samples. Part of the store (``Store`` inherits ``ObservationStore``);
+the tables live in the store's ``metadata`` and are created by migration ``0002``.
+
+* ``probe_results``: one row per probe, raw (probe percentiles are exact, computed from these
+  rows); the inter-token gaps as compact JSON.
+* ``certificates``: the latest check per target (upserted) — what the API and ``/metrics`` show.
+* ``gpu_samples``: one row per GPU (or MIG device) per reading, for charts over time.
+
+All three are expired by ``Store.maintain`` after ``Retention.rollup_seconds``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from collector.samples import CertResult, GpuProcess, GpuSample, ProbeResult
+
+_COLS_PROBE_TIMES = ("dns_seconds", "connect_seconds", "tls_seconds", "ttft_seconds", "e2e_seconds")
+
+
+def define_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Table]:
+    probes = sa.Table(
+        "probe_results",
+        metadata,
+        sa.Column("ts", sa.Double, nullable=False),
+        sa.Column("backend", sa.Text, nullable=False),
+        sa.Column("ok", sa.Boolean, nullable=False),
+        sa.Column("error_kind", sa.Text, nullable=True),
+        sa.Column("error", sa.Text, nullable=True),
+        sa.Column("status", sa.Integer, nullable=True),
+        *(sa.Column(c, sa.Double, nullable=True) for c in _COLS_PROBE_TIMES),
+        sa.Column("output_tokens", sa.Integer, nullable=True),
+        sa.Column("tokens_from_usage", sa.Boolean, nullable=False),
+        sa.Column("tokens_per_second", sa.Double, nullable=True),
+        sa.Column("itl", sa.Text, nullable=False),
+        sa.Column("tls_version", sa.Text, nullable=True),
+        sa.Index("ix_probe_results_backend_ts", "backend", "ts"),
+        sa.Index("ix_probe_results_ts", "ts"),
+    )
+    certs = sa.Table(
+        "certificates",
+        metadata,
+        sa.Column("target", sa.Text, primary_key=True),
+        sa.Column("ts", sa.Double, nullable=False),
+        sa.Column("ok", sa.Boolean, nullable=False),
+        sa.Column("error", sa.Text, nullable=True),
+        sa.Column("not_after", sa.Double, nullable=True),
+        sa.Column("chain_not_after", sa.Double, nullable=True),
+        sa.Column("chain_not_after_subject", sa.Text, nullable=True),
+        sa.Column("issuer", sa.Text, nullable=True),
+        sa.Column("subject", sa.Text, nullable=True),
+        sa.Column("sans", sa.Text, nullable=False),
+        sa.Column("verified", sa.Boolean, nullable=True),
+        sa.Column("verify_error", sa.Text, nullable=True),
+        sa.Column("hostname_ok", sa.Boolean, nullable=True),
+        sa.Column("tls_version", sa.Text, nullable=True),
+        sa.Column("cipher", sa.Text, nullable=True),
+    )
+    gpus = sa.Table(
+        "gpu_samples",
+        metadata,
+        sa.Column("ts", sa.Double, nullable=False),
+        sa.Column("host", sa.Text, nullable=False),
+        sa.Column("gpu_index", sa.Text, nullable=False),
+        sa.Column("uuid", sa.Text, nullable=False),
+        sa.Column("name", sa.Text, nullable=True),
+        sa.Column("memory_used_bytes", sa.BigInteger, nullable=True),
+        sa.Column("memory_free_bytes", sa.BigInteger, nullable=True),
+        sa.Column("memory_total_bytes", sa.BigInteger, nullable=True),
+        sa.Column("utilization_ratio", sa.Double, nullable=True),
+        sa.Column("temperature_celsius", sa.Double, nullable=True),
+        sa.Column("power_watts", sa.Double, nullable=True),
+        sa.Column("source", sa.Text, nullable=False),
+        sa.Column("processes", sa.Text, nullable=False),
+        sa.Column("errors", sa.Text, nullable=False),
+        sa.Index("ix_gpu_samples_uuid_ts", "uuid", "ts"),
+        sa.Index("ix_gpu_samples_ts", "ts"),
+    )
+    return probes, certs, gpus
+
+
+def _finite(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+class ObservationStore:
+    """Writes and reads of probe results, certificate checks and GPU samples."""
+
+    _engine: sa.Engine
+    _insert: Callable[[sa.Table], Any]
+    probe_results: sa.Table
+    certificates: sa.Table
+    gpu_samples: sa.Table
+
+    def write_observations(self, probes: Sequence[ProbeResult] = (), certs: Sequence[CertResult] = (),
+                           gpus: Sequence[tuple[float, GpuSample]] = ()) -> None:
+        """One transaction for the lot; ``gpus`` are (reading time, sample) pairs."""
+        if not (probes or certs or gpus):
+            return
+        with self._engine.begin() as conn:
+            if probes:
+                conn.execute(self.probe_results.insert(), [_probe_row(p) for p in probes])
+            if gpus:
+                conn.execute(self.gpu_samples.insert(), [_gpu_row(ts, g) for ts, g in gpus])
+            if certs:
+                latest: dict[str, CertResult] = {}
+                for c in certs:
+                    if c.target not in latest or c.ts >= latest[c.target].ts:
+                        latest[c.target] = c
+                ins = self._insert(self.certificates)
+                rows = [_cert_row(c) for c in latest.values()]
+                conn.execute(
+                    ins.on_conflict_do_update(
+                        index_elements=["target"],
+                        set_={k: getattr(ins.excluded, k) for k in rows[0] if k != "target"},
+                        where=self.certificates.c.ts <= ins.excluded.ts,
+                    ),
+                    rows,
+                )
+
+    def probe_results_between(self, since: float, until: float,
+                              backends: Sequence[str] | None = None) -> list[ProbeResult]:
+        t = self.probe_results
+        q = sa.select(t).where(t.c.ts > since, t.c.ts <= until).order_by(t.c.ts)
+        if backends is not None:
+            q = q.where(t.c.backend.in_(list(backends)))
+        with self._engine.connect() as conn:
+            return [_probe_from_row(r._mapping) for r in conn.execute(q)]
+
+    def certificate_results(self) -> list[CertResult]:
+        t = self.certificates
+        with self._engine.connect() as conn:
+            return [_cert_from_row(r._mapping) for r in conn.execute(sa.select(t).order_by(t.c.target))]
+
+    def latest_gpus(self, since: float) -> list[tuple[float, GpuSample]]:
+        """The newest sample of every GPU heard from after ``since``, with its time."""
+        t = self.gpu_samples
+        newest = (
+            sa.select(t.c.host, t.c.uuid, t.c.gpu_index, sa.func.max(t.c.ts).label("mts"))
+            .where(t.c.ts > since)
+            .group_by(t.c.host, t.c.uuid, t.c.gpu_index)
+            .subquery()
+        )
+        q = (
+            sa.select(t)
+            .join(newest, sa.and_(t.c.host == newest.c.host, t.c.uuid == newest.c.uuid,
+                                  t.c.gpu_index == newest.c.gpu_index, t.c.ts == newest.c.mts))
+            .order_by(t.c.host, t.c.gpu_index)
+        )
+        with self._engine.connect() as conn:
+            return [(float(r.ts), _gpu_from_row(r._mapping)) for r in conn.execute(q)]
+
+    def gpu_series(self, uuid: str, since: float, until: float) -> list[tuple[float, GpuSample]]:
+        t = self.gpu_samples
+        q = sa.select(t).where(t.c.uuid == uuid, t.c.ts > since, t.c.ts <= until).order_by(t.c.ts)
+        with self._engine.connect() as conn:
+            return [(float(r.ts), _gpu_from_row(r._mapping)) for r in conn.execute(q)]
+
+    def _expire_observations(self, conn: sa.Connection, before: float) -> None:
+        for t in (self.probe_results, self.gpu_samples, self.certificates):
+            conn.execute(sa.delete(t).where(t.c.ts <= before))
+
+
+# --- row conversion ------------------------------------------------------------------------------
+def _probe_row(p: ProbeResult) -> dict[str, Any]:
+    return {
+        "ts": float(p.ts), "backend": p.backend, "ok": bool(p.ok), "error_kind": p.error_kind,
+        "error": p.error, "status": p.status,
+        **{c: _finite(getattr(p, c)) for c in _COLS_PROBE_TIMES},
+        "output_tokens": p.output_tokens, "tokens_from_usage": bool(p.tokens_from_usage),
+        "tokens_per_second": _finite(p.tokens_per_second),
+        "itl": json.dumps([round(x, 9) for x in p.itl if math.isfinite(x)], separators=(",", ":")),
+        "tls_version": p.tls_version,
+    }
+
+
+def _probe_from_row(m: Any) -> ProbeResult:
+    return ProbeResult(
+        backend=m["backend"], ts=float(m["ts"]), ok=bool(m["ok"]), error_kind=m["error_kind"], error=m["error"],
+        status=m["status"], **{c: m[c] for c in _COLS_PROBE_TIMES}, output_tokens=m["output_tokens"],
+        tokens_from_usage=bool(m["tokens_from_usage"]), tokens_per_second=m["tokens_per_second"],
+        itl=tuple(float(x) for x in json.loads(m["itl"])), tls_version=m["tls_version"],
+    )
+
+
+def _cert_row(c: CertResult) -> dict[str, Any]:
+    return {
+        "target": c.target, "ts": float(c.ts), "ok": bool(c.ok), "error": c.error,
+        "not_after": _finite(c.not_after), "chain_not_after": _finite(c.chain_not_after),
+        "chain_not_after_subject": c.chain_not_after_subject, "issuer": c.issuer, "subject": c.subject,
+        "sans": json.dumps(list(c.sans)), "verified": c.verified, "verify_error": c.verify_error,
+        "hostname_ok": c.hostname_ok, "tls_version": c.tls_version, "cipher": c.cipher,
+    }
+
+
+def _cert_from_row(m: Any) -> CertResult:
+    return CertResult(
+        target=m["target"], ts=float(m["ts"]), ok=bool(m["ok"]), error=m["error"], not_after=m["not_after"],
+        chain_not_after=m["chain_not_after"], chain_not_after_subject=m["chain_not_after_subject"],
+        issuer=m["issuer"], subject=m["subject"], sans=tuple(json.loads(m["sans"])), verified=m["verified"],
+        verify_error=m["verify_error"], hostname_ok=m["hostname_ok"], tls_version=m["tls_version"],
+        cipher=m["cipher"],
+    )
+
+
+def _gpu_row(ts: float, g: GpuSample) -> dict[str, Any]:
+    return {
+        "ts": float(ts),
+        "host": g.host, "gpu_index": g.index, "uuid": g.uuid, "name": g.name,
+        "memory_used_bytes": g.memory_used_bytes, "memory_free_bytes": g.memory_free_bytes,
+        "memory_total_bytes": g.memory_total_bytes, "utilization_ratio": _finite(g.utilization_ratio),
+        "temperature_celsius": _finite(g.temperature_celsius), "power_watts": _finite(g.power_watts),
+        "source": g.source,
+        "processes": json.dumps([[p.pid, p.name, p.used_memory_bytes] for p in g.processes]),
+        "errors": json.dumps(list(g.errors)),
+    }
+
+
+def _gpu_from_row(m: Any) -> GpuSample:
+    return GpuSample(
+        host=m["host"], index=m["gpu_index"], uuid=m["uuid"], name=m["name"],
+        memory_used_bytes=m["memory_used_bytes"], memory_free_bytes=m["memory_free_bytes"],
+        memory_total_bytes=m["memory_total_bytes"], utilization_ratio=m["utilization_ratio"],
+        temperature_celsius=m["temperature_celsius"], power_watts=m["power_watts"], source=m["source"],
+        processes=tuple(GpuProcess(int(p[0]), p[1], p[2]) for p in json.loads(m["processes"])),
+        errors=tuple(json.loads(m["errors"])),
+    )
