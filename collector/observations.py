@@ -153,8 +153,11 @@ class ObservationStore:
                                   t.c.gpu_index == newest.c.gpu_index, t.c.ts == newest.c.mts))
             .order_by(t.c.host, t.c.gpu_index)
         )
+        seen: dict[tuple[str, str, str], tuple[float, GpuSample]] = {}
         with self._engine.connect() as conn:
-            return [(float(r.ts), _gpu_from_row(r._mapping)) for r in conn.execute(q)]
+            for r in conn.execute(q):  # two readings stamped alike: keep one
+                seen.setdefault((r.host, r.uuid, r.gpu_index), (float(r.ts), _gpu_from_row(r._mapping)))
+        return list(seen.values())
 
     def gpu_series(self, uuid: str, since: float, until: float) -> list[tuple[float, GpuSample]]:
         t = self.gpu_samples

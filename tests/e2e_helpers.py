@@ -44,25 +44,34 @@ class Harness:
         return {b["name"]: b for b in resp.json()}
 
 
-def config_for(fleet: SimFleet, storage: str, engines: dict[str, str], **extra: Any) -> Config:
+def config_for(fleet: SimFleet, storage: str, engines: dict[str, str],
+               backend_extra: dict[str, dict[str, Any]] | None = None, **extra: Any) -> Config:
     data: dict[str, Any] = {
         "storage": storage,
         "scrape_interval": "60s",
         "scrape_timeout": extra.pop("scrape_timeout", "2s"),
-        "backends": [{"name": n, "engine": e, "url": fleet.url(n), "labels": {"team": "e2e"}} for n, e in engines.items()],
+        "gpus": extra.pop("gpus", {"nvml": "off"}),
+        "backends": [{"name": n, "engine": e, "url": fleet.url(n), "labels": {"team": "e2e"},
+                      **(backend_extra or {}).get(n, {})} for n, e in engines.items()],
     }
     data.update(extra)
     return parse(data, "<e2e>")
 
 
 @contextlib.asynccontextmanager
-async def harness(backends: Sequence[SimBackend], storage: str, clock: Clock, **extra: Any) -> AsyncIterator[Harness]:
-    fleet = SimFleet(list(backends), clock=clock)
+async def harness(backends: Sequence[SimBackend], storage: str, clock: Clock, *, fleet_ssl: Any = None,
+                  nvml: Any = None, **extra: Any) -> AsyncIterator[Harness]:
+    """Fleet + collector + API; ``nvml`` (a fake pynvml) turns local GPU reading on."""
+    fleet = SimFleet(list(backends), clock=clock, ssl=fleet_ssl)
     await fleet.start()
+    if nvml is not None:
+        extra["gpus"] = {"nvml": "on"}
     cfg = config_for(fleet, storage, {b.name: b.engine for b in backends}, **extra)
     store = Store(cfg.storage)
     store.migrate()
-    collector = Collector(cfg, store, clock=clock)
+    collector = Collector(cfg, store, clock=clock, nvml=nvml)
+    if nvml is not None:
+        collector.sources.start_nvml()
     app = create_app(cfg, store, collector, clock=clock)
     api = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://inferwatch")
     try:
