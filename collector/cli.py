@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,8 +70,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import tempfile
+
     from collector.config import parse
-    from sim.fleet import IncidentScript, build
+    from sim.fleet import IncidentScript, build, demo_config, demo_tls
     from sim.server import SimFleet
 
     async def main() -> int:
@@ -80,21 +83,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from collector.store import Store
         from web.app import create_app
 
-        fleet = SimFleet(build())
+        workdir = Path(tempfile.mkdtemp(prefix="inferwatch-demo-"))
+        contexts, ca_file = demo_tls(workdir)
+        fleet = SimFleet(build(), ssl=contexts)
         await fleet.start()
-        from sim.fleet import DEMO
-
-        cfg = parse({
-            "storage": args.storage,
-            "scrape_interval": args.interval,
-            "scrape_timeout": "2s",
-            "web": {"listen": f"{args.host}:{args.port}"},
-            "backends": [
-                {"name": s.name, "engine": s.engine, "url": fleet.url(s.name),
-                 "labels": {"region": "demo", "variant": s.variant or "default"}}
-                for s in DEMO
-            ],
-        }, "<demo>")
+        cfg = parse(demo_config(fleet, storage=args.storage, listen=f"{args.host}:{args.port}",
+                                interval=args.interval, ca_file=ca_file), "<demo>")
         store = Store(cfg.storage)
         store.migrate()
         collector = Collector(cfg, store)
@@ -119,6 +113,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             await collector.stop()
             await fleet.stop()
             store.close()
+            shutil.rmtree(workdir, ignore_errors=True)
         return 0
 
     try:

@@ -8,9 +8,12 @@ a restart (counter reset).
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from sim.engines import make_renderer
 from sim.server import SimFleet
@@ -24,16 +27,55 @@ class Spec:
     variant: str | None
     models: tuple[str, ...]
     profile: Profile
+    tls: bool = False  # served over https (its certificate is checked too)
+    probe: bool = False  # the demo probes its streaming endpoint
 
 
 DEMO: tuple[Spec, ...] = (
-    Spec("vllm-a", "vllm", None, ("llama-3.1-8b",), Profile(request_rate=4, ttft=0.18, itl=0.025)),
+    Spec("vllm-a", "vllm", None, ("llama-3.1-8b",), Profile(request_rate=4, ttft=0.18, itl=0.025,
+                                                             stream_ttft=0.15, stream_token_interval=0.02),
+         tls=True, probe=True),
     Spec("vllm-b", "vllm", "v0", ("qwen2.5-7b", "llama-3.1-8b"), Profile(request_rate=2, ttft=0.3, itl=0.03)),
-    Spec("tgi-a", "tgi", None, ("mistral-7b",), Profile(request_rate=3, ttft=0.25, itl=0.035)),
+    Spec("tgi-a", "tgi", None, ("mistral-7b",), Profile(request_rate=3, ttft=0.25, itl=0.035,
+                                                       stream_ttft=0.3, stream_token_interval=0.035), probe=True),
     Spec("triton-a", "triton", "trtllm", ("ensemble",), Profile(request_rate=3, ttft=0.2, itl=0.02)),
-    Spec("sglang-a", "sglang", None, ("llama-3.1-70b",), Profile(request_rate=2, ttft=0.45, itl=0.04)),
+    Spec("sglang-a", "sglang", None, ("llama-3.1-70b",), Profile(request_rate=2, ttft=0.45, itl=0.04,
+                                                                stream_ttft=0.5, stream_token_interval=0.04),
+         probe=True),
     Spec("llamacpp-a", "llamacpp", None, ("gemma-2-9b",), Profile(request_rate=1, ttft=0.6, itl=0.05)),
 )
+
+#: the demo's https backend presents a certificate that expires this many days after start
+DEMO_CERT_DAYS = 10.0
+
+
+def demo_tls(directory: Path, specs: tuple[Spec, ...] = DEMO) -> tuple[dict[str, ssl.SSLContext], str]:
+    """Server contexts for the demo's https backends (a private CA, a leaf for 127.0.0.1 that
+    expires in ``DEMO_CERT_DAYS``) and the CA file the collector trusts."""
+    from sim.certs import DAY, make_ca, make_leaf, server_context
+
+    root = make_ca("inferwatch demo CA")
+    leaf = make_leaf(root, "127.0.0.1", "localhost", not_after=time.time() + DEMO_CERT_DAYS * DAY)
+    ca_file = root.write_pem(directory / "demo-ca.pem")
+    ctx = server_context(leaf, [], directory)
+    return {s.name: ctx for s in specs if s.tls}, ca_file
+
+
+def demo_config(fleet: SimFleet, *, storage: str, listen: str, interval: str, ca_file: str,
+                specs: tuple[Spec, ...] = DEMO) -> dict[str, Any]:
+    """The config ``inferwatch demo`` runs with (a plain mapping, validated like a user's file)."""
+    backends: list[dict[str, Any]] = []
+    for s in specs:
+        b: dict[str, Any] = {"name": s.name, "engine": s.engine, "url": fleet.url(s.name),
+                             "labels": {"region": "demo", "variant": s.variant or "default"}}
+        if s.tls:
+            b["ca_file"] = ca_file
+        if s.probe:
+            b["probe"] = {"model": s.models[0], "prompt": "Say hi", "max_tokens": 16, "interval": "10s",
+                          "timeout": "10s", "targets": {"ttft": "1s", "itl": "100ms"}}
+        backends.append(b)
+    return {"storage": storage, "scrape_interval": interval, "scrape_timeout": "2s", "web": {"listen": listen},
+            "tls_check_interval": "60s", "gpus": {"nvml": "auto"}, "backends": backends}
 
 
 def build(specs: tuple[Spec, ...] = DEMO, now: float | None = None) -> list[SimBackend]:

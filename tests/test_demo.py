@@ -55,6 +55,27 @@ def test_demo_shows_the_fleet_within_one_scrape_interval(tmp_path: Path) -> None
             assert r["last_scrape"] - started <= 2.0 + 0.5, r["name"]
             assert r["queue_depth"] is not None and r["requests_running"] is not None
         assert db.exists()
+        # probes, the TLS endpoint's certificate and the GPU status show up too
+        base = f"http://127.0.0.1:{port}/api/v1"
+        probed: dict = {}
+        certs: list[dict] = []
+        while time.time() < deadline + 30:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                probed = {r["name"]: r.get("probe") for r in json.load(resp)}
+            with urllib.request.urlopen(f"{base}/certificates", timeout=5) as resp:
+                certs = json.load(resp)
+            if probed.get("vllm-a") and probed.get("tgi-a") and certs:
+                break
+            time.sleep(0.3)
+        for name in ("vllm-a", "tgi-a", "sglang-a"):
+            assert probed[name] is not None and probed[name]["success_ratio"] == 1.0, (name, probed[name])
+        assert probed["vllm-a"]["tls"]["p50"] > 0  # the https backend
+        assert len(certs) == 1 and certs[0]["verified"] is True and 9.9 < certs[0]["days_left"] < 10.1
+        with urllib.request.urlopen(f"{base}/gpus", timeout=5) as resp:
+            gpus = json.load(resp)
+        # without a driver NVML turns itself off and says why; with one, its GPUs are listed
+        assert any(g.get("source") == "nvml" and (g.get("uuid") or (g.get("enabled") is False and g["reason"]))
+                   for g in gpus), gpus
     finally:
         proc.terminate()
         try:

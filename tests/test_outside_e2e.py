@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -118,3 +119,64 @@ async def test_broken_stream_is_reported_with_its_kind(tmp_path: Path) -> None:
         p = (await h.backends())["cut"]["probe"]
     assert p["success_ratio"] == 0.0 and p["goodput_ratio"] == 0.0
     assert p["last_error"]["kind"] == "stream_cut"
+
+
+DATA = Path(__file__).resolve().parent / "testdata" / "expositions"
+
+
+async def test_triton_and_dcgm_gpus_join_the_gpu_vocabulary(tmp_path: Path) -> None:
+    from exporters.gpu_scrape import WANTED_DCGM, WANTED_TRITON, from_dcgm, from_triton
+    from exporters.parser import parse
+    from tests.tls_helpers import raw_server
+
+    triton_body = (DATA / "triton-gpu-2xl40s.txt").read_bytes()
+    dcgm_body = (DATA / "dcgm-4.5.3-h100x2.txt").read_bytes()
+
+    async def dcgm(reader: Any, writer: Any) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nConnection: close\r\n"
+                     b"Content-Length: " + str(len(dcgm_body)).encode() + b"\r\n\r\n" + dcgm_body)
+        await writer.drain()
+
+    clock = Clock()
+    sim = SimBackend("triton-gpu", make_renderer("triton"), ("llama-3.1-8b",), Profile(), seed=1, now=clock())
+    sim.incident.body = triton_body  # a real-shaped Triton body with nv_gpu_* families
+    async with raw_server(dcgm) as dcgm_port:
+        async with harness([sim], f"sqlite:///{tmp_path}/gpu.db", clock,
+                           gpus={"nvml": "off", "dcgm": [{"url": f"http://127.0.0.1:{dcgm_port}/metrics"}]}) as h:
+            results = await h.collector.scrape_once()
+            assert results[0].up, results[0].reason
+            await h.collector.observe_once()
+            gpus = [g for g in (await h.api.get("/api/v1/gpus")).json() if g.get("uuid")]
+    expected_triton = from_triton(parse(triton_body, keep=WANTED_TRITON), "127.0.0.1")
+    expected_dcgm = from_dcgm(parse(dcgm_body, keep=WANTED_DCGM), "127.0.0.1")
+    assert len(expected_triton) == 2 and len(expected_dcgm) == 2
+    by_source = {s: {g["uuid"]: g for g in gpus if g["source"] == s} for s in ("triton", "dcgm")}
+    for source, expected in (("triton", expected_triton), ("dcgm", expected_dcgm)):
+        assert set(by_source[source]) == {g.uuid for g in expected}
+        for g in expected:
+            got = by_source[source][g.uuid]
+            assert (got["memory_used_bytes"], got["memory_total_bytes"], got["power_watts"]) == (
+                g.memory_used_bytes, g.memory_total_bytes, g.power_watts)
+            assert got["host"] == g.host
+
+
+@pytest.mark.slow
+async def test_a_probe_never_overlaps_itself(tmp_path: Path) -> None:
+    import asyncio
+
+    now = time.time()
+    sim = SimBackend("stall", make_renderer("vllm"), ("m",), FAST, seed=4, now=now)
+    sim.incident.stream_fault = "stall"  # every probe hangs until its own timeout
+    async with harness([sim], f"sqlite:///{tmp_path}/s.db", Clock(now),
+                       backend_extra={"stall": {"probe": {"model": "m", "interval": "0.1s", "timeout": "0.4s"}}}) as h:
+        h.collector.sources.clock = time.time
+        task = asyncio.create_task(h.collector.sources.tasks()[0])  # type: ignore[arg-type]
+        await asyncio.sleep(1.5)
+        task.cancel()
+        await h.collector.flush()
+        probes = h.store.probe_results_between(0, 2e9, ["stall"])
+    assert 2 <= len(probes) <= 4, probes  # 1.5 s / 0.4 s per probe, not 1.5 s / 0.1 s
+    assert all(p.error_kind == "timeout" for p in probes)
+    starts = [p.ts for p in probes]
+    assert all(b - a >= 0.39 for a, b in zip(starts, starts[1:], strict=False)), starts
