@@ -30,6 +30,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporters.parser import parse
+from sim.engines.vllm import build_1_2_5_buckets
 
 # vLLM 0.10.x bucket lists (vllm/v1/metrics/loggers.py)
 TTFT = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
@@ -42,18 +43,6 @@ ITERATION = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 PARAMS_N = (1, 2, 5, 10, 20)
 HIGHR = (0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5,
          5.0, 7.5, 10.0, 30.0, 60.0)
-
-
-def build_1_2_5_buckets(max_value: int) -> list[int]:
-    out: list[int] = []
-    exponent = 0
-    while True:
-        for m in (1, 2, 5):
-            v = m * 10**exponent
-            if v > max_value:
-                return out
-            out.append(v)
-        exponent += 1
 
 
 TOKENS = tuple(build_1_2_5_buckets(40960))

@@ -65,6 +65,13 @@ def parse_duration(value: object) -> float:
     return total
 
 
+def _http_url(v: str, example: str) -> str:
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"invalid url {v!r}; expected {example}")
+    return v
+
+
 def parse_size(value: object) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -160,10 +167,7 @@ class BackendConfig(_Frozen):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"invalid url {v!r}; expected http://host:port or https://host:port")
-        return v.rstrip("/")
+        return _http_url(v, "http://host:port or https://host:port").rstrip("/")
 
     @field_validator("labels")
     @classmethod
@@ -220,10 +224,7 @@ class DcgmTarget(_Frozen):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"invalid url {v!r}; expected http://host:9400/metrics")
-        return v
+        return _http_url(v, "http://host:9400/metrics")
 
 
 class GpusConfig(_Frozen):

@@ -41,8 +41,7 @@ async def _drain_until_eof(reader: asyncio.StreamReader, writer: asyncio.StreamW
 
 
 @contextlib.asynccontextmanager
-async def raw_server(handler: Handler) -> AsyncIterator[int]:
-    """Serve ``handler`` on 127.0.0.1 (plain TCP) for the block; yields the port."""
+async def _serve(handler: Handler, ctx: ssl.SSLContext | None) -> AsyncIterator[int]:
     tasks: set[asyncio.Task[None]] = set()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -51,36 +50,6 @@ async def raw_server(handler: Handler) -> AsyncIterator[int]:
             tasks.add(task)
         try:
             await handler(reader, writer)
-            await _close(writer)
-        except asyncio.CancelledError:  # teardown: end quietly (asyncio logs a cancelled handler)
-            writer.transport.abort()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await server.wait_closed()
-
-
-@contextlib.asynccontextmanager
-async def tls_server(ctx: ssl.SSLContext, handler: Handler | None = None) -> AsyncIterator[int]:
-    """A TLS server on 127.0.0.1 for the block; yields the port.
-
-    asyncio completes the handshake before ``handler`` runs; the default handler reads until the
-    client closes.
-    """
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            tasks.add(task)
-        try:
-            await (handler or _drain_until_eof)(reader, writer)
             await _close(writer)
         except asyncio.CancelledError:  # teardown: end quietly (asyncio logs a cancelled handler)
             writer.transport.abort()
@@ -94,6 +63,20 @@ async def tls_server(ctx: ssl.SSLContext, handler: Handler | None = None) -> Asy
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await server.wait_closed()
+
+
+def raw_server(handler: Handler) -> contextlib.AbstractAsyncContextManager[int]:
+    """Serve ``handler`` on 127.0.0.1 (plain TCP) for the block; yields the port."""
+    return _serve(handler, None)
+
+
+def tls_server(ctx: ssl.SSLContext, handler: Handler | None = None) -> contextlib.AbstractAsyncContextManager[int]:
+    """A TLS server on 127.0.0.1 for the block; yields the port.
+
+    asyncio completes the handshake before ``handler`` runs; the default handler reads until the
+    client closes.
+    """
+    return _serve(handler or _drain_until_eof, ctx)
 
 
 def unused_port() -> int:
