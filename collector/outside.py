@@ -128,7 +128,6 @@ class Sources:
 
     async def _dcgm_once(self, url: str, host: str) -> GpuReading:
         from exporters.gpu_scrape import WANTED_DCGM, from_dcgm
-
         from exporters.parser import parse
 
         ts = self.clock()

@@ -1,0 +1,101 @@
+"""Value types of the alert engine. No I/O.
+
+An *alert* is one instance of a rule: the rule plus a label set (``alertname``, ``severity``,
+``backend`` …). Its ``fingerprint`` — a stable hash of the sorted labels — identifies it across
+evaluations, restarts, notifications (PagerDuty ``dedup_key``) and silences.
+
+States: ``inactive`` → ``pending`` (condition true, ``for`` not yet elapsed) → ``firing`` →
+``resolved`` (condition false for longer than ``keep_firing_for``); a pending alert whose
+condition clears goes back to ``inactive`` without notifying.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+State = Literal["inactive", "pending", "firing", "resolved"]
+Severity = Literal["info", "warning", "critical", "page", "ticket"]
+
+
+def fingerprint(labels: Mapping[str, str]) -> str:
+    """Stable 16-hex-digit identity of a label set (order-independent).
+
+    >>> fingerprint({"alertname": "A", "backend": "b"}) == fingerprint({"backend": "b", "alertname": "A"})
+    True
+    """
+    text = json.dumps(sorted(labels.items()), separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    """What the engine remembers about one alert instance between evaluations (persisted)."""
+
+    fingerprint: str
+    rule: str
+    labels: Mapping[str, str]
+    state: State
+    value: float | None = None
+    active_since: float | None = None  # when the condition became true (pending start)
+    fired_at: float | None = None
+    resolved_at: float | None = None
+    last_true: float | None = None  # last evaluation with the condition true (keep_firing_for)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A state change the evaluator decided; ``firing`` and ``resolved`` ones are notified."""
+
+    fingerprint: str
+    rule: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    old: State
+    new: State
+    ts: float
+    value: float | None
+    active_since: float | None
+    fired_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One message to one receiver, as stored in the outbox before it is sent."""
+
+    id: str  # unique per message (uuid4 hex); the outbox key
+    receiver: str  # notifier name from config: slack | pagerduty | webhook | alertmanager | <route receiver>
+    kind: Literal["trigger", "resolve", "repeat"]
+    fingerprint: str
+    rule: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    value: float | None
+    starts_at: float  # when the alert started firing (or pending start)
+    ends_at: float | None  # resolve time, for resolves
+    created_at: float
+    dashboard_url: str | None = None  # link back (no secrets in it)
+
+    @property
+    def severity(self) -> str:
+        return self.labels.get("severity", "warning")
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """What one delivery attempt achieved.
+
+    ``retry``: try again later (timeout, connection error, 429, 5xx); ``retry_after`` seconds
+    when the receiver said so (``Retry-After``). Neither ``ok`` nor ``retry``: give up (other 4xx),
+    ``error`` says why — without any secret.
+    """
+
+    ok: bool
+    retry: bool = False
+    retry_after: float | None = None
+    status: int | None = None
+    error: str | None = None
