@@ -49,6 +49,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import StaticPool
 
+from alerts.outbox import OutboxStore, define_outbox_tables
 from collector.observations import ObservationStore, define_tables
 from collector.samples import EngineSnapshot, GaugePoint, Histogram, ScrapeRecord
 
@@ -195,6 +196,7 @@ scrape_status, gauges, counter_deltas, histogram_deltas = _tables("")
     "_rollup"
 )
 probe_results, certificates, gpu_samples = define_tables(metadata)
+outbox, alert_states, alert_history = define_outbox_tables(metadata)
 
 
 # --- number and JSON helpers -----------------------------------------------------------------
@@ -308,7 +310,7 @@ def _bucket_end(ts: float, step: float) -> float:
 # --- the store ---------------------------------------------------------------------------------
 
 
-class Store(ObservationStore):
+class Store(ObservationStore, OutboxStore):
     """All persistence: scrape records in, windows and series out.
 
     Thread-safe: the collector writes from a worker thread while the web app reads.
@@ -335,6 +337,7 @@ class Store(ObservationStore):
             raise ValueError(f"unsupported storage URL {url!r}: use sqlite:/// or postgresql://")
         self._dialect = backend
         self.probe_results, self.certificates, self.gpu_samples = probe_results, certificates, gpu_samples
+        self.outbox_table, self.alert_states_table, self.alert_history_table = outbox, alert_states, alert_history
         self._lock = threading.Lock()
         self._layout_ids: dict[tuple[float, ...], int] = {}
         self._layout_bounds: dict[int, tuple[float, ...]] = {}
@@ -763,6 +766,7 @@ class Store(ObservationStore):
             ):
                 conn.execute(sa.delete(t).where(t.c.ts <= expire))
             self._expire_observations(conn, expire)
+            self._expire_outbox(conn, expire)
         slice_len = step * max(1, round(_SLICE_SECONDS / step))
         while True:
             with self._engine.connect() as conn:

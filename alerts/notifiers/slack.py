@@ -1,0 +1,127 @@
+"""Slack incoming webhook: a Block Kit message with a coloured attachment.
+
+Layout: ``text`` (the notification fallback), top-level ``blocks`` (a header with the severity
+emoji and state, a section with the summary), and one ``attachments[]`` entry whose ``color``
+paints the side bar and whose blocks hold the fields (backend, value, severity, started …) and a
+dashboard button. Slack answers ``200 ok``; errors are 4xx with a bare word body
+(``invalid_payload``, ``no_service``, ``invalid_token``).
+
+>>> n = SlackNotifier({"webhook_url": "https://hooks.slack.com/services/T0/B0/secret"})
+>>> n.describe()
+'slack → https://hooks.slack.com/services/…'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from alerts.model import Notification
+from alerts.notifiers.base import (
+    _alertname,
+    _check_keys,
+    _duration,
+    _format_value,
+    _host,
+    _HTTPNotifier,
+    _json_bytes,
+    _summary,
+    _url_field,
+    _url_secrets,
+    iso,
+)
+
+__all__ = ["SlackNotifier"]
+
+EMOJI = {"critical": "🔴", "page": "🔴", "warning": "🟠", "ticket": "🟠", "info": "🔵"}
+COLOR = {"critical": "#d00000", "page": "#d00000", "warning": "#f2c744", "ticket": "#f2c744",
+         "info": "#439fe0"}
+RESOLVED_EMOJI = "✅"
+RESOLVED_COLOR = "#2eb886"
+
+# Block Kit limits (https://api.slack.com/reference/block-kit/blocks)
+_HEADER_MAX = 150
+_SECTION_MAX = 3000
+_FIELD_MAX = 2000
+
+
+def _esc(text: str) -> str:
+    """Slack mrkdwn control characters (``& < >``) as entities."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class SlackNotifier(_HTTPNotifier):
+    """Posts to a Slack incoming webhook (``webhook_url``); the URL itself is the secret."""
+
+    kind: ClassVar[str] = "slack"
+
+    def __init__(self, cfg: Mapping[str, Any], name: str = "slack") -> None:
+        _check_keys(cfg, ("webhook_url",))
+        self.name = name
+        self._url = _url_field(cfg, "webhook_url")
+        self._secret(*_url_secrets(self._url))
+
+    def describe(self) -> str:
+        path = urlsplit(self._url).path
+        shown = "/services/…" if path.startswith("/services/") else "/…"
+        return f"{self.kind} → {_host(self._url)}{shown}"
+
+    def build_payload(self, n: Notification) -> dict[str, Any]:
+        resolved = n.kind == "resolve"
+        severity = n.severity
+        summary = _summary(n)
+        alertname = _alertname(n)
+        if resolved:
+            emoji, state, color = RESOLVED_EMOJI, "RESOLVED", RESOLVED_COLOR
+        else:
+            emoji = EMOJI.get(severity, EMOJI["warning"])
+            color = COLOR.get(severity, COLOR["warning"])
+            state = "STILL FIRING" if n.kind == "repeat" else "FIRING"
+        title = f"{emoji} {state}: {alertname}"
+        lasted = _duration(n.ends_at - n.starts_at) if resolved and n.ends_at is not None else None
+
+        text = f"{title} — {summary}" + (f" (after {lasted})" if lasted else "")
+        section = _esc(summary)
+        description = n.annotations.get("description")
+        if description:
+            section += "\n" + _esc(description)
+        if lasted:
+            section += f"\n*Resolved* after {lasted}"
+
+        fields = [
+            ("Backend", n.labels.get("backend") or "—"),
+            ("Value", _format_value(n.value)),
+            ("Severity", severity),
+            ("Started", iso(n.starts_at)),
+        ]
+        if resolved and n.ends_at is not None:
+            fields.append(("Resolved", iso(n.ends_at)))
+        details: list[dict[str, Any]] = [{
+            "type": "section",
+            "fields": [{"type": "mrkdwn", "text": _clip(f"*{k}*\n{_esc(v)}", _FIELD_MAX)}
+                       for k, v in fields],
+        }]
+        if n.dashboard_url:
+            details.append({"type": "actions", "elements": [{
+                "type": "button",
+                "text": {"type": "plain_text", "text": "Open dashboard"},
+                "url": n.dashboard_url,
+            }]})
+        return {
+            "text": _esc(text),
+            "blocks": [
+                {"type": "header", "text": {"type": "plain_text", "text": _clip(title, _HEADER_MAX),
+                                            "emoji": True}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": _clip(section, _SECTION_MAX)}},
+            ],
+            "attachments": [{"color": color, "blocks": details}],
+        }
+
+    def request(self, n: Notification) -> tuple[str, dict[str, str], bytes]:
+        headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "inferwatch"}
+        return self._url, headers, _json_bytes(self.build_payload(n))

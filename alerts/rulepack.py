@@ -1,0 +1,196 @@
+"""The default rule pack: the alerts every LLM-inference fleet wants, as data. Pure, no I/O.
+
+| rule | expr | for | severity |
+|---|---|---|---|
+| TTFTp50High | ``p50(ttft_seconds[5m]) > 0.5`` (500 ms) | 5m | warning |
+| TTFTp99High | ``p99(ttft_seconds[5m]) > 5`` (5 s) | 5m | warning |
+| ErrorRateHigh | ``ratio(request_errors_total, requests_total[5m]) > 0.01`` (1 %) | 5m | critical |
+| GPUMemoryHigh | ``gpu_memory_used_ratio > 0.9`` (90 %) | 5m | warning |
+| QueueDepthHigh | ``queue_depth > 100`` | 1m | warning |
+| TokenThroughputDegraded | ``baseline(tokens_per_second[5m], median, 24h) < 0.5`` | 15m | warning |
+| BackendDown | ``up == 0`` | 1m | critical |
+| CertificateExpiringSoon | ``cert_expiry_days < 14`` | 0 | warning |
+| CertificateExpiryCritical | ``cert_expiry_days < 3`` | 0 | critical |
+
+The latency rules use **time to first token**, not end-to-end latency: e2e latency of an LLM
+request grows with the number of tokens it generates (a 500-token answer takes seconds on a
+healthy server), so a fixed e2e threshold pages on long answers, while TTFT is what a user
+waits for before anything appears, and it rises first when the queue or prefill is the problem.
+
+**Overrides.** ``default_rules(overrides, per_backend)``:
+
+* ``overrides[rule_name]`` replaces fields of a default rule, with config spelling (``for``,
+  ``severity``, ``labels`` …), plus ``threshold`` (a number or ``"500ms"``/``"90%"``; rewrites
+  the number in ``expr``) and ``enabled: false`` (drops the rule).
+* ``per_backend[backend][rule_name] = threshold`` goes into that rule's ``per_backend`` map: the
+  evaluator compares that backend's instances against it (``Rule.threshold_for``). One rule, one
+  ``alertname`` and one alert identity per backend whatever its threshold, and ``{{ threshold }}``
+  shows the threshold that applied — simpler than splitting a rule into selector-scoped copies
+  with exclusions.
+
+Instances: per backend (``{backend}`` plus the backend's labels) for the backend rules, per GPU
+(``{host, gpu, uuid}``) for GPUMemoryHigh, per TLS target (``{target: "host:port"}``, plus
+``backend`` where the target is a backend's URL) for the certificate rules. ``per_backend``
+thresholds apply to instances that carry a ``backend`` label.
+
+User rules from config (``with_user_rules``) are appended; one named like a default replaces it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+
+from alerts.rules import Rule, parse_threshold
+
+__all__ = ["DEFAULT_RULES", "default_rules", "with_user_rules"]
+
+_SUMMARY_BACKEND = "{{ backend }}: "
+
+_PACK: Final[tuple[dict[str, Any], ...]] = (
+    {
+        "name": "TTFTp50High",
+        "expr": "p50(ttft_seconds[5m]) > 500ms",
+        "for": "5m",
+        "severity": "warning",
+        "annotations": {
+            "summary": _SUMMARY_BACKEND + "median time to first token {{ value | duration }} "
+            "over 5m (threshold {{ threshold | duration }})",
+        },
+    },
+    {
+        "name": "TTFTp99High",
+        "expr": "p99(ttft_seconds[5m]) > 5s",
+        "for": "5m",
+        "severity": "warning",
+        "annotations": {
+            "summary": _SUMMARY_BACKEND + "p99 time to first token {{ value | duration }} "
+            "over 5m (threshold {{ threshold | duration }})",
+        },
+    },
+    {
+        "name": "ErrorRateHigh",
+        "expr": "ratio(request_errors_total, requests_total[5m]) > 1%",
+        "for": "5m",
+        "severity": "critical",
+        "annotations": {
+            "summary": _SUMMARY_BACKEND + "{{ value | percent }} of requests failed over 5m "
+            "(threshold {{ threshold | percent }})",
+        },
+    },
+    {
+        "name": "GPUMemoryHigh",
+        "expr": "gpu_memory_used_ratio > 90%",
+        "for": "5m",
+        "severity": "warning",
+        "annotations": {
+            "summary": "GPU {{ gpu }} {{ uuid }} memory {{ value | percent }} used "
+            "(threshold {{ threshold | percent }})",
+        },
+    },
+    {
+        "name": "QueueDepthHigh",
+        "expr": "queue_depth > 100",
+        "for": "1m",
+        "severity": "warning",
+        "annotations": {
+            "summary": _SUMMARY_BACKEND + "{{ value }} requests waiting (threshold {{ threshold }})",
+        },
+    },
+    {
+        "name": "TokenThroughputDegraded",
+        "expr": "baseline(tokens_per_second[5m], median, 24h) < 50%",
+        "for": "15m",
+        "severity": "warning",
+        "annotations": {
+            "summary": _SUMMARY_BACKEND + "token throughput at {{ value | percent }} of its "
+            "24h median (threshold {{ threshold | percent }})",
+        },
+    },
+    {
+        "name": "BackendDown",
+        "expr": "up == 0",
+        "for": "1m",
+        "severity": "critical",
+        "annotations": {"summary": _SUMMARY_BACKEND + "scrapes failing for 1m"},
+    },
+    {
+        "name": "CertificateExpiringSoon",
+        "expr": "cert_expiry_days < 14",
+        "severity": "warning",
+        "annotations": {
+            "summary": "certificate of {{ target }} expires in {{ value | humanize }} days",
+        },
+    },
+    {
+        "name": "CertificateExpiryCritical",
+        "expr": "cert_expiry_days < 3",
+        "severity": "critical",
+        "annotations": {
+            "summary": "certificate of {{ target }} expires in {{ value | humanize }} days",
+        },
+    },
+)
+
+#: The pack, validated once at import (a typo here fails every test run, not a deployment).
+DEFAULT_RULES: Final[tuple[Rule, ...]] = tuple(Rule.model_validate(r) for r in _PACK)
+
+
+def _names(rules: Iterable[Rule]) -> str:
+    return ", ".join(r.name for r in rules)
+
+
+def _apply(rule: Rule, changes: Mapping[str, Any], per_backend: Mapping[str, float]) -> Rule | None:
+    data = rule.model_dump(by_alias=True)
+    changes = dict(changes)
+    if changes.pop("enabled", True) is False:
+        return None
+    if "threshold" in changes:
+        threshold = parse_threshold(changes.pop("threshold"))
+        expr = changes.get("expr", rule.expr)
+        changes["expr"] = str(Rule.model_validate({**data, "expr": expr}).parsed.with_threshold(threshold))
+    data.update(changes)
+    data["per_backend"] = {**data["per_backend"], **per_backend}
+    return Rule.model_validate(data)
+
+
+def default_rules(
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    per_backend: Mapping[str, Mapping[str, float | str]] | None = None,
+) -> list[Rule]:
+    """The default pack with ``overrides`` and per-backend thresholds applied.
+
+    >>> rules = default_rules({"QueueDepthHigh": {"threshold": 200, "for": "2m"}},
+    ...                       {"vllm-a": {"QueueDepthHigh": 50}})
+    >>> q = next(r for r in rules if r.name == "QueueDepthHigh")
+    >>> q.expr, q.for_, q.threshold_for({"backend": "vllm-a"}), q.threshold_for({"backend": "b"})
+    ('queue_depth > 200', 120.0, 50.0, 200.0)
+
+    Raises ``ValueError`` naming an unknown rule or a bad field (pydantic's message).
+    """
+    overrides = overrides or {}
+    per_backend = per_backend or {}
+    known = {r.name for r in DEFAULT_RULES}
+    for name in overrides:
+        if name not in known:
+            raise ValueError(f"overrides: unknown rule {name!r}; expected one of {_names(DEFAULT_RULES)}")
+    thresholds: dict[str, dict[str, float]] = {}
+    for backend, by_rule in per_backend.items():
+        for name, value in by_rule.items():
+            if name not in known:
+                raise ValueError(f"per_backend.{backend}: unknown rule {name!r}; expected one of "
+                                 f"{_names(DEFAULT_RULES)}")
+            thresholds.setdefault(name, {})[backend] = parse_threshold(value)
+    out = []
+    for rule in DEFAULT_RULES:
+        changed = _apply(rule, overrides.get(rule.name, {}), thresholds.get(rule.name, {}))
+        if changed is not None:
+            out.append(changed)
+    return out
+
+
+def with_user_rules(defaults: Sequence[Rule], user: Sequence[Rule]) -> list[Rule]:
+    """Defaults, each replaced by the user rule of the same name, then the other user rules."""
+    by_name = {r.name: r for r in user}
+    merged = [by_name.pop(r.name, r) for r in defaults]
+    return merged + [r for r in user if r.name in by_name]
