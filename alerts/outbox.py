@@ -154,10 +154,26 @@ class OutboxStore:
         An ``id`` already in the outbox is left as it is (idempotent)."""
         if not notifications:
             return
+        with self._engine.begin() as conn:
+            self._enqueue(conn, notifications)
+
+    def _enqueue(self, conn: sa.Connection, notifications: Sequence[Notification]) -> None:
+        if not notifications:
+            return
         rows = list({n.id: _outbox_row(n) for n in notifications}.values())
         ins = self._insert(self.outbox_table)
+        conn.execute(ins.on_conflict_do_nothing(index_elements=["id"]), rows)
+
+    def commit_evaluation(self, states: Mapping[str, AlertState], transitions: Sequence[Transition],
+                          notifications: Sequence[Notification]) -> None:
+        """One evaluation's outcome in ONE transaction: the new alert states, their history and
+        the notifications they cause. A crash leaves either all of it or none (then the next
+        evaluation, from the old states, decides the same transitions again)."""
         with self._engine.begin() as conn:
-            conn.execute(ins.on_conflict_do_nothing(index_elements=["id"]), rows)
+            self._save_states(conn, states)
+            if transitions:
+                conn.execute(self.alert_history_table.insert(), [_history_row(x) for x in transitions])
+            self._enqueue(conn, notifications)
 
     def due(self, now: float, limit: int = 100) -> list[OutboxItem]:
         """Pending items with ``next_attempt_at <= now``, oldest first (``created_at``, ``id``),
@@ -272,22 +288,25 @@ class OutboxStore:
     def save_alert_states(self, states: Mapping[str, AlertState]) -> None:
         """Replace the stored states by ``states`` (keyed by fingerprint): upsert every one,
         delete every other; one transaction."""
+        with self._engine.begin() as conn:
+            self._save_states(conn, states)
+
+    def _save_states(self, conn: sa.Connection, states: Mapping[str, AlertState]) -> None:
         t = self.alert_states_table
         rows = [_state_row(fp, s) for fp, s in states.items()]
-        with self._engine.begin() as conn:
-            stored = set(conn.execute(sa.select(t.c.fingerprint)).scalars())
-            gone = sorted(stored - states.keys())
-            for i in range(0, len(gone), _IN_CHUNK):
-                conn.execute(sa.delete(t).where(t.c.fingerprint.in_(gone[i : i + _IN_CHUNK])))
-            if rows:
-                ins = self._insert(t)
-                conn.execute(
-                    ins.on_conflict_do_update(
-                        index_elements=["fingerprint"],
-                        set_={k: getattr(ins.excluded, k) for k in rows[0] if k != "fingerprint"},
-                    ),
-                    rows,
-                )
+        stored = set(conn.execute(sa.select(t.c.fingerprint)).scalars())
+        gone = sorted(stored - states.keys())
+        for i in range(0, len(gone), _IN_CHUNK):
+            conn.execute(sa.delete(t).where(t.c.fingerprint.in_(gone[i : i + _IN_CHUNK])))
+        if rows:
+            ins = self._insert(t)
+            conn.execute(
+                ins.on_conflict_do_update(
+                    index_elements=["fingerprint"],
+                    set_={k: getattr(ins.excluded, k) for k in rows[0] if k != "fingerprint"},
+                ),
+                rows,
+            )
 
     def load_alert_states(self) -> dict[str, AlertState]:
         t = self.alert_states_table

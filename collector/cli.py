@@ -18,27 +18,22 @@ log = logging.getLogger("inferwatch")
 
 
 def _serve(cfg: Config, extra: object = None, banner: str | None = None) -> int:
-    import uvicorn
-
-    from collector.scheduler import Collector
+    from collector.service import Service
     from collector.store import Retention, Store
-    from web.app import create_app
 
     store = Store(cfg.storage, Retention(cfg.retention.raw, cfg.retention.rollups, cfg.retention.rollup_step))
     store.migrate()
 
     async def main() -> None:
-        collector = Collector(cfg, store)
-        app = create_app(cfg, store, collector)
-        server = uvicorn.Server(uvicorn.Config(app, host=cfg.web.host, port=cfg.web.port, log_level="warning",
-                                               access_log=False))
-        await collector.start()
+        service = Service(cfg, store)
+        server = service.server()
+        await service.start()
         if banner:
             print(banner, flush=True)
         try:
             await server.serve()
         finally:
-            await collector.stop()
+            await service.stop()
 
     try:
         asyncio.run(main())
@@ -77,11 +72,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from sim.server import SimFleet
 
     async def main() -> int:
-        import uvicorn
-
-        from collector.scheduler import Collector
+        from collector.service import Service
         from collector.store import Store
-        from web.app import create_app
 
         workdir = Path(tempfile.mkdtemp(prefix="inferwatch-demo-"))
         contexts, ca_file = demo_tls(workdir)
@@ -91,11 +83,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                 interval=args.interval, ca_file=ca_file), "<demo>")
         store = Store(cfg.storage)
         store.migrate()
-        collector = Collector(cfg, store)
-        app = create_app(cfg, store, collector)
-        server = uvicorn.Server(uvicorn.Config(app, host=cfg.web.host, port=cfg.web.port, log_level="warning",
-                                               access_log=False))
-        await collector.start()
+        service = Service(cfg, store)
+        server = service.server()
+        await service.start()
         script = asyncio.create_task(IncidentScript(fleet, period=args.incident_period).run())
         print(f"inferwatch demo: {len(cfg.backends)} simulated backends, storage {cfg.storage}\n"
               f"  dashboard  http://{cfg.web.listen}/\n"
@@ -110,7 +100,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 await server.serve()
         finally:
             script.cancel()
-            await collector.stop()
+            await service.stop()
             await fleet.stop()
             store.close()
             shutil.rmtree(workdir, ignore_errors=True)
@@ -137,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--storage", default="sqlite:///inferwatch-demo.db")
     demo.add_argument("--interval", default="5s", help="scrape interval (default 5s)")
-    demo.add_argument("--incident-period", type=float, default=60.0, help="seconds between scripted incidents")
+    demo.add_argument("--incident-period", type=float, default=150.0,
+                      help="seconds each scripted incident lasts (long enough for 1m `for:` rules to fire)")
     demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until Ctrl-C)")
     demo.set_defaults(func=cmd_demo)
     return p

@@ -245,9 +245,10 @@ class Config(_Frozen):
     gpus: GpusConfig = Field(default_factory=GpusConfig)
     tls: list[TlsTargetConfig] = Field(default_factory=list)
     tls_check_interval: Duration = 300.0  # for https backends checked automatically
-    # The sections below belong to the alerting stage; accepted as written so a config can carry
-    # them already, and validated by their own module when it lands.
+    # Alerting: validated by the alert engine's own models in ``_cross_checks`` (rules, notifiers).
     evaluation_interval: Duration = 15.0
+    default_rules: bool = True  # the built-in rule pack (alerts/rulepack.py)
+    external_url: str | None = None  # how links in notifications reach the dashboard
     rules: list[dict[str, Any]] = Field(default_factory=list)
     slos: list[dict[str, Any]] = Field(default_factory=list)
     notifiers: dict[str, Any] = Field(default_factory=dict)
@@ -357,6 +358,7 @@ def _cross_checks(cfg: Config) -> list[str]:
     from exporters.adapters import OptionsError, make_adapter
 
     problems: list[str] = []
+    problems.extend(_alerting_checks(cfg))
     seen: dict[str, int] = {}
     for i, b in enumerate(cfg.backends):
         if b.name in seen:
@@ -373,6 +375,32 @@ def _cross_checks(cfg: Config) -> list[str]:
         t = b.timeout if b.timeout is not None else None
         if t is not None and t > cfg.interval_for(b):
             problems.append(f"backends[{i}].timeout: {t:g}s exceeds the scrape interval ({cfg.interval_for(b):g}s)")
+    return problems
+
+
+def _alerting_checks(cfg: Config) -> list[str]:
+    from alerts.notifiers import build
+    from alerts.rules import Rule
+
+    problems: list[str] = []
+    names: dict[str, int] = {}
+    for i, raw in enumerate(cfg.rules):
+        try:
+            rule = Rule.model_validate(raw)
+        except ValidationError as exc:
+            for err in exc.errors():
+                where = _loc(tuple(err["loc"]))
+                problems.append(f"rules[{i}]" + (f".{where}" if where else "") + f": {_message(err)}")
+            continue
+        if rule.name in names:
+            problems.append(f"rules[{i}].name: duplicate rule name {rule.name!r} (also rules[{names[rule.name]}])")
+        names.setdefault(rule.name, i)
+    for name, conf in cfg.notifiers.items():
+        try:
+            build(name, conf)
+        except ValueError as exc:
+            field, _, message = str(exc).partition(": ")
+            problems.append(f"notifiers.{name}.{field}: {message}" if message else f"notifiers.{name}: {exc}")
     return problems
 
 

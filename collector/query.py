@@ -300,3 +300,15 @@ def gpu_view(ts: float, g: GpuSample) -> dict[str, Any]:
         "processes": [{"pid": p.pid, "name": p.name, "used_memory_bytes": p.used_memory_bytes} for p in g.processes],
         "errors": list(g.errors), "last_reading": ts,
     }
+
+
+def alert_view(s: Any) -> dict[str, Any]:
+    return {"fingerprint": s.fingerprint, "rule": s.rule, "state": s.state, "labels": dict(s.labels),
+            "annotations": dict(s.annotations), "value": s.value, "active_since": s.active_since,
+            "fired_at": s.fired_at, "resolved_at": s.resolved_at}
+
+
+def transition_view(t: Any) -> dict[str, Any]:
+    return {"fingerprint": t.fingerprint, "rule": t.rule, "from": t.old, "to": t.new, "ts": t.ts,
+            "labels": dict(t.labels), "annotations": dict(t.annotations), "value": t.value,
+            "active_since": t.active_since, "fired_at": t.fired_at}

@@ -75,7 +75,8 @@ def demo_config(fleet: SimFleet, *, storage: str, listen: str, interval: str, ca
                           "timeout": "10s", "targets": {"ttft": "1s", "itl": "100ms"}}
         backends.append(b)
     return {"storage": storage, "scrape_interval": interval, "scrape_timeout": "2s", "web": {"listen": listen},
-            "tls_check_interval": "60s", "gpus": {"nvml": "auto"}, "backends": backends}
+            "tls_check_interval": "60s", "gpus": {"nvml": "auto"}, "evaluation_interval": "5s",
+            "backends": backends}
 
 
 def build(specs: tuple[Spec, ...] = DEMO, now: float | None = None) -> list[SimBackend]:

@@ -182,6 +182,7 @@ class SimBackend:
     def advance(self, now: float) -> None:
         dt = now - self.last
         if dt <= 0:
+            self._set_gauges()  # incident switches show at once, even with no time elapsed
             return
         if dt > MAX_ADVANCE:  # a clock jump (or a wrong ``now``) must not simulate years of traffic
             dt = MAX_ADVANCE

@@ -73,6 +73,14 @@ def test_demo_shows_the_fleet_within_one_scrape_interval(tmp_path: Path) -> None
         assert len(certs) == 1 and certs[0]["verified"] is True and 9.9 < certs[0]["days_left"] < 10.1
         with urllib.request.urlopen(f"{base}/gpus", timeout=5) as resp:
             gpus = json.load(resp)
+        # alerts fire: the https backend's certificate expires in 10 days (< 14: warning)
+        firing: list = []
+        while time.time() < deadline + 40 and not firing:
+            with urllib.request.urlopen(f"{base}/alerts", timeout=5) as resp:
+                firing = [a for a in json.load(resp)["active"]
+                          if a["state"] == "firing" and a["labels"]["alertname"] == "CertificateExpiringSoon"]
+            time.sleep(0.3)
+        assert firing and firing[0]["labels"]["target"] == certs[0]["target"], firing
         # without a driver NVML turns itself off and says why; with one, its GPUs are listed
         assert any(g.get("source") == "nvml" and (g.get("uuid") or (g.get("enabled") is False and g["reason"]))
                    for g in gpus), gpus

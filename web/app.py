@@ -21,7 +21,7 @@ from collector import conventions as c
 from collector import query
 from collector.config import Config, parse_duration
 from collector.store import Store
-from web.metrics import FleetCollector
+from web.metrics import AlertMetrics, FleetCollector
 
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
 MAX_POINTS = 11_000
@@ -37,7 +37,8 @@ def _duration(name: str, value: str) -> float:
     return seconds
 
 
-def create_app(cfg: Config, store: Store, collector: Any = None, clock: Callable[[], float] = time.time) -> FastAPI:
+def create_app(cfg: Config, store: Store, collector: Any = None, clock: Callable[[], float] = time.time,
+               alerts: Any = None) -> FastAPI:
     app = FastAPI(title="inferwatch", version="0.1.0", docs_url="/api/docs", openapi_url="/api/openapi.json")
     backends = {b.name: b for b in cfg.backends}
     tokens = [t for t in cfg.web.auth.tokens if t]
@@ -80,6 +81,8 @@ def create_app(cfg: Config, store: Store, collector: Any = None, clock: Callable
         return out
 
     registry.register(FleetCollector(lambda: _summaries(300.0), health, cfg.backends, _certs, lambda: _gpus(300.0)))
+    if alerts is not None:
+        registry.register(AlertMetrics(alerts))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -148,6 +151,27 @@ def create_app(cfg: Config, store: Store, collector: Any = None, clock: Callable
         """Latest reading of every GPU heard from within ``window``; when local NVML is off, one
         more entry ``{"source": "nvml", "host", "enabled": false, "reason"}`` says why."""
         return await run_in_threadpool(_gpus, _duration("window", window))
+
+    @app.get("/api/v1/alerts")
+    async def get_alerts(state: str | None = None, since: str | None = None, limit: int = Query(200, ge=1, le=5000)
+                         ) -> dict[str, Any]:
+        """Active alerts (pending, firing) and the history of transitions, newest first.
+        ``state`` filters both (pending | firing | resolved | inactive); ``since`` is a duration
+        back from now (``1h``) or Unix seconds."""
+        if state is not None and state not in ("pending", "firing", "resolved", "inactive"):
+            raise HTTPException(400, f"state: unknown state {state!r}; expected pending, firing, resolved or inactive")
+        since_ts: float | None = None
+        if since is not None:
+            try:
+                since_ts = float(since)
+            except ValueError:
+                since_ts = clock() - _duration("since", since)
+        states = alerts.states if alerts is not None else await run_in_threadpool(store.load_alert_states)
+        active = [query.alert_view(s) for s in states.values() if s.state in ("pending", "firing")
+                  and (state is None or s.state == state)]
+        history = await run_in_threadpool(store.alert_history, state, since_ts, limit)  # type: ignore[arg-type]
+        return {"active": sorted(active, key=lambda a: (a["state"] != "firing", a["labels"].get("alertname", ""))),
+                "history": [query.transition_view(t) for t in history]}
 
     @app.get("/", response_class=HTMLResponse)
     async def index() -> str:

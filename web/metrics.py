@@ -184,3 +184,33 @@ def _qtext(q: float) -> str:
 
 def _sample(name: str, labels: dict[str, str], value: float) -> Sample:
     return Sample(name, labels, value, None, None)
+
+
+class AlertMetrics(PromCollector):
+    """The alert engine and its outbox: firing alerts, queue, deliveries, failures."""
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+
+    def collect(self) -> Iterable[Metric]:
+        firing = GaugeMetricFamily("inferwatch_alerts_firing", "Alerts firing now, by rule and severity.",
+                                   labels=["alertname", "severity"])
+        counts: dict[tuple[str, str], int] = {}
+        for st in self._engine.firing():
+            key = (st.labels.get("alertname", st.rule), st.labels.get("severity", ""))
+            counts[key] = counts.get(key, 0) + 1
+        for (name, sev), n in sorted(counts.items()):
+            firing.add_metric([name, sev], n)
+        d = self._engine.dispatcher
+        queued = GaugeMetricFamily("inferwatch_notifications_queued", "Notifications waiting in the outbox.")
+        queued.add_metric([], d.queue_size)
+        sent = CounterMetricFamily("inferwatch_notifications_sent", "Notifications delivered.", labels=["receiver"])
+        for r, n in sorted(d.sent_total.items()):
+            sent.add_metric([r], n)
+        failed = CounterMetricFamily("inferwatch_notification_failures", "Failed delivery attempts, by reason.",
+                                     labels=["receiver", "reason"])
+        for (r, reason), n in sorted(d.failures_total.items()):
+            failed.add_metric([r, reason], n)
+        evals = CounterMetricFamily("inferwatch_rule_evaluations", "Rule evaluation rounds since start.")
+        evals.add_metric([], self._engine.evaluations)
+        yield from (firing, queued, sent, failed, evals)

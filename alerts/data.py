@@ -1,0 +1,147 @@
+"""The alert engine's reads: for every rule, the value of its expression per instance.
+
+The I/O half of rule evaluation (``alerts/evaluate.py`` is the pure half). Instances:
+
+* per backend — ``{backend, **backend labels}`` — for the engine signals, ``up``, the derived
+  ``error_ratio`` / ``tokens_per_second`` and the probe signals;
+* per GPU — ``{host, gpu, uuid}`` — for ``gpu_memory_used_ratio``;
+* per TLS target — ``{target}`` — for ``cert_expiry_days`` (days until the *earliest* expiry in
+  the presented chain: an expiring intermediate breaks clients as surely as the leaf).
+
+Every figure comes from ``collector.query`` so that an alert and the dashboard agree; windows
+are fetched once per evaluation and shared by every rule that uses them.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from alerts.evaluate import Values, labelset
+from alerts.rules import Need, Rule
+from collector import conventions as c
+from collector import query
+from collector.config import BackendConfig, Config
+from collector.store import Store
+
+DEFAULT_WINDOW = 300.0
+_LATENCY_KEYS = {c.TTFT_SECONDS: "ttft", c.ITL_SECONDS: "itl", c.E2E_LATENCY_SECONDS: "e2e",
+                 c.QUEUE_TIME_SECONDS: "queue_time"}
+_SUMMARY_GAUGES = {"error_ratio": "error_ratio", "tokens_per_second": "tokens_per_second",
+                   c.QUEUE_DEPTH: "queue_depth", c.REQUESTS_RUNNING: "requests_running",
+                   c.KV_CACHE_USAGE_RATIO: "kv_cache_usage_ratio", c.PREFIX_CACHE_HIT_RATIO: "prefix_cache_hit_ratio"}
+_SERIES_OF = {"tokens_per_second": c.GENERATION_TOKENS_TOTAL}
+
+
+def backend_instance(b: BackendConfig) -> dict[str, str]:
+    return {c.LABEL_BACKEND: b.name, **b.labels}
+
+
+class Fetcher:
+    """Values of ``Need``s at one evaluation time, with the windows cached."""
+
+    def __init__(self, store: Store, cfg: Config, now: float) -> None:
+        self.store = store
+        self.cfg = cfg
+        self.now = now
+        self._summaries: dict[float, dict[str, dict[str, Any]]] = {}
+
+    def summary(self, window: float | None, backend: str) -> dict[str, Any]:
+        w = window or DEFAULT_WINDOW
+        if w not in self._summaries:
+            rows = query.summaries(self.store, self.cfg.backends, self.now, w)
+            self._summaries[w] = {r["name"]: r for r in rows}
+        return self._summaries[w].get(backend, {})
+
+    def backend_value(self, b: BackendConfig, need: Need) -> float | None:
+        sig, agg, w = need.signal, need.aggregation, need.window
+        if sig == "up":
+            return self._up(b.name, agg, w)
+        if sig.startswith("probe_"):
+            p = self.summary(w, b.name).get("probe")
+            if not p:
+                return None
+            if sig == "probe_success_ratio":
+                return float(p["success_ratio"])
+            block = p.get("ttft")
+            return block.get(agg) if block and agg in ("p50", "p95", "p99") else None
+        if agg in ("median", "mean"):  # a baseline's reference: stat of the signal's step values
+            return self._reference(b.name, sig, agg, w or DEFAULT_WINDOW)
+        if agg in ("p50", "p95", "p99"):
+            block = self.summary(w, b.name).get(_LATENCY_KEYS.get(sig, ""))
+            return block.get(agg) if block else None
+        if agg == "rate":
+            data = query.WindowData.fetch(self.store, self.now, w or DEFAULT_WINDOW, [b.name])
+            return query._rate(data.counters.get(b.name, {}), sig, None)
+        key = _SUMMARY_GAUGES.get(sig)
+        if key is None:
+            return None
+        if agg == "avg" and sig not in _SERIES_OF and w:
+            return self._reference(b.name, sig, "mean", w)
+        value = self.summary(w, b.name).get(key)
+        return None if value is None else float(value)
+
+    def _up(self, backend: str, agg: str, window: float | None) -> float | None:
+        if agg == "last" or not window:
+            st = self.store.latest_status().get(backend)
+            return None if st is None else (1.0 if st.up else 0.0)
+        points = [1.0 if up else 0.0 for _, up, _ in self.store.status_series(backend, self.now - window, self.now)]
+        return sum(points) / len(points) if points else None
+
+    def _reference(self, backend: str, signal: str, stat: str, window: float) -> float | None:
+        series_signal = _SERIES_OF.get(signal, signal)
+        if series_signal not in c.SIGNALS:
+            return None
+        step = max(self.cfg.scrape_interval, window / 288)  # at most ~288 points (5 min over 24 h)
+        points = [v for _, v in query.series(self.store, backend, series_signal, self.now, window, step) if v is not None]
+        if not points:
+            return None
+        return statistics.median(points) if stat == "median" else statistics.fmean(points)
+
+
+def _kind(rule: Rule) -> str:
+    signals = {n.signal for n in rule.needs()}
+    if "gpu_memory_used_ratio" in signals:
+        return "gpu"
+    if "cert_expiry_days" in signals:
+        return "cert"
+    return "backend"
+
+
+def fetch_values(rules: Sequence[Rule], store: Store, cfg: Config, now: float) -> Values:
+    """``{rule name: {instance label set: value or None}}`` for ``alerts.evaluate.evaluate``."""
+    f = Fetcher(store, cfg, now)
+    gpus: list[tuple[dict[str, str], float | None]] | None = None
+    certs: list[tuple[dict[str, str], float | None]] | None = None
+    out: dict[str, dict[Any, float | None]] = {}
+    for rule in rules:
+        per: dict[Any, float | None] = {}
+        kind = _kind(rule)
+        if kind == "gpu":
+            if gpus is None:
+                gpus = [({"host": g.host, "gpu": g.index, "uuid": g.uuid},
+                         (g.memory_used_bytes / g.memory_total_bytes)
+                         if g.memory_used_bytes is not None and g.memory_total_bytes else None)
+                        for _, g in store.latest_gpus(now - DEFAULT_WINDOW)]
+            instances = gpus
+        elif kind == "cert":
+            if certs is None:
+                certs = []
+                for r in store.certificate_results():
+                    ends = [t for t in (r.not_after, r.chain_not_after) if t is not None]
+                    certs.append(({"target": r.target}, (min(ends) - now) / 86400.0 if ends else None))
+            instances = certs
+        else:
+            instances = []
+            for b in cfg.backends:
+                inst = backend_instance(b)
+                if not rule.selector.matches(inst):
+                    continue
+                fetched: Mapping[Need, float | None] = {n: f.backend_value(b, n) for n in rule.needs()}
+                instances.append((inst, rule.compute(fetched)))
+        for inst, value in instances:
+            if rule.selector.matches(inst):
+                per[labelset(inst)] = value
+        out[rule.name] = per
+    return out
