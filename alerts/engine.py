@@ -2,7 +2,11 @@
 evaluate (pure, ``alerts/evaluate.py``), commit the new states, their history and the
 notifications they cause in one transaction (``alerts/outbox.py``), and wake the dispatcher.
 
-With no ``routes:``, every configured notifier receives every firing and resolved alert.
+Who is notified, and when, is decided by ``alerts/routing.py`` (routes, repeats, grouping,
+inhibition, silences; read its docstring). With no ``routes:``, every configured notifier receives
+every alert. The last notification per (alert, receiver) is kept in memory, loaded from the
+outbox at the first evaluation (``SilenceStore.last_sent``) and updated after every commit, so a
+restart never repeats early nor pages twice; active silences are read from the store every round.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -21,9 +26,10 @@ from alerts.dispatcher import Dispatcher
 from alerts.evaluate import evaluate, notifiable
 from alerts.model import AlertState, Notification, Transition
 from alerts.notifiers import build
+from alerts.routing import Planned, Router, Sent, plan
 from alerts.rulepack import default_rules, with_user_rules
 from alerts.rules import Rule
-from collector.config import Config
+from collector.config import Config, router_from_config
 from collector.store import Store
 
 log = logging.getLogger("inferwatch.alerts")
@@ -51,21 +57,41 @@ def to_notification(t: Transition, receiver: str, now: float, dashboard: str | N
     )
 
 
+def planned_notification(p: Planned, now: float, dashboard: str | None, seq: int) -> Notification:
+    """The notification for one routing decision; ``seq`` (its place in the round) prefixes the
+    id so the dispatcher, which sends a round's items in id order, keeps the round's order."""
+    a = p.alert
+    if isinstance(a, Transition):
+        n = to_notification(a, p.receiver, now, dashboard)
+    else:
+        n = Notification(
+            id="", receiver=p.receiver, kind=p.kind, fingerprint=a.fingerprint, rule=a.rule,
+            labels=dict(a.labels), annotations=dict(a.annotations), value=a.value,
+            starts_at=a.fired_at or a.active_since or now, ends_at=None, created_at=now, dashboard_url=dashboard,
+        )
+    return replace(n, id=f"{seq:06x}{uuid.uuid4().hex[6:]}", kind=p.kind)
+
+
 class AlertEngine:
     def __init__(self, cfg: Config, store: Store, http: httpx.AsyncClient, clock: Callable[[], float] = time.time,
-                 notifiers: Mapping[str, Any] | None = None, rules: Sequence[Rule] | None = None) -> None:
+                 notifiers: Mapping[str, Any] | None = None, rules: Sequence[Rule] | None = None,
+                 router: Router | None = None) -> None:
         self.cfg = cfg
         self.store = store
         self.clock = clock
         self.rules = list(rules) if rules is not None else rules_from_config(cfg)
         self.notifiers = dict(notifiers) if notifiers is not None else notifiers_from_config(cfg)
         self.dispatcher = Dispatcher(store, self.notifiers, http, clock=clock)
+        self.router: Router = router if router is not None else router_from_config(cfg)
+        self.sent: dict[tuple[str, str], Sent] = {}
+        self.muted: dict[str, str] = {}  # fingerprint -> why (silenced by <id> / inhibited), last round
+        self._unrouted: set[str] = set()  # fingerprints already logged as matching no route
         self.states: dict[str, AlertState] = {}
         self._loaded = False
         self.evaluations = 0
         self.failures = 0
 
-    def dashboard_url(self, t: Transition) -> str | None:
+    def dashboard_url(self, t: Transition | AlertState) -> str | None:
         base = self.cfg.external_url or f"http://{self.cfg.web.listen}"
         backend = t.labels.get("backend")
         return f"{base.rstrip('/')}/backends/{backend}" if backend else f"{base.rstrip('/')}/alerts"
@@ -74,19 +100,44 @@ class AlertEngine:
         now = self.clock() if now is None else now
         if not self._loaded:  # a restart keeps pending timers and firing alerts
             self.states = await asyncio.to_thread(self.store.load_alert_states)
+            self.sent = await asyncio.to_thread(self.store.last_sent, self.states)
             self._loaded = True
         values = await asyncio.to_thread(fetch_values, self.rules, self.store, self.cfg, now)
         states, transitions = evaluate(self.rules, values, self.states, now)
-        notes = [to_notification(t, receiver, now, self.dashboard_url(t))
-                 for t in notifiable(transitions) for receiver in self.notifiers]
+        silences = await asyncio.to_thread(self.store.active_silences, now)
+        planned, muted = plan(states, transitions, now, self.router, silences, self.sent)
+        self._log_unrouted(states, transitions)
+        notes = [planned_notification(p, now, self.dashboard_url(p.alert), i)
+                 for i, p in enumerate(x for x in planned if x.receiver in self.notifiers)]
         await asyncio.to_thread(self.store.commit_evaluation, states, transitions, notes)
         self.states = states
+        self.muted = muted
+        for n in notes:
+            self.sent[(n.fingerprint, n.receiver)] = Sent(n.kind, n.created_at)
+        live = {s.fingerprint for s in states.values()}
+        self.sent = {k: v for k, v in self.sent.items() if k[0] in live}
         self.evaluations += 1
         for t in notifiable(transitions):
             log.info("[alerts.engine] %s %s -> %s (value %s)", t.labels.get("alertname"), t.old, t.new, t.value)
         if notes:
             self.dispatcher.notify()
         return transitions
+
+    def _log_unrouted(self, states: Mapping[str, AlertState], transitions: Sequence[Transition]) -> None:
+        """Log once per alert that no route (and no default_receiver) takes it, or that its
+        receiver has no notifier here."""
+        for t in notifiable(transitions):
+            if t.new != "firing" or t.fingerprint in self._unrouted:
+                continue
+            receivers = [r.receiver for r in self.router.routes_for(t.labels)]
+            missing = [r for r in receivers if r not in self.notifiers]
+            if not receivers or missing:
+                self._unrouted.add(t.fingerprint)
+                why = f"receiver(s) {', '.join(missing)} not configured" if receivers else \
+                    "no route matches and there is no default_receiver"
+                log.warning("[alerts.engine] %s %s: notifies nobody: %s", t.labels.get("alertname"),
+                            dict(t.labels), why)
+        self._unrouted &= set(states)
 
     def firing(self) -> list[AlertState]:
         return [s for s in self.states.values() if s.state == "firing"]

@@ -252,7 +252,11 @@ class Config(_Frozen):
     rules: list[dict[str, Any]] = Field(default_factory=list)
     slos: list[dict[str, Any]] = Field(default_factory=list)
     notifiers: dict[str, Any] = Field(default_factory=dict)
-    routes: list[dict[str, Any]] = Field(default_factory=list)
+    routes: list[dict[str, Any]] = Field(default_factory=list)  # alerts/routing.py
+    default_receiver: str | None = None  # with routes: where an alert no route matches goes
+    repeat_interval: Duration = 4 * 3600.0  # re-notify a still-firing alert (0: never)
+    group_by: list[str] = Field(default_factory=lambda: ["alertname", "backend"])
+    inhibit_rules: list[dict[str, Any]] | None = None  # None: the built-in BackendDown rule
 
     @field_validator("storage")
     @classmethod
@@ -359,6 +363,7 @@ def _cross_checks(cfg: Config) -> list[str]:
 
     problems: list[str] = []
     problems.extend(_alerting_checks(cfg))
+    problems.extend(_slo_checks(cfg))
     seen: dict[str, int] = {}
     for i, b in enumerate(cfg.backends):
         if b.name in seen:
@@ -378,8 +383,28 @@ def _cross_checks(cfg: Config) -> list[str]:
     return problems
 
 
+def _slo_checks(cfg: Config) -> list[str]:
+    from alerts.slo import SLO
+
+    problems: list[str] = []
+    names: dict[str, int] = {}
+    for i, raw in enumerate(cfg.slos):
+        try:
+            slo = SLO.model_validate(raw)
+        except ValidationError as exc:
+            for err in exc.errors():
+                where = _loc(tuple(err["loc"]))
+                problems.append(f"slos[{i}]" + (f".{where}" if where else "") + f": {_message(err)}")
+            continue
+        if slo.name in names:
+            problems.append(f"slos[{i}].name: duplicate SLO name {slo.name!r} (also slos[{names[slo.name]}])")
+        names.setdefault(slo.name, i)
+    return problems
+
+
 def _alerting_checks(cfg: Config) -> list[str]:
     from alerts.notifiers import build
+    from alerts.routing import RoutingError
     from alerts.rules import Rule
 
     problems: list[str] = []
@@ -401,7 +426,21 @@ def _alerting_checks(cfg: Config) -> list[str]:
         except ValueError as exc:
             field, _, message = str(exc).partition(": ")
             problems.append(f"notifiers.{name}.{field}: {message}" if message else f"notifiers.{name}: {exc}")
+    try:
+        router_from_config(cfg)
+    except RoutingError as exc:
+        problems.extend(exc.problems)
     return problems
+
+
+def router_from_config(cfg: Config) -> Any:
+    """The alert ``Router`` (``alerts/routing.py``) of ``routes``, ``default_receiver``,
+    ``repeat_interval``, ``group_by`` and ``inhibit_rules``; raises ``RoutingError``."""
+    from alerts.routing import Router
+
+    return Router.parse(cfg.routes, list(cfg.notifiers), default_receiver=cfg.default_receiver,
+                        repeat_interval=cfg.repeat_interval, group_by=cfg.group_by,
+                        inhibit_rules=cfg.inhibit_rules)
 
 
 def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

@@ -50,6 +50,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import StaticPool
 
 from alerts.outbox import OutboxStore, define_outbox_tables
+from alerts.silences import SilenceStore, define_silence_tables
 from collector.observations import ObservationStore, define_tables
 from collector.samples import EngineSnapshot, GaugePoint, Histogram, ScrapeRecord
 
@@ -197,6 +198,7 @@ scrape_status, gauges, counter_deltas, histogram_deltas = _tables("")
 )
 probe_results, certificates, gpu_samples = define_tables(metadata)
 outbox, alert_states, alert_history = define_outbox_tables(metadata)
+silences = define_silence_tables(metadata)
 
 
 # --- number and JSON helpers -----------------------------------------------------------------
@@ -310,7 +312,7 @@ def _bucket_end(ts: float, step: float) -> float:
 # --- the store ---------------------------------------------------------------------------------
 
 
-class Store(ObservationStore, OutboxStore):
+class Store(ObservationStore, OutboxStore, SilenceStore):
     """All persistence: scrape records in, windows and series out.
 
     Thread-safe: the collector writes from a worker thread while the web app reads.
@@ -338,6 +340,7 @@ class Store(ObservationStore, OutboxStore):
         self._dialect = backend
         self.probe_results, self.certificates, self.gpu_samples = probe_results, certificates, gpu_samples
         self.outbox_table, self.alert_states_table, self.alert_history_table = outbox, alert_states, alert_history
+        self.silences_table = silences
         self._lock = threading.Lock()
         self._layout_ids: dict[tuple[float, ...], int] = {}
         self._layout_bounds: dict[int, tuple[float, ...]] = {}

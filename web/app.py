@@ -21,6 +21,7 @@ from collector import conventions as c
 from collector import query
 from collector.config import Config, parse_duration
 from collector.store import Store
+from web.alerts_api import alerts_router
 from web.metrics import AlertMetrics, FleetCollector
 
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
@@ -172,6 +173,8 @@ def create_app(cfg: Config, store: Store, collector: Any = None, clock: Callable
         history = await run_in_threadpool(store.alert_history, state, since_ts, limit)  # type: ignore[arg-type]
         return {"active": sorted(active, key=lambda a: (a["state"] != "firing", a["labels"].get("alertname", ""))),
                 "history": [query.transition_view(t) for t in history]}
+
+    app.include_router(alerts_router(store, alerts, clock, cfg))
 
     @app.get("/", response_class=HTMLResponse)
     async def index() -> str:

@@ -1,0 +1,395 @@
+"""Who hears about which alert, and when: routes, repeats, grouping, inhibition and silences.
+Pure: no I/O, no clock. Alertmanager semantics, simplified:
+
+**Routes** (``routes:``) are tried in order; the first whose matchers all hold wins, unless it
+says ``continue: true`` (then the next ones are tried too)::
+
+    routes:
+      - {receiver: pagerduty, match: {severity: critical}, match_re: {backend: "vllm-.*"},
+         continue: false, repeat_interval: 4h, group_by: [alertname, backend]}
+    default_receiver: slack     # an alert no route matches (else: nobody, logged once)
+    repeat_interval: 4h         # default of every route; 0 turns repeats off
+    group_by: [alertname, backend]
+
+``match`` compares label values exactly, ``match_re`` with a regex anchored at both ends (a
+missing label is the empty string). A receiver reached by several routes gets one notification
+per alert, with the first matching route's settings. **Without** ``routes:`` every configured
+notifier receives every alert (``default_receiver`` is then unused).
+
+**Repeat**: while an alert keeps firing, each of its receivers is notified again (``kind
+"repeat"``) every ``repeat_interval`` after the last notification it got for that alert. What
+was last sent to a receiver per alert is derived from the outbox (``SilenceStore.last_sent``):
+it is loaded when the engine starts, so a restart neither repeats early nor forgets.
+
+**Grouping**: every alert instance keeps its own notification (PagerDuty ``dedup_key`` = the
+alert's fingerprint; one backend's alert never hides another's). ``group_by`` only orders one
+evaluation round's notifications to a receiver: grouped by those labels' values, then by
+alertname and fingerprint, so alerts of one group are delivered one after the other.
+
+**Inhibition** (``inhibit_rules:``): an alert matching a rule's ``target_match``/``target_match_re``
+sends nothing while another *firing* alert matches its ``source_match``/``source_match_re`` and
+has the same values for the ``equal`` labels (a label missing on both counts as equal). Without
+``inhibit_rules:`` the default is ``DEFAULT_INHIBIT_RULES``: a backend that is down silences
+that backend's latency, error, queue and throughput alerts (``inhibit_rules: []`` turns it off).
+
+**Silences** (``alerts/silences.py``, API ``/api/v1/silences``): matchers ``{label: value}`` or
+``{label: "=~regex"}``, all must hold, active from ``starts_at`` until ``ends_at``.
+
+**Muted** (silenced or inhibited) alerts send nothing at all: no trigger, no repeat, no
+resolve. When a mute ends while the alert still fires, its receivers get a ``trigger`` then
+(they never heard of this episode) — or a repeat, if they did hear of it before the mute and
+``repeat_interval`` has passed. A **resolve** goes only to receivers that got a trigger (or
+repeat) of that firing episode and only when the alert is not muted at that moment: an alert that
+fired and resolved entirely under a silence sends nothing, and one notified before a silence
+that resolves while still silenced is not resolved at the receiver (resolve it there by hand,
+or expire the silence first).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from alerts.model import AlertState, Transition
+
+if TYPE_CHECKING:
+    from alerts.silences import Silence
+
+__all__ = [
+    "DEFAULT_GROUP_BY", "DEFAULT_INHIBIT_RULES", "DEFAULT_REPEAT_INTERVAL", "InhibitRule", "Matcher",
+    "Planned", "Route", "Router", "RoutingError", "Sent", "inhibited", "parse_inhibit_rules",
+    "parse_matchers", "parse_silence_matchers", "plan", "silenced_by",
+]
+
+DEFAULT_REPEAT_INTERVAL = 4 * 3600.0
+DEFAULT_GROUP_BY: tuple[str, ...] = ("alertname", "backend")
+#: Used when ``inhibit_rules`` is not configured at all.
+DEFAULT_INHIBIT_RULES: tuple[dict[str, Any], ...] = (
+    {
+        "source_match": {"alertname": "BackendDown"},
+        "target_match_re": {"alertname": "TTFT.*|ErrorRate.*|QueueDepth.*|TokenThroughput.*"},
+        "equal": ["backend"],
+    },
+)
+
+_LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+class RoutingError(ValueError):
+    """Every problem in the routing config, each ``path: message``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    """``name`` equals ``value`` (``regex=False``) or fully matches it as a regex."""
+
+    name: str
+    value: str
+    regex: bool = False
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        got = labels.get(self.name, "")
+        if self.regex:
+            return re.fullmatch(self.value, got) is not None
+        return got == self.value
+
+    def __str__(self) -> str:
+        return f"{self.name}{'=~' if self.regex else '='}{self.value!r}"
+
+
+def _all(matchers: Iterable[Matcher], labels: Mapping[str, str]) -> bool:
+    return all(m.matches(labels) for m in matchers)
+
+
+def _matchers(raw: Any, regex: bool, where: str, problems: list[str]) -> list[Matcher]:
+    if raw is None:
+        return []
+    if not isinstance(raw, Mapping):
+        problems.append(f"{where}: expected a mapping of label: value, got {type(raw).__name__}")
+        return []
+    out: list[Matcher] = []
+    for name, value in raw.items():
+        if not isinstance(name, str) or not _LABEL_RE.fullmatch(name):
+            problems.append(f"{where}: invalid label name {name!r}")
+            continue
+        if not isinstance(value, str):
+            problems.append(f"{where}.{name}: expected a string, got {type(value).__name__}")
+            continue
+        if regex:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                problems.append(f"{where}.{name}: invalid regex {value!r}: {exc}")
+                continue
+        out.append(Matcher(name, value, regex))
+    return out
+
+
+def parse_matchers(match: Any = None, match_re: Any = None, *, where: str = "") -> tuple[Matcher, ...]:
+    """Matchers from a ``match`` (exact) and a ``match_re`` (regex) mapping; ``RoutingError``."""
+    problems: list[str] = []
+    pre = f"{where}." if where else ""
+    out = _matchers(match, False, f"{pre}match", problems) + _matchers(match_re, True, f"{pre}match_re", problems)
+    if problems:
+        raise RoutingError(problems)
+    return tuple(out)
+
+
+def parse_silence_matchers(raw: Any) -> tuple[Matcher, ...]:
+    """Silence matchers: ``{label: value}`` exact, ``{label: "=~regex"}`` regex; at least one.
+
+    >>> [str(m) for m in parse_silence_matchers({"backend": "=~vllm-.*", "alertname": "X"})]
+    ["backend=~'vllm-.*'", "alertname='X'"]
+    """
+    if not isinstance(raw, Mapping) or not raw:
+        raise RoutingError(["matchers: expected a non-empty mapping of label: value (or \"=~regex\")"])
+    exact = {k: v for k, v in raw.items() if not (isinstance(v, str) and v.startswith("=~"))}
+    regex = {k: v[2:] for k, v in raw.items() if isinstance(v, str) and v.startswith("=~")}
+    problems: list[str] = []
+    got = {m.name: m for m in _matchers(exact, False, "matchers", problems) + _matchers(regex, True, "matchers", problems)}
+    if problems:
+        raise RoutingError(problems)
+    return tuple(got[k] for k in raw if k in got)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    receiver: str
+    matchers: tuple[Matcher, ...] = ()
+    continue_: bool = False
+    repeat_interval: float = DEFAULT_REPEAT_INTERVAL  # 0: no repeats
+    group_by: tuple[str, ...] = DEFAULT_GROUP_BY
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return _all(self.matchers, labels)
+
+
+@dataclass(frozen=True, slots=True)
+class InhibitRule:
+    source: tuple[Matcher, ...]
+    target: tuple[Matcher, ...]
+    equal: tuple[str, ...] = ()
+
+
+def parse_inhibit_rules(raw: Any, *, where: str = "inhibit_rules") -> tuple[InhibitRule, ...]:
+    problems: list[str] = []
+    if not isinstance(raw, Sequence) or isinstance(raw, str):
+        raise RoutingError([f"{where}: expected a list"])
+    rules: list[InhibitRule] = []
+    allowed = {"source_match", "source_match_re", "target_match", "target_match_re", "equal"}
+    for i, r in enumerate(raw):
+        at = f"{where}[{i}]"
+        if not isinstance(r, Mapping):
+            problems.append(f"{at}: expected a mapping")
+            continue
+        for key in sorted(set(r) - allowed):
+            problems.append(f"{at}.{key}: unknown field; expected one of {', '.join(sorted(allowed))}")
+        source = _matchers(r.get("source_match"), False, f"{at}.source_match", problems) + \
+            _matchers(r.get("source_match_re"), True, f"{at}.source_match_re", problems)
+        target = _matchers(r.get("target_match"), False, f"{at}.target_match", problems) + \
+            _matchers(r.get("target_match_re"), True, f"{at}.target_match_re", problems)
+        if not source:
+            problems.append(f"{at}.source_match: at least one source matcher is required")
+        if not target:
+            problems.append(f"{at}.target_match: at least one target matcher is required")
+        equal = r.get("equal", [])
+        if not isinstance(equal, list) or not all(isinstance(x, str) for x in equal):
+            problems.append(f"{at}.equal: expected a list of label names")
+            equal = []
+        rules.append(InhibitRule(tuple(source), tuple(target), tuple(equal)))
+    if problems:
+        raise RoutingError(problems)
+    return tuple(rules)
+
+
+_ROUTE_KEYS = {"receiver", "match", "match_re", "continue", "repeat_interval", "group_by"}
+
+
+class Router:
+    """The routing tree (a flat list) plus inhibition, built from config values.
+
+    >>> r = Router.parse([{"receiver": "pd", "match": {"severity": "critical"}}], ["pd", "slack"],
+    ...                  default_receiver="slack")
+    >>> [x.receiver for x in r.routes_for({"severity": "critical"})], [x.receiver for x in r.routes_for({})]
+    (['pd'], ['slack'])
+    """
+
+    def __init__(self, routes: Sequence[Route], notifiers: Sequence[str], *, default_receiver: str | None = None,
+                 repeat_interval: float = DEFAULT_REPEAT_INTERVAL, group_by: Sequence[str] = DEFAULT_GROUP_BY,
+                 inhibit_rules: Sequence[InhibitRule] | None = None) -> None:
+        self.routes = tuple(routes)
+        self.notifiers = tuple(notifiers)
+        self.default_receiver = default_receiver
+        self.repeat_interval = repeat_interval
+        self.group_by = tuple(group_by)
+        self.inhibit_rules = tuple(inhibit_rules) if inhibit_rules is not None else \
+            parse_inhibit_rules(DEFAULT_INHIBIT_RULES)
+
+    @classmethod
+    def parse(cls, routes: Any, notifiers: Sequence[str], *, default_receiver: str | None = None,
+              repeat_interval: float = DEFAULT_REPEAT_INTERVAL, group_by: Sequence[str] = DEFAULT_GROUP_BY,
+              inhibit_rules: Any = None) -> Router:
+        """From the config's raw values; ``RoutingError`` lists every problem with its path."""
+        from collector.config import parse_duration
+
+        problems: list[str] = []
+        known = ", ".join(notifiers) or "(none)"
+
+        def receiver_ok(name: Any, where: str) -> bool:
+            if not isinstance(name, str) or not name:
+                problems.append(f"{where}: required; the name of a configured notifier ({known})")
+                return False
+            if name not in notifiers:
+                problems.append(f"{where}: unknown notifier {name!r}; configured: {known}")
+                return False
+            return True
+
+        out: list[Route] = []
+        for i, raw in enumerate(routes or ()):
+            at = f"routes[{i}]"
+            if not isinstance(raw, Mapping):
+                problems.append(f"{at}: expected a mapping with receiver, match, match_re, continue, ...")
+                continue
+            for key in sorted(set(raw) - _ROUTE_KEYS):
+                problems.append(f"{at}.{key}: unknown field; expected one of {', '.join(sorted(_ROUTE_KEYS))}")
+            ok = receiver_ok(raw.get("receiver"), f"{at}.receiver")
+            matchers = _matchers(raw.get("match"), False, f"{at}.match", problems) + \
+                _matchers(raw.get("match_re"), True, f"{at}.match_re", problems)
+            cont = raw.get("continue", False)
+            if not isinstance(cont, bool):
+                problems.append(f"{at}.continue: expected true or false")
+            repeat = repeat_interval
+            if "repeat_interval" in raw:
+                try:
+                    repeat = parse_duration(raw["repeat_interval"])
+                except ValueError as exc:
+                    problems.append(f"{at}.repeat_interval: {exc}")
+            gb = raw.get("group_by", list(group_by))
+            if not isinstance(gb, list) or not all(isinstance(x, str) for x in gb):
+                problems.append(f"{at}.group_by: expected a list of label names")
+                gb = list(group_by)
+            if ok:
+                out.append(Route(raw["receiver"], tuple(matchers), cont is True, repeat, tuple(gb)))
+        if default_receiver is not None:
+            receiver_ok(default_receiver, "default_receiver")
+        inhibit: tuple[InhibitRule, ...] | None = None
+        if inhibit_rules is not None:
+            try:
+                inhibit = parse_inhibit_rules(inhibit_rules)
+            except RoutingError as exc:
+                problems.extend(exc.problems)
+        if problems:
+            raise RoutingError(problems)
+        return cls(out, notifiers, default_receiver=default_receiver, repeat_interval=repeat_interval,
+                   group_by=group_by, inhibit_rules=inhibit)
+
+    def routes_for(self, labels: Mapping[str, str]) -> list[Route]:
+        """The routes an alert goes to, one per receiver (the first matching route's settings);
+        empty when routes are configured, none matches and there is no ``default_receiver``."""
+        if not self.routes:
+            return [Route(n, (), True, self.repeat_interval, self.group_by) for n in self.notifiers]
+        out: dict[str, Route] = {}
+        for route in self.routes:
+            if route.matches(labels):
+                out.setdefault(route.receiver, route)
+                if not route.continue_:
+                    break
+        if not out and self.default_receiver is not None:
+            return [Route(self.default_receiver, (), False, self.repeat_interval, self.group_by)]
+        return list(out.values())
+
+
+def silenced_by(labels: Mapping[str, str], silences: Iterable[Silence], now: float) -> Silence | None:
+    """The first silence active at ``now`` whose matchers all hold for ``labels``."""
+    for s in silences:
+        if s.starts_at <= now < s.ends_at and _all(s.matchers, labels):
+            return s
+    return None
+
+
+def inhibited(labels: Mapping[str, str], fp: str, firing: Iterable[AlertState],
+              rules: Sequence[InhibitRule]) -> bool:
+    """Whether another firing alert inhibits this one (an alert never inhibits itself)."""
+    sources = [s for s in firing if s.state == "firing" and s.fingerprint != fp]
+    for rule in rules:
+        if not _all(rule.target, labels):
+            continue
+        for s in sources:
+            if _all(rule.source, s.labels) and all(s.labels.get(k) == labels.get(k) for k in rule.equal):
+                return True
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """The last notification enqueued for one (fingerprint, receiver)."""
+
+    kind: Literal["trigger", "resolve", "repeat"]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """One notification to make: for a firing state (trigger, repeat) or a resolve transition."""
+
+    receiver: str
+    kind: Literal["trigger", "resolve", "repeat"]
+    alert: AlertState | Transition
+    group: tuple[str, ...]
+
+    @property
+    def fingerprint(self) -> str:
+        return self.alert.fingerprint
+
+
+def _heard(last: Sent | None, episode: float) -> bool:
+    """Whether the receiver got a trigger or repeat of the episode that began at ``episode``."""
+    return last is not None and last.kind != "resolve" and last.at >= episode
+
+
+def plan(states: Mapping[str, AlertState], transitions: Sequence[Transition], now: float, router: Router,
+         silences: Sequence[Silence], sent: Mapping[tuple[str, str], Sent],
+         ) -> tuple[list[Planned], dict[str, str]]:
+    """One round's notifications: triggers and repeats for every firing alert in ``states``,
+    resolves for the ``transitions`` to resolved. Returns (planned, muted), ``muted`` mapping the
+    fingerprints of muted alerts to why (``silenced by <id>`` / ``inhibited``). Ordered per
+    receiver by group, then alertname and fingerprint."""
+    firing = [s for s in states.values() if s.state == "firing"]
+    muted: dict[str, str] = {}
+
+    def mute(fp: str, labels: Mapping[str, str]) -> bool:
+        silence = silenced_by(labels, silences, now)
+        if silence is not None:
+            muted[fp] = f"silenced by {silence.id}"
+        elif inhibited(labels, fp, firing, router.inhibit_rules):
+            muted[fp] = "inhibited"
+        return fp in muted
+
+    out: list[Planned] = []
+    for st in firing:
+        if mute(st.fingerprint, st.labels):
+            continue
+        episode = st.fired_at if st.fired_at is not None else (st.active_since or 0.0)
+        for route in router.routes_for(st.labels):
+            last = sent.get((st.fingerprint, route.receiver))
+            group = tuple(st.labels.get(k, "") for k in route.group_by)
+            if not _heard(last, episode):
+                out.append(Planned(route.receiver, "trigger", st, group))
+            elif route.repeat_interval > 0 and last is not None and now - last.at >= route.repeat_interval:
+                out.append(Planned(route.receiver, "repeat", st, group))
+    for t in transitions:
+        if t.new != "resolved" or mute(t.fingerprint, t.labels):
+            continue
+        episode = t.fired_at if t.fired_at is not None else (t.active_since or 0.0)
+        for route in router.routes_for(t.labels):
+            if _heard(sent.get((t.fingerprint, route.receiver)), episode):
+                group = tuple(t.labels.get(k, "") for k in route.group_by)
+                out.append(Planned(route.receiver, "resolve", t, group))
+    out.sort(key=lambda p: (p.receiver, p.group, p.alert.labels.get("alertname", ""), p.fingerprint))
+    return out, muted

@@ -1,0 +1,140 @@
+"""Silence endpoints (``alerts/silences.py``, semantics in ``alerts/routing.py``)::
+
+    GET    /api/v1/silences            every silence, newest first, with its state
+                                       (pending | active | expired); ?state= filters
+    POST   /api/v1/silences            {"matchers": {"backend": "vllm-a", "alertname": "=~TTFT.*"},
+                                        "duration": "2h" | "ends_at": <unix seconds or ISO 8601>,
+                                        "starts_at": <optional, default now>,
+                                        "created_by": "alice", "comment": "deploy"}
+                                       -> 201 and the silence; 400 with the field at fault
+    DELETE /api/v1/silences/{id}       expire now -> the silence; 404 when unknown
+
+The alert engine reads the active silences every evaluation, so a change takes effect at the
+next one. Behind the app's bearer-token auth like the rest of ``/api/v1``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from alerts.routing import RoutingError
+from alerts.silences import new_silence
+from collector.config import Config, parse_duration
+from collector.store import Store
+
+__all__ = ["alerts_router"]
+
+_FIELDS = {"matchers", "duration", "ends_at", "starts_at", "created_by", "comment"}
+_MAX_SECONDS = 366 * 86400.0
+
+
+def _time(name: str, value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            if dt.tzinfo is None:
+                raise HTTPException(400, f"{name}: give a time zone (e.g. 2026-01-02T03:04:05Z)")
+            return dt.timestamp()
+    raise HTTPException(400, f"{name}: expected Unix seconds or an ISO 8601 time, got {value!r}")
+
+
+def alerts_router(store: Store, alerts: Any = None, clock: Callable[[], float] = time.time,
+                  cfg: Config | None = None) -> APIRouter:
+    """The silence endpoints on ``store``; ``alerts`` (the engine, optional) adds to every
+    silence the fingerprints of the alerts it mutes right now (``silenced_alerts``)."""
+    router = APIRouter()
+
+    def view(s: Any, now: float) -> dict[str, Any]:
+        doc: dict[str, Any] = s.view(now)
+        if alerts is not None:
+            why = f"silenced by {s.id}"
+            doc["silenced_alerts"] = sorted(fp for fp, m in getattr(alerts, "muted", {}).items() if m == why)
+        return doc
+
+    @router.get("/api/v1/slos")
+    async def slos() -> list[dict[str, Any]]:
+        """Every configured SLO: achieved SLI (with its range when estimated), error budget,
+        burn rate per alert window and which multi-window burn-rate alerts hold now."""
+        from alerts.slo import SLO
+        from alerts.slo_data import slo_view
+
+        if cfg is None:
+            return []
+        now = clock()
+        models = [SLO.model_validate(raw) for raw in cfg.slos]
+        return await run_in_threadpool(lambda: [slo_view(m, store, cfg, now) for m in models])
+
+    @router.get("/api/v1/silences")
+    async def list_silences(state: str | None = None) -> list[dict[str, Any]]:
+        if state is not None and state not in ("pending", "active", "expired"):
+            raise HTTPException(400, f"state: unknown state {state!r}; expected pending, active or expired")
+        now = clock()
+        out = [view(s, now) for s in await run_in_threadpool(store.list_silences)]
+        return [x for x in out if state is None or x["state"] == state]
+
+    @router.post("/api/v1/silences", status_code=201)
+    async def create_silence(request: Request) -> JSONResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise HTTPException(400, "body: expected a JSON object") from None
+        if not isinstance(body, dict):
+            raise HTTPException(400, "body: expected a JSON object")
+        unknown = sorted(set(body) - _FIELDS)
+        if unknown:
+            raise HTTPException(400, f"{unknown[0]}: unknown field; expected {', '.join(sorted(_FIELDS))}")
+        now = clock()
+        starts_at = _time("starts_at", body["starts_at"]) if body.get("starts_at") is not None else now
+        if ("duration" in body) == ("ends_at" in body):
+            raise HTTPException(400, "duration: give either duration (e.g. 2h) or ends_at, not both nor neither")
+        if "duration" in body:
+            try:
+                seconds = parse_duration(body["duration"])
+            except ValueError as exc:
+                raise HTTPException(400, f"duration: {exc}") from None
+            if seconds <= 0:
+                raise HTTPException(400, "duration: must be greater than 0")
+            ends_at = starts_at + seconds
+        else:
+            ends_at = _time("ends_at", body["ends_at"])
+        if ends_at <= now:
+            raise HTTPException(400, "ends_at: must be in the future")
+        if ends_at - starts_at > _MAX_SECONDS:
+            raise HTTPException(400, "duration: at most 366d")
+        created_by, comment = body.get("created_by"), body.get("comment", "")
+        if not isinstance(created_by, str) or not created_by.strip():
+            raise HTTPException(400, "created_by: required; who creates this silence")
+        if not isinstance(comment, str):
+            raise HTTPException(400, "comment: expected a string")
+        try:
+            silence = new_silence(body.get("matchers"), starts_at=starts_at, ends_at=ends_at,
+                                  created_by=created_by.strip(), comment=comment, now=now)
+        except RoutingError as exc:
+            raise HTTPException(400, "; ".join(exc.problems)) from None
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        await run_in_threadpool(store.create_silence, silence)
+        return JSONResponse(view(silence, now), status_code=201)
+
+    @router.delete("/api/v1/silences/{silence_id}")
+    async def expire_silence(silence_id: str) -> dict[str, Any]:
+        now = clock()
+        s = await run_in_threadpool(store.expire_silence, silence_id, now)
+        if s is None:
+            raise HTTPException(404, f"no silence with id {silence_id!r}")
+        return view(s, now)
+
+    return router
