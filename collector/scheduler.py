@@ -73,7 +73,7 @@ class Collector:
     """Scrapes every backend of ``cfg`` into ``store`` until ``stop()``."""
 
     def __init__(self, cfg: Config, store: Store, client: httpx.AsyncClient | None = None,
-                 clock: Callable[[], float] = time.time, flush_interval: float = 0.25, nvml: Any = None) -> None:
+                 clock: Callable[[], float] = time.time, flush_interval: float = 0.1, nvml: Any = None) -> None:
         self.cfg = cfg
         self.store = store
         self.clock = clock
@@ -100,6 +100,7 @@ class Collector:
         self.writes = 0
         self.write_failures = 0
         self.gpu_errors: dict[str, str | None] = {}  # GPU source -> last error (None: fine)
+        self.on_flush: list[Callable[[], None]] = []  # called after each committed batch (alert engine)
 
     async def _load_cursors(self) -> None:
         """Continue from the cursors the last run persisted (restart without loss or double count)."""
@@ -189,6 +190,8 @@ class Collector:
             try:
                 await asyncio.to_thread(self.store.write, batch)
                 self.writes += 1
+                for callback in self.on_flush:
+                    callback()
             except Exception:  # the store is down: keep the batch (bounded) and retry next flush
                 self.write_failures += 1
                 log.exception("[collector.writer] writing %d records failed; will retry", len(batch))

@@ -24,6 +24,7 @@ class Service:
         # notifications go out through their own client: it honours HTTPS_PROXY & co.
         self.http = httpx.AsyncClient()
         self.alerts = AlertEngine(cfg, store, self.http)
+        self.collector.on_flush.append(self.alerts.data_arrived)
         self.app = create_app(cfg, store, self.collector, alerts=self.alerts)
         self._stop = asyncio.Event()
         self._alerting: asyncio.Task[None] | None = None
