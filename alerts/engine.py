@@ -29,6 +29,8 @@ from alerts.notifiers import build
 from alerts.routing import Planned, Router, Sent, plan
 from alerts.rulepack import default_rules, with_user_rules
 from alerts.rules import Rule
+from alerts.slo import SLO
+from alerts.slo_data import burn_rules, burn_values
 from collector.config import Config, router_from_config
 from collector.store import Store
 
@@ -80,6 +82,7 @@ class AlertEngine:
         self.store = store
         self.clock = clock
         self.rules = list(rules) if rules is not None else rules_from_config(cfg)
+        self.burn_rules = burn_rules([SLO.model_validate(raw) for raw in cfg.slos])
         self.notifiers = dict(notifiers) if notifiers is not None else notifiers_from_config(cfg)
         self.dispatcher = Dispatcher(store, self.notifiers, http, clock=clock)
         self.router: Router = router if router is not None else router_from_config(cfg)
@@ -103,8 +106,10 @@ class AlertEngine:
             self.states = await asyncio.to_thread(self.store.load_alert_states)
             self.sent = await asyncio.to_thread(self.store.last_sent, self.states)
             self._loaded = True
-        values = await asyncio.to_thread(fetch_values, self.rules, self.store, self.cfg, now)
-        states, transitions = evaluate(self.rules, values, self.states, now)
+        values = dict(await asyncio.to_thread(fetch_values, self.rules, self.store, self.cfg, now))
+        if self.burn_rules:  # SLO multi-window burn-rate alerts share the state machine and routing
+            values.update(await asyncio.to_thread(burn_values, self.burn_rules, self.store, self.cfg, now))
+        states, transitions = evaluate([*self.rules, *(b.rule for b in self.burn_rules)], values, self.states, now)
         silences = await asyncio.to_thread(self.store.active_silences, now)
         planned, muted = plan(states, transitions, now, self.router, silences, self.sent)
         self._log_unrouted(states, transitions)

@@ -18,10 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from alerts.rules import Rule
 from alerts.slo import (
     SLO,
     AvailabilitySLI,
     LatencySLI,
+    MWMBAlert,
     burn_rate,
     error_budget,
     good_count,
@@ -107,3 +109,60 @@ def slo_view(slo: SLO, store: Store, cfg: Config, now: float) -> dict[str, Any]:
                     "short_window": _window_text(a.short_window), "burn_rate_factor": a.burn_rate_factor,
                     "burning": a.kind in burning} for a in group.alerts()],
     }
+
+
+# --- burn-rate alerts as rules of the engine -------------------------------------------------------
+_SEVERITY = {"page": "critical", "ticket": "warning"}
+
+
+@dataclass(frozen=True, slots=True)
+class BurnRule:
+    """One multi-window burn-rate alert of one SLO, as an engine ``Rule`` plus what it watches.
+
+    The rule's value is the *lower* of the two windows' burn rates, its threshold the factor: the
+    condition (value > factor) holds exactly when both windows burn faster than the factor.
+    """
+
+    slo: SLO
+    alert: MWMBAlert
+    rule: Rule
+
+
+def burn_rules(slos: Sequence[SLO]) -> list[BurnRule]:
+    out: list[BurnRule] = []
+    for slo in slos:
+        for a in mwmb_alerts(slo).alerts():
+            long_w, short_w = _window_text(a.long_window), _window_text(a.short_window)
+            rule = Rule.model_validate({
+                # the expression's signal is a placeholder: the engine supplies the value itself
+                "name": f"SLOBurnRate:{slo.name}:{a.kind}",
+                "expr": f"error_ratio > {a.burn_rate_factor!r}",
+                "severity": _SEVERITY[a.severity],
+                "labels": {"slo": slo.name, "burn_window": f"{long_w}/{short_w}", "slo_alert": a.severity},
+                "annotations": {"summary": f"SLO {slo.name} ({slo.objective:.4%} over {_window_text(slo.window)}) "
+                                           f"burns its error budget {{{{ value }}}}x over {long_w} and {short_w} "
+                                           f"(threshold {a.burn_rate_factor:g}x)"},
+            })
+            out.append(BurnRule(slo, a, rule))
+    return out
+
+
+def burn_values(rules: Sequence[BurnRule], store: Store, cfg: Config, now: float) -> dict[str, dict[Any, float | None]]:
+    """Values for ``alerts.evaluate.evaluate``: per burn rule, one instance ``{slo}``."""
+    from alerts.evaluate import labelset
+
+    cache: dict[tuple[str, float], float | None] = {}
+
+    def ratio(slo: SLO, window: float) -> float | None:
+        key = (slo.name, window)
+        if key not in cache:
+            cache[key] = events(slo, store, cfg.backends, now, window).bad_ratio
+        return cache[key]
+
+    out: dict[str, dict[Any, float | None]] = {}
+    for br in rules:
+        long_r, short_r = ratio(br.slo, br.alert.long_window), ratio(br.slo, br.alert.short_window)
+        value = None if long_r is None or short_r is None else \
+            min(burn_rate(long_r, br.slo.objective), burn_rate(short_r, br.slo.objective))
+        out[br.rule.name] = {labelset({"slo": br.slo.name}): value}
+    return out
