@@ -43,7 +43,8 @@ def rules_from_config(cfg: Config) -> list[Rule]:
     user = [Rule.model_validate(r) for r in cfg.rules]
     if not cfg.default_rules:
         return user
-    return with_user_rules(default_rules({}, {}), user)
+    per_backend = {b.name: b.alert_thresholds for b in cfg.backends if b.alert_thresholds}
+    return with_user_rules(default_rules(cfg.rule_overrides, per_backend), user)
 
 
 def notifiers_from_config(cfg: Config) -> dict[str, Any]:

@@ -154,6 +154,7 @@ class BackendConfig(_Frozen):
     timeout: Duration | None = None
     bearer_token: str | None = None
     ca_file: str | None = None  # CA bundle for an https backend (scrape, probe and TLS check)
+    alert_thresholds: dict[str, float | str] = Field(default_factory=dict)  # {DefaultRuleName: threshold}
     options: dict[str, Any] = Field(default_factory=dict)
     probe: ProbeConfig | None = None
 
@@ -248,6 +249,8 @@ class Config(_Frozen):
     # Alerting: validated by the alert engine's own models in ``_cross_checks`` (rules, notifiers).
     evaluation_interval: Duration = 15.0
     default_rules: bool = True  # the built-in rule pack (alerts/rulepack.py)
+    #: per default rule: {threshold, for, severity, labels, annotations, enabled: false, …}
+    rule_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
     external_url: str | None = None  # how links in notifications reach the dashboard
     rules: list[dict[str, Any]] = Field(default_factory=list)
     slos: list[dict[str, Any]] = Field(default_factory=list)
@@ -408,6 +411,21 @@ def _alerting_checks(cfg: Config) -> list[str]:
     from alerts.rules import Rule
 
     problems: list[str] = []
+    from alerts.rulepack import default_rules
+
+    try:
+        default_rules(cfg.rule_overrides, {b.name: b.alert_thresholds for b in cfg.backends if b.alert_thresholds})
+    except (ValueError, ValidationError) as exc:
+        text = str(exc).splitlines()[0]
+        where, _, message = text.partition(": ")
+        if where == "overrides":
+            problems.append(f"rule_overrides: {message}")
+        elif where.startswith("per_backend."):
+            name = where.split(".", 1)[1]
+            index = next(i for i, b in enumerate(cfg.backends) if b.name == name)
+            problems.append(f"backends[{index}].alert_thresholds: {message}")
+        else:
+            problems.append(f"rule_overrides: {text}")
     names: dict[str, int] = {}
     for i, raw in enumerate(cfg.rules):
         try:

@@ -8,10 +8,16 @@ A figure that is unavailable is left out, never exported as 0.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector as PromCollector
 from prometheus_client.samples import Sample
 
@@ -211,6 +217,14 @@ class AlertMetrics(PromCollector):
                                      labels=["receiver", "reason"])
         for (r, reason), n in sorted(d.failures_total.items()):
             failed.add_metric([r, reason], n)
+        latency = HistogramMetricFamily("inferwatch_notification_delivery_seconds",
+                                        "From a notification's creation to its delivery.")
+        h = d.delivery_latency_seconds
+        cumulative = [(("+Inf" if math.isinf(b) else repr(float(b))), float(n)) for b, n in h.buckets()]
+        if not cumulative or cumulative[-1][0] != "+Inf":
+            cumulative.append(("+Inf", float(h.count)))
+        latency.add_metric([], cumulative, sum_value=h.sum)
+        yield latency
         evals = CounterMetricFamily("inferwatch_rule_evaluations", "Rule evaluation rounds since start.")
         evals.add_metric([], self._engine.evaluations)
         yield from (firing, queued, sent, failed, evals)

@@ -1,0 +1,63 @@
+"""Every default threshold is overridable, fleet-wide and per backend, from the config file; the
+alert engine's own metrics are valid Prometheus exposition."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from alerts.engine import AlertEngine, rules_from_config
+from collector.config import ConfigError, parse
+from collector.store import Store
+from web.app import create_app
+
+BACKENDS = [{"name": "vllm-a", "engine": "vllm", "url": "http://127.0.0.1:1", "alert_thresholds": {"QueueDepthHigh": 50}},
+            {"name": "vllm-b", "engine": "vllm", "url": "http://127.0.0.1:2"}]
+
+
+def test_fleet_wide_and_per_backend_thresholds() -> None:
+    cfg = parse({"backends": BACKENDS, "rule_overrides": {"QueueDepthHigh": {"threshold": 200, "for": "2m"},
+                                                          "GPUMemoryHigh": {"enabled": False}}})
+    rules = {r.name: r for r in rules_from_config(cfg)}
+    q = rules["QueueDepthHigh"]
+    assert q.threshold_for({"backend": "vllm-a"}) == 50 and q.threshold_for({"backend": "vllm-b"}) == 200
+    assert q.for_ == 120.0
+    assert "GPUMemoryHigh" not in rules and "BackendDown" in rules
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ({"rule_overrides": {"QueueDepth": {"threshold": 1}}}, "rule_overrides: unknown rule 'QueueDepth'"),
+        ({"backends": [{**BACKENDS[1], "alert_thresholds": {"Nope": 1}}]}, "backends[0].alert_thresholds: unknown rule 'Nope'"),
+    ],
+    ids=["unknown default rule", "unknown rule in a backend's thresholds"],
+)
+def test_override_mistakes_name_the_field(extra: dict, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse({"backends": BACKENDS[1:], **extra})
+    assert any(p.startswith(problem) for p in info.value.problems), info.value.problems
+
+
+async def test_alert_metrics_pass_promtool(tmp_path: Path) -> None:
+    cfg = parse({"storage": f"sqlite:///{tmp_path}/m.db", "backends": BACKENDS})
+    store = Store(cfg.storage)
+    store.migrate()
+    async with httpx.AsyncClient() as http:
+        engine = AlertEngine(cfg, store, http)
+        await engine.evaluate_once()
+        app = create_app(cfg, store, alerts=engine)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as api:
+            text = (await api.get("/metrics")).text
+    store.close()
+    assert "inferwatch_notification_delivery_seconds_bucket{le=\"+Inf\"} 0.0" in text
+    assert "inferwatch_rule_evaluations_total 1.0" in text
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package 'prometheus'; .ci/run installs it)")
+    res = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
