@@ -386,33 +386,38 @@ def _cross_checks(cfg: Config) -> list[str]:
     return problems
 
 
-def _slo_checks(cfg: Config) -> list[str]:
-    from alerts.slo import SLO
-
+def _named_models(items: list[dict[str, Any]], model: Any, section: str, what: str) -> list[str]:
+    """Validate each entry of a config list with a pydantic ``model``; problems by path, and
+    duplicate ``name``s."""
     problems: list[str] = []
     names: dict[str, int] = {}
-    for i, raw in enumerate(cfg.slos):
+    for i, raw in enumerate(items):
         try:
-            slo = SLO.model_validate(raw)
+            obj = model.model_validate(raw)
         except ValidationError as exc:
             for err in exc.errors():
                 where = _loc(tuple(err["loc"]))
-                problems.append(f"slos[{i}]" + (f".{where}" if where else "") + f": {_message(err)}")
+                problems.append(f"{section}[{i}]" + (f".{where}" if where else "") + f": {_message(err)}")
             continue
-        if slo.name in names:
-            problems.append(f"slos[{i}].name: duplicate SLO name {slo.name!r} (also slos[{names[slo.name]}])")
-        names.setdefault(slo.name, i)
+        if obj.name in names:
+            problems.append(f"{section}[{i}].name: duplicate {what} name {obj.name!r} (also {section}[{names[obj.name]}])")
+        names.setdefault(obj.name, i)
     return problems
+
+
+def _slo_checks(cfg: Config) -> list[str]:
+    from alerts.slo import SLO
+
+    return _named_models(cfg.slos, SLO, "slos", "SLO")
 
 
 def _alerting_checks(cfg: Config) -> list[str]:
     from alerts.notifiers import build
     from alerts.routing import RoutingError
+    from alerts.rulepack import default_rules
     from alerts.rules import Rule
 
     problems: list[str] = []
-    from alerts.rulepack import default_rules
-
     try:
         default_rules(cfg.rule_overrides, {b.name: b.alert_thresholds for b in cfg.backends if b.alert_thresholds})
     except (ValueError, ValidationError) as exc:
@@ -426,18 +431,7 @@ def _alerting_checks(cfg: Config) -> list[str]:
             problems.append(f"backends[{index}].alert_thresholds: {message}")
         else:
             problems.append(f"rule_overrides: {text}")
-    names: dict[str, int] = {}
-    for i, raw in enumerate(cfg.rules):
-        try:
-            rule = Rule.model_validate(raw)
-        except ValidationError as exc:
-            for err in exc.errors():
-                where = _loc(tuple(err["loc"]))
-                problems.append(f"rules[{i}]" + (f".{where}" if where else "") + f": {_message(err)}")
-            continue
-        if rule.name in names:
-            problems.append(f"rules[{i}].name: duplicate rule name {rule.name!r} (also rules[{names[rule.name]}])")
-        names.setdefault(rule.name, i)
+    problems.extend(_named_models(cfg.rules, Rule, "rules", "rule"))
     for name, conf in cfg.notifiers.items():
         try:
             build(name, conf)
