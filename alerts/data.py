@@ -46,6 +46,13 @@ class Fetcher:
         self.cfg = cfg
         self.now = now
         self._summaries: dict[float, dict[str, dict[str, Any]]] = {}
+        self._windows: dict[float, query.WindowData] = {}
+
+    def window(self, w: float) -> query.WindowData:
+        """The fleet's data over ``w``, fetched once per evaluation and window."""
+        if w not in self._windows:
+            self._windows[w] = query.WindowData.fetch(self.store, self.now, w)
+        return self._windows[w]
 
     def summary(self, window: float | None, backend: str) -> dict[str, Any]:
         w = window or DEFAULT_WINDOW
@@ -72,8 +79,7 @@ class Fetcher:
             block = self.summary(w, b.name).get(_LATENCY_KEYS.get(sig, ""))
             return block.get(agg) if block else None
         if agg == "rate":
-            data = query.WindowData.fetch(self.store, self.now, w or DEFAULT_WINDOW, [b.name])
-            return query._rate(data.counters.get(b.name, {}), sig, None)
+            return query.rate(self.window(w or DEFAULT_WINDOW).counters.get(b.name, {}), sig, None)
         key = _SUMMARY_GAUGES.get(sig)
         if key is None:
             return None

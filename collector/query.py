@@ -80,7 +80,7 @@ class WindowData:
         )
 
 
-def _rate(counters: dict[tuple[str, str], tuple[float, float]], signal: str, model: str | None) -> float | None:
+def rate(counters: dict[tuple[str, str], tuple[float, float]], signal: str, model: str | None) -> float | None:
     """Per-second increase: each model's deltas over the time they cover, summed over models."""
     total, found = 0.0, False
     for (s, m), (delta, interval) in counters.items():
@@ -118,9 +118,9 @@ def _figures(data: WindowData, backend: str, model: str | None, up: bool) -> dic
     for key, signal in LATENCY.items():
         out[key] = latency_block(r for r in rows if r.signal == signal)
     out.update(
-        tokens_per_second=_rate(counters, c.GENERATION_TOKENS_TOTAL, model),
-        prompt_tokens_per_second=_rate(counters, c.PROMPT_TOKENS_TOTAL, model),
-        requests_per_second=_rate(counters, c.REQUESTS_TOTAL, model),
+        tokens_per_second=rate(counters, c.GENERATION_TOKENS_TOTAL, model),
+        prompt_tokens_per_second=rate(counters, c.PROMPT_TOKENS_TOTAL, model),
+        requests_per_second=rate(counters, c.REQUESTS_TOTAL, model),
         error_ratio=(errors / requests) if requests and errors is not None else None,
         kv_cache_usage_ratio=gauge(c.KV_CACHE_USAGE_RATIO),
         prefix_cache_hit_ratio=prefix,

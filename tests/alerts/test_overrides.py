@@ -61,3 +61,26 @@ async def test_alert_metrics_pass_promtool(tmp_path: Path) -> None:
         pytest.skip("promtool not installed (Debian package 'prometheus'; .ci/run installs it)")
     res = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_rule_values_come_from_the_store_like_the_api(tmp_path: Path) -> None:
+    from alerts.data import fetch_values
+    from alerts.evaluate import labelset
+    from alerts.rulepack import DEFAULT_RULES
+    from collector.samples import CounterDelta, GaugePoint, ScrapeRecord
+
+    cfg = parse({"storage": f"sqlite:///{tmp_path}/v.db", "backends": BACKENDS})
+    store = Store(cfg.storage)
+    store.migrate()
+    now = 1_700_000_000.0
+    store.write([ScrapeRecord("vllm-a", now - 30, True, None, 0.01, gauges=(GaugePoint("queue_depth", "m", 7.0),),
+                              counters=(CounterDelta("requests_total", "m", 1000.0, 60.0),
+                                        CounterDelta("request_errors_total", "m", 50.0, 60.0))),
+                 ScrapeRecord("vllm-b", now - 30, False, "connection refused", 0.01)])
+    rules = [r for r in DEFAULT_RULES if r.name in ("ErrorRateHigh", "QueueDepthHigh", "BackendDown")]
+    values = fetch_values(rules, store, cfg, now)
+    store.close()
+    a, b = labelset({"backend": "vllm-a"}), labelset({"backend": "vllm-b"})
+    assert values["ErrorRateHigh"][a] == pytest.approx(0.05) and values["ErrorRateHigh"][b] is None
+    assert values["QueueDepthHigh"][a] == 7.0 and values["QueueDepthHigh"][b] is None  # down: no stale gauge
+    assert values["BackendDown"][a] == 1.0 and values["BackendDown"][b] == 0.0
