@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from alerts.routing import RoutingError
-from alerts.silences import new_silence
+from alerts.silences import Silence, new_silence
 from collector.config import Config, parse_duration
 from collector.store import Store
 
@@ -49,6 +49,43 @@ def _time(name: str, value: Any) -> float:
                 raise HTTPException(400, f"{name}: give a time zone (e.g. 2026-01-02T03:04:05Z)")
             return dt.timestamp()
     raise HTTPException(400, f"{name}: expected Unix seconds or an ISO 8601 time, got {value!r}")
+
+
+def silence_from_body(body: dict[str, Any], now: float) -> Silence:
+    """A new ``Silence`` from an API (or form) body; ``HTTPException(400)`` naming the field."""
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        raise HTTPException(400, f"{unknown[0]}: unknown field; expected {', '.join(sorted(_FIELDS))}")
+    starts_at = _time("starts_at", body["starts_at"]) if body.get("starts_at") is not None else now
+    if ("duration" in body) == ("ends_at" in body):
+        raise HTTPException(400, "duration: give either duration (e.g. 2h) or ends_at, not both nor neither")
+    if "duration" in body:
+        try:
+            seconds = parse_duration(body["duration"])
+        except ValueError as exc:
+            raise HTTPException(400, f"duration: {exc}") from None
+        if seconds <= 0:
+            raise HTTPException(400, "duration: must be greater than 0")
+        ends_at = starts_at + seconds
+    else:
+        ends_at = _time("ends_at", body["ends_at"])
+    if ends_at <= now:
+        raise HTTPException(400, "ends_at: must be in the future")
+    if ends_at - starts_at > _MAX_SECONDS:
+        raise HTTPException(400, "duration: at most 366d")
+    created_by, comment = body.get("created_by"), body.get("comment", "")
+    if not isinstance(created_by, str) or not created_by.strip():
+        raise HTTPException(400, "created_by: required; who creates this silence")
+    if not isinstance(comment, str):
+        raise HTTPException(400, "comment: expected a string")
+    try:
+        silence = new_silence(body.get("matchers"), starts_at=starts_at, ends_at=ends_at,
+                              created_by=created_by.strip(), comment=comment, now=now)
+    except RoutingError as exc:
+        raise HTTPException(400, "; ".join(exc.problems)) from None
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+    return silence
 
 
 def alerts_router(store: Store, alerts: Any = None, clock: Callable[[], float] = time.time,
@@ -93,39 +130,8 @@ def alerts_router(store: Store, alerts: Any = None, clock: Callable[[], float] =
             raise HTTPException(400, "body: expected a JSON object") from None
         if not isinstance(body, dict):
             raise HTTPException(400, "body: expected a JSON object")
-        unknown = sorted(set(body) - _FIELDS)
-        if unknown:
-            raise HTTPException(400, f"{unknown[0]}: unknown field; expected {', '.join(sorted(_FIELDS))}")
         now = clock()
-        starts_at = _time("starts_at", body["starts_at"]) if body.get("starts_at") is not None else now
-        if ("duration" in body) == ("ends_at" in body):
-            raise HTTPException(400, "duration: give either duration (e.g. 2h) or ends_at, not both nor neither")
-        if "duration" in body:
-            try:
-                seconds = parse_duration(body["duration"])
-            except ValueError as exc:
-                raise HTTPException(400, f"duration: {exc}") from None
-            if seconds <= 0:
-                raise HTTPException(400, "duration: must be greater than 0")
-            ends_at = starts_at + seconds
-        else:
-            ends_at = _time("ends_at", body["ends_at"])
-        if ends_at <= now:
-            raise HTTPException(400, "ends_at: must be in the future")
-        if ends_at - starts_at > _MAX_SECONDS:
-            raise HTTPException(400, "duration: at most 366d")
-        created_by, comment = body.get("created_by"), body.get("comment", "")
-        if not isinstance(created_by, str) or not created_by.strip():
-            raise HTTPException(400, "created_by: required; who creates this silence")
-        if not isinstance(comment, str):
-            raise HTTPException(400, "comment: expected a string")
-        try:
-            silence = new_silence(body.get("matchers"), starts_at=starts_at, ends_at=ends_at,
-                                  created_by=created_by.strip(), comment=comment, now=now)
-        except RoutingError as exc:
-            raise HTTPException(400, "; ".join(exc.problems)) from None
-        except ValueError as exc:
-            raise HTTPException(400, str(exc)) from None
+        silence = silence_from_body(body, now)
         await run_in_threadpool(store.create_silence, silence)
         return JSONResponse(view(silence, now), status_code=201)
 

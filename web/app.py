@@ -23,6 +23,7 @@ from collector.config import Config, parse_duration
 from collector.store import Store
 from web.alerts_api import alerts_router
 from web.metrics import AlertMetrics, FleetCollector
+from web.pages import pages_router
 
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
 MAX_POINTS = 11_000
@@ -175,6 +176,7 @@ def create_app(cfg: Config, store: Store, collector: Any = None, clock: Callable
                 "history": [query.transition_view(t) for t in history]}
 
     app.include_router(alerts_router(store, alerts, clock, cfg))
+    app.include_router(pages_router(store, alerts, clock))
 
     @app.get("/", response_class=HTMLResponse)
     async def index() -> str:
