@@ -26,6 +26,7 @@ from collector.config import BackendConfig, Config
 from collector.store import Store
 
 DEFAULT_WINDOW = 300.0
+REFERENCE_TTL = 300.0  # a baseline's reference (median over hours) is recomputed at most this often
 _LATENCY_KEYS = {c.TTFT_SECONDS: "ttft", c.ITL_SECONDS: "itl", c.E2E_LATENCY_SECONDS: "e2e",
                  c.QUEUE_TIME_SECONDS: "queue_time"}
 _SUMMARY_GAUGES = {"error_ratio": "error_ratio", "tokens_per_second": "tokens_per_second",
@@ -41,10 +42,13 @@ def backend_instance(b: BackendConfig) -> dict[str, str]:
 class Fetcher:
     """Values of ``Need``s at one evaluation time, with the windows cached."""
 
-    def __init__(self, store: Store, cfg: Config, now: float) -> None:
+    def __init__(self, store: Store, cfg: Config, now: float,
+                 references: dict[tuple[str, str, str, float], tuple[float, float | None]] | None = None) -> None:
         self.store = store
         self.cfg = cfg
         self.now = now
+        #: baseline references (e.g. a 24 h median) change slowly: kept across evaluations
+        self.references = references if references is not None else {}
         self._summaries: dict[float, dict[str, dict[str, Any]]] = {}
         self._windows: dict[float, query.WindowData] = {}
 
@@ -96,6 +100,15 @@ class Fetcher:
         return sum(points) / len(points) if points else None
 
     def _reference(self, backend: str, signal: str, stat: str, window: float) -> float | None:
+        key = (backend, signal, stat, window)
+        held = self.references.get(key)
+        if held is not None and self.now - held[0] < min(REFERENCE_TTL, window / 12):
+            return held[1]
+        value = self._compute_reference(backend, signal, stat, window)
+        self.references[key] = (self.now, value)
+        return value
+
+    def _compute_reference(self, backend: str, signal: str, stat: str, window: float) -> float | None:
         series_signal = _SERIES_OF.get(signal, signal)
         if series_signal not in c.SIGNALS:
             return None
@@ -115,9 +128,11 @@ def _kind(rule: Rule) -> str:
     return "backend"
 
 
-def fetch_values(rules: Sequence[Rule], store: Store, cfg: Config, now: float) -> Values:
-    """``{rule name: {instance label set: value or None}}`` for ``alerts.evaluate.evaluate``."""
-    f = Fetcher(store, cfg, now)
+def fetch_values(rules: Sequence[Rule], store: Store, cfg: Config, now: float,
+                 references: dict[tuple[str, str, str, float], tuple[float, float | None]] | None = None) -> Values:
+    """``{rule name: {instance label set: value or None}}`` for ``alerts.evaluate.evaluate``;
+    ``references`` (kept by the caller across evaluations) caches baseline references."""
+    f = Fetcher(store, cfg, now, references)
     gpus: list[tuple[dict[str, str], float | None]] | None = None
     certs: list[tuple[dict[str, str], float | None]] | None = None
     out: dict[str, dict[Any, float | None]] = {}

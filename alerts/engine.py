@@ -95,6 +95,7 @@ class AlertEngine:
         self.evaluations = 0
         self.failures = 0
         self._wake: asyncio.Event | None = None
+        self._references: dict[tuple[str, str, str, float], tuple[float, float | None]] = {}
 
     def dashboard_url(self, t: Transition | AlertState) -> str | None:
         base = self.cfg.external_url or f"http://{self.cfg.web.listen}"
@@ -107,7 +108,7 @@ class AlertEngine:
             self.states = await asyncio.to_thread(self.store.load_alert_states)
             self.sent = await asyncio.to_thread(self.store.last_sent, self.states)
             self._loaded = True
-        values = dict(await asyncio.to_thread(fetch_values, self.rules, self.store, self.cfg, now))
+        values = dict(await asyncio.to_thread(fetch_values, self.rules, self.store, self.cfg, now, self._references))
         if self.burn_rules:  # SLO multi-window burn-rate alerts share the state machine and routing
             values.update(await asyncio.to_thread(burn_values, self.burn_rules, self.store, self.cfg, now))
         states, transitions = evaluate([*self.rules, *(b.rule for b in self.burn_rules)], values, self.states, now)

@@ -84,3 +84,33 @@ def test_rule_values_come_from_the_store_like_the_api(tmp_path: Path) -> None:
     assert values["ErrorRateHigh"][a] == pytest.approx(0.05) and values["ErrorRateHigh"][b] is None
     assert values["QueueDepthHigh"][a] == 7.0 and values["QueueDepthHigh"][b] is None  # down: no stale gauge
     assert values["BackendDown"][a] == 1.0 and values["BackendDown"][b] == 0.0
+
+
+def test_throughput_baseline_against_its_own_median_and_cached_reference(tmp_path: Path) -> None:
+    from alerts.data import fetch_values
+    from alerts.evaluate import labelset
+    from alerts.rulepack import DEFAULT_RULES
+    from collector.samples import CounterDelta, ScrapeRecord
+
+    cfg = parse({"storage": f"sqlite:///{tmp_path}/t.db", "backends": BACKENDS[1:], "scrape_interval": "60s"})
+    store = Store(cfg.storage)
+    store.migrate()
+    now = 1_700_000_000.0
+    records = []
+    for i in range(120, 0, -1):  # two hours at 100 tokens/s, then the last 5 minutes at 20 tokens/s
+        rate = 20.0 if i <= 5 else 100.0
+        records.append(ScrapeRecord("vllm-b", now - 60 * i + 60, True, None, 0.01,
+                                    counters=(CounterDelta("generation_tokens_total", "m", rate * 60, 60.0),)))
+    store.write(records)
+    [rule] = [r for r in DEFAULT_RULES if r.name == "TokenThroughputDegraded"]
+    cache: dict = {}
+    value = fetch_values([rule], store, cfg, now, cache)[rule.name][labelset({"backend": "vllm-b"})]
+    assert value == pytest.approx(20.0 / 100.0)  # 20 % of its own 24 h median: below the 50 % threshold
+    assert rule.holds(value, {"backend": "vllm-b"})
+    assert len(cache) == 1
+    # within the cache's life the reference is not recomputed (it would now include more 20 tok/s)
+    store.write([ScrapeRecord("vllm-b", now + 60, True, None, 0.01,
+                              counters=(CounterDelta("generation_tokens_total", "m", 1200.0, 60.0),))])
+    again = fetch_values([rule], store, cfg, now + 60, cache)[rule.name][labelset({"backend": "vllm-b"})]
+    store.close()
+    assert again == pytest.approx(20.0 / 100.0)
