@@ -133,7 +133,10 @@ class AlertEngine:
 
     def _log_unrouted(self, states: Mapping[str, AlertState], transitions: Sequence[Transition]) -> None:
         """Log once per alert that no route (and no default_receiver) takes it, or that its
-        receiver has no notifier here."""
+        receiver has no notifier here. With no notifier configured at all there is nothing to say:
+        alerts are then meant for the API and the /alerts page."""
+        if not self.notifiers:
+            return
         for t in notifiable(transitions):
             if t.new != "firing" or t.fingerprint in self._unrouted:
                 continue

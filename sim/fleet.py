@@ -74,7 +74,10 @@ def demo_config(fleet: SimFleet, *, storage: str, listen: str, interval: str, ca
             b["probe"] = {"model": s.models[0], "prompt": "Say hi", "max_tokens": 16, "interval": "10s",
                           "timeout": "10s", "targets": {"ttft": "1s", "itl": "100ms"}}
         backends.append(b)
-    return {"storage": storage, "scrape_interval": interval, "scrape_timeout": "2s", "web": {"listen": listen},
+    from collector.config import parse_duration
+
+    timeout = min(2.0, 0.8 * parse_duration(interval))  # a scrape never outlives its interval
+    return {"storage": storage, "scrape_interval": interval, "scrape_timeout": timeout, "web": {"listen": listen},
             "tls_check_interval": "60s", "gpus": {"nvml": "auto"}, "evaluation_interval": "5s",
             "backends": backends}
 
