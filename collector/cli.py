@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
@@ -93,11 +92,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
               f"  metrics    http://{cfg.web.listen}/metrics\n"
               f"Incidents rotate every {args.incident_period:g}s. Ctrl-C stops.", flush=True)
         try:
-            if args.duration:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(server.serve(), args.duration)
-            else:
-                await server.serve()
+            if args.duration:  # stop the way Ctrl-C does, after --duration seconds
+                asyncio.get_running_loop().call_later(args.duration, setattr, server, "should_exit", True)
+            await server.serve()
         finally:
             script.cancel()
             await service.stop()
@@ -110,6 +107,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return asyncio.run(main())
     except KeyboardInterrupt:
         return 0
+
+
+def cmd_grafana(args: argparse.Namespace) -> int:
+    from dashboards.grafana import write_all
+
+    for path in write_all(args.output):
+        print(path)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="seconds each scripted incident lasts (long enough for 1m `for:` rules to fire)")
     demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until Ctrl-C)")
     demo.set_defaults(func=cmd_demo)
+    graf = sub.add_parser("grafana", help="write Grafana dashboards and provisioning into a folder")
+    graf.add_argument("-o", "--output", default="grafana", type=Path,
+                      help="folder for dashboards/*.json and provisioning/ (default: grafana)")
+    graf.set_defaults(func=cmd_grafana)
     return p
 
 
@@ -138,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for noisy in ("httpx", "httpcore"):  # one line per scrape request is noise, not news
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     return int(args.func(args))
 
 

@@ -1,0 +1,280 @@
+"""Grafana dashboards: the committed files match the generator, their structure is sound, and
+every panel's PromQL returns data from a real Prometheus scraping inferwatch and the simulated
+engines (GPU / incident-only panels: the query must at least parse)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from dashboards import grafana
+
+REPO = Path(__file__).resolve().parents[2]
+COMMITTED = REPO / "grafana"
+PROMETHEUS = os.environ.get("INFERWATCH_PROMETHEUS", "/usr/bin/prometheus")
+BACKEND = "vllm-a"  # the demo backend with everything: https, probe, TTFT/ITL/e2e histograms
+SUBSTITUTIONS = {"$backend": BACKEND, "$__rate_interval": "1m", "$__interval": "15s", "$__range": "1m"}
+
+
+def _loaded() -> dict[str, dict[str, Any]]:
+    return {stem: json.loads(text) for stem, text in
+            ((Path(rel).stem, text) for rel, text in grafana.render().items() if rel.endswith(".json"))}
+
+
+def _targets(dash: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    for panel in dash["panels"]:
+        for target in panel["targets"]:
+            yield panel, target
+
+
+def _substitute(expr: str) -> str:
+    for var, value in sorted(SUBSTITUTIONS.items(), key=lambda kv: -len(kv[0])):
+        expr = expr.replace(var, value)
+    return expr
+
+
+# ------------------------------------------------------------------------- committed output
+
+
+def test_committed_files_match_the_generator(tmp_path: Path) -> None:
+    written = grafana.write_all(tmp_path)
+    generated = sorted(p.relative_to(tmp_path).as_posix() for p in written)
+    committed = sorted(p.relative_to(COMMITTED).as_posix() for p in COMMITTED.rglob("*") if p.is_file())
+    assert committed == generated, "regenerate with: .venv/bin/python -m collector.cli grafana -o grafana"
+    for rel in generated:
+        assert (COMMITTED / rel).read_bytes() == (tmp_path / rel).read_bytes(), \
+            f"grafana/{rel} is stale; regenerate with: .venv/bin/python -m collector.cli grafana -o grafana"
+
+
+def test_output_is_deterministic_and_formatted() -> None:
+    first, second = grafana.render(), grafana.render()
+    assert first == second
+    for rel, text in first.items():
+        assert text.endswith("\n") and not text.endswith("\n\n"), rel
+        if rel.endswith(".json"):
+            assert text == json.dumps(json.loads(text), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def test_cli_writes_the_same_files(tmp_path: Path) -> None:
+    from collector.cli import main
+
+    assert main(["grafana", "-o", str(tmp_path)]) == 0
+    for rel, text in grafana.render().items():
+        assert (tmp_path / rel).read_text(encoding="utf-8") == text
+
+
+# -------------------------------------------------------------------------------- structure
+
+
+def test_dashboard_structure() -> None:
+    dashes = _loaded()
+    assert set(dashes) == {"fleet", "backend", "gpus", "slos"}
+    uids = [d["uid"] for d in dashes.values()]
+    assert len(set(uids)) == len(uids)
+    for stem, d in dashes.items():
+        assert d["schemaVersion"] == 39, stem
+        assert [i["name"] for i in d["__inputs"]] == ["DS_PROMETHEUS"], stem
+        assert d["__inputs"][0]["pluginId"] == "prometheus"
+        assert {r["id"] for r in d["__requires"]} >= {"grafana", "prometheus"}
+        ids = [p["id"] for p in d["panels"]]
+        assert len(ids) == len(set(ids)) and all(isinstance(i, int) and i > 0 for i in ids), stem
+        for panel in d["panels"]:
+            assert panel["datasource"] == {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}, panel["title"]
+            assert panel["targets"], panel["title"]
+            assert panel.get("inferwatch_needs") in (None, "gpu", "incident")
+            gp = panel["gridPos"]
+            assert 0 <= gp["x"] and gp["x"] + gp["w"] <= 24
+            refs = [t["refId"] for t in panel["targets"]]
+            assert len(refs) == len(set(refs))
+            for t in panel["targets"]:
+                assert t["expr"].strip(), panel["title"]
+                assert t["datasource"] == panel["datasource"]
+                leftover = re.findall(r"\$\w+", _substitute(t["expr"]))
+                assert not leftover, (panel["title"], leftover)
+    variables = {v["name"]: v for v in dashes["backend"]["templating"]["list"]}
+    assert variables["backend"]["type"] == "query"
+    assert variables["backend"]["definition"] == "label_values(inferwatch_backend_up, backend)"
+    assert all('backend="$backend"' in t["expr"] for p, t in _targets(dashes["backend"])
+               if t["expr"].startswith("inferwatch_") or "(inferwatch_" in t["expr"])
+    exprs = " ".join(t["expr"] for d in dashes.values() for _, t in _targets(d))
+    for name in ("vllm:time_to_first_token_seconds_bucket", "sglang:time_to_first_token_seconds_bucket",
+                 "tgi_request_duration_bucket", "inferwatch_probe_ttft_seconds", "inferwatch_gpu_power_watts",
+                 "inferwatch_cert_expiry_timestamp_seconds", 'inferwatch_ttft_seconds{quantile="0.99"}'):
+        assert name in exprs, name
+    assert all(p.get("inferwatch_needs") == "gpu" for p in dashes["gpus"]["panels"])
+
+
+def test_provisioning() -> None:
+    files = grafana.render()
+    ds = yaml.safe_load(files["provisioning/datasources/prometheus.yaml"])
+    want = {"name": "Prometheus", "type": "prometheus", "url": "http://localhost:9090"}
+    assert ds["datasources"][0].items() >= want.items()
+    prov = yaml.safe_load(files["provisioning/dashboards/inferwatch.yaml"])
+    assert prov["providers"][0]["type"] == "file" and prov["providers"][0]["options"]["path"]
+
+
+# ------------------------------------------------------------------------ real Prometheus
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Stack(threading.Thread):
+    """The demo fleet (one https backend, three probed) and an inferwatch Service scraping every
+    second, on an event loop in a thread."""
+
+    def __init__(self, workdir: Path, port: int) -> None:
+        super().__init__(daemon=True)
+        self.workdir = workdir
+        self.port = port
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self.targets: dict[str, str] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported to the test
+            self.error = exc
+            self.ready.set()
+
+    async def _main(self) -> None:
+        from collector.config import parse
+        from collector.service import Service
+        from collector.store import Store
+        from sim.fleet import build, demo_config, demo_tls
+        from sim.server import SimFleet
+
+        self._loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        contexts, ca_file = demo_tls(self.workdir)
+        fleet = SimFleet(build(), ssl=contexts)
+        await fleet.start()
+        data = demo_config(fleet, storage=f"sqlite:///{self.workdir / 'iw.db'}", listen=f"127.0.0.1:{self.port}",
+                           interval="1s", ca_file=ca_file)
+        data["scrape_timeout"] = "1s"
+        data["evaluation_interval"] = "1s"
+        data["gpus"] = {"nvml": "off"}
+        cfg = parse(data, "<grafana-test>")
+        store = Store(cfg.storage)
+        store.migrate()
+        service = Service(cfg, store)
+        server = service.server()
+        await service.start()
+        serving = asyncio.create_task(server.serve())
+        self.targets = {name: fleet.url(name) for name in fleet.backends}
+        self.ready.set()
+        try:
+            await self._stop_event.wait()
+        finally:
+            server.should_exit = True
+            await serving
+            await service.stop()
+            await fleet.stop()
+            store.close()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop_event is not None:
+            self._loop.call_soon_threadsafe(self._stop_event.set)
+        self.join(15)
+
+
+def _prometheus_config(inferwatch: str, engines: dict[str, str]) -> dict[str, Any]:
+    jobs: list[dict[str, Any]] = [{"job_name": "inferwatch", "static_configs": [{"targets": [inferwatch]}]}]
+    for name, url in sorted(engines.items()):
+        scheme, _, hostport = url.partition("://")
+        job: dict[str, Any] = {"job_name": f"engine-{name}", "scheme": scheme,
+                               "static_configs": [{"targets": [hostport.rstrip("/")], "labels": {"backend": name}}]}
+        if scheme == "https":
+            job["tls_config"] = {"insecure_skip_verify": True}
+        jobs.append(job)
+    return {"global": {"scrape_interval": "1s", "scrape_timeout": "1s"}, "scrape_configs": jobs}
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[str]:
+    if not (Path(PROMETHEUS).is_file() or shutil.which(PROMETHEUS)):
+        pytest.skip(f"the real-Prometheus dashboard test needs {PROMETHEUS} (Debian package 'prometheus')")
+    stack = _Stack(tmp_path, _free_port())
+    stack.start()
+    assert stack.ready.wait(30), "the simulated fleet / inferwatch did not start"
+    if stack.error is not None:
+        raise stack.error
+    prom_port = _free_port()
+    cfg = tmp_path / "prometheus.yml"
+    cfg.write_text(yaml.safe_dump(_prometheus_config(f"127.0.0.1:{stack.port}", stack.targets)))
+    log = (tmp_path / "prometheus.log").open("wb")
+    proc = subprocess.Popen([PROMETHEUS, f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                             f"--web.listen-address=127.0.0.1:{prom_port}"], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{prom_port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()
+            assert time.monotonic() < deadline, "Prometheus did not become ready"
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        stack.stop()
+
+
+def _query(client: httpx.Client, url: str, expr: str) -> dict[str, Any]:
+    resp = client.get(f"{url}/api/v1/query", params={"query": expr})
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+def test_every_panel_query_returns_data_from_real_prometheus(prometheus: str) -> None:
+    queries: list[tuple[str, str, str, str | None]] = []  # dashboard, panel, expr, needs
+    for stem, d in _loaded().items():
+        for panel, target in _targets(d):
+            queries.append((stem, panel["title"], _substitute(target["expr"]), panel.get("inferwatch_needs")))
+    # every query must parse at once (no data needed for that)
+    with httpx.Client(timeout=5) as client:
+        for stem, title, expr, _ in queries:
+            body = _query(client, prometheus, expr)
+            assert body["status"] == "success", (stem, title, expr, body)
+        pending = [q for q in queries if q[3] is None]
+        deadline = time.monotonic() + 30
+        while pending and time.monotonic() < deadline:
+            time.sleep(1)
+            still = []
+            for q in pending:
+                body = _query(client, prometheus, q[2])
+                assert body["status"] == "success", (q, body)
+                if not body["data"]["result"]:
+                    still.append(q)
+            pending = still
+    assert not pending, "panels without data from a real Prometheus:\n" + "\n".join(
+        f"  {s} / {t}: {e}" for s, t, e, _ in pending)
