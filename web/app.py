@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
@@ -22,11 +22,14 @@ from collector import query
 from collector.config import Config, parse_duration
 from collector.store import Store
 from web.alerts_api import alerts_router
+from web.dashboard import dashboard_router
 from web.metrics import AlertMetrics, FleetCollector
 from web.pages import pages_router
 
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
 MAX_POINTS = 11_000
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+       "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
 
 def _duration(name: str, value: str) -> float:
@@ -57,6 +60,9 @@ def create_app(cfg: Config, store: Store, collector: Any = None, clock: Callable
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        if request.url.scheme == "https":
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
         if request.url.path.startswith("/api/v1/") or request.url.path == "/metrics":
             response.headers["Cache-Control"] = "no-store"
         return response
@@ -178,19 +184,7 @@ def create_app(cfg: Config, store: Store, collector: Any = None, clock: Callable
     app.include_router(alerts_router(store, alerts, clock, cfg))
     app.include_router(pages_router(store, alerts, clock))
 
-    @app.get("/", response_class=HTMLResponse)
-    async def index() -> str:
-        rows = "".join(f"<li><a href='/api/v1/backends/{_esc(n)}'>{_esc(n)}</a> ({_esc(b.engine)})</li>"
-                       for n, b in backends.items())
-        return ("<!doctype html><html><head><meta charset='utf-8'><title>inferwatch</title></head><body>"
-                "<h1>inferwatch</h1><p>JSON API: <a href='/api/v1/backends'>/api/v1/backends</a> · "
-                "<a href='/metrics'>/metrics</a> · <a href='/api/docs'>API docs</a></p>"
-                f"<ul>{rows}</ul></body></html>")
+    app.include_router(dashboard_router(cfg, store, collector, alerts, clock))
 
     return app
 
-
-def _esc(text: str) -> str:
-    import html
-
-    return html.escape(text, quote=True)

@@ -46,3 +46,21 @@ def test_silence_form_mutes_and_expire_unmutes(demo_url: str, browser: Any) -> N
     rows = browser.find_elements(By.CSS_SELECTOR, "#silences .silence-row")
     assert "expired" in rows[0].text
     _wait(browser, url, lambda html: "silenced by" not in html)
+
+
+def test_fleet_page_draws_plotly_charts_under_the_csp(demo_url: str, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    _wait(browser, demo_url + "/", lambda html: "vllm-a" in html)
+    end = time.time() + 30
+    traces: list[Any] = []
+    while time.time() < end and not traces:
+        traces = browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .scatterlayer .trace")
+        time.sleep(0.5)
+    screenshot(browser, "fleet")
+    errors = [e for e in browser.get_log("browser") if "Content Security Policy" in e.get("message", "")]
+    assert not errors, errors
+    assert traces, "Plotly drew no trace on the fleet page"
+    # the numbers in the table are the API's
+    rows = browser.find_elements(By.CSS_SELECTOR, "table tbody tr")
+    assert len(rows) >= 6

@@ -1,0 +1,122 @@
+"""Server-side data for the dashboard charts: ranges, step choice and downsampling, so that no
+trace carries more than ``MAX_POINTS`` points whatever the range (a 7-day chart stays light).
+
+Pure arithmetic plus read-only store queries; no HTML and no Plotly here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from collector import conventions as c
+from collector.quantiles import merge, quantile_or_none
+from collector.samples import ProbeResult
+from collector.store import Store
+
+MAX_POINTS = 500
+RANGES: dict[str, float] = {"15m": 900.0, "1h": 3600.0, "6h": 21600.0, "24h": 86400.0, "7d": 604800.0}
+_NICE_STEPS = (1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+
+Points = list[tuple[float, float | None]]
+
+
+def choose_step(window: float, min_step: float = 15.0, max_points: int = MAX_POINTS) -> float:
+    """The smallest "nice" step >= ``min_step`` giving at most ``max_points`` points over ``window``.
+
+    >>> choose_step(7 * 86400)
+    1800.0
+    >>> choose_step(900, min_step=60)
+    60.0
+    """
+    need = max(min_step, window / max_points)
+    for s in _NICE_STEPS:
+        if s >= need:
+            return float(s)
+    return float(math.ceil(need / 86400) * 86400)
+
+
+def downsample(points: Sequence[tuple[float, float | None]], max_points: int = MAX_POINTS) -> Points:
+    """At most ``max_points`` points: consecutive points averaged in equal groups (None ignored;
+    a group of only None stays None), each group stamped with its last point's time.
+
+    >>> downsample([(1, 1.0), (2, 3.0), (3, None), (4, None)], 2)
+    [(2, 2.0), (4, None)]
+    """
+    pts = list(points)
+    if len(pts) <= max_points:
+        return pts
+    size = math.ceil(len(pts) / max_points)
+    out: Points = []
+    for i in range(0, len(pts), size):
+        group = pts[i:i + size]
+        vals = [v for _, v in group if v is not None]
+        out.append((group[-1][0], sum(vals) / len(vals) if vals else None))
+    return out
+
+
+def edges(now: float, window: float, step: float) -> list[float]:
+    """The end times of the steps covering ``(now - window, now]``, like ``query.series``."""
+    n = max(1, math.ceil(window / step))
+    since = now - window
+    return [since + step * (i + 1) for i in range(n)]
+
+
+def _slot(ts: float, since: float, step: float, n: int) -> int:
+    return min(n - 1, max(0, math.ceil((ts - since) / step) - 1))
+
+
+def fleet_quantiles(store: Store, now: float, window: float, step: float, signal: str = c.TTFT_SECONDS,
+                    quantiles: Sequence[float] = c.QUANTILES, backends: Sequence[str] | None = None
+                    ) -> dict[float, Points]:
+    """Per step, each quantile of ``signal`` over the merged histograms of every backend."""
+    ends = edges(now, window, step)
+    n, since = len(ends), now - window
+    per: list[list[tuple[Sequence[float], Sequence[float]]]] = [[] for _ in range(n)]
+    for r in store.histogram_deltas(since, now, backends=backends, signals=[signal]):
+        per[_slot(r.ts, since, step, n)].append((r.bounds, r.counts))
+    merged = [merge(rows) for rows in per]
+    return {q: [(t, quantile_or_none(q, *m) if m else None) for t, m in zip(ends, merged, strict=True)]
+            for q in quantiles}
+
+
+def _exact(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    xs = sorted(values)
+    pos = q * (len(xs) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def probe_ttft(results: Sequence[ProbeResult], now: float, window: float, step: float,
+               q: float = 0.5) -> Points:
+    """Per step, the ``q`` quantile of the TTFT the probes measured (successful probes only)."""
+    ends = edges(now, window, step)
+    n, since = len(ends), now - window
+    per: list[list[float]] = [[] for _ in range(n)]
+    for r in results:
+        if r.ok and r.ttft_seconds is not None and since < r.ts <= now:
+            per[_slot(r.ts, since, step, n)].append(r.ttft_seconds)
+    return [(t, _exact(v, q)) for t, v in zip(ends, per, strict=True)]
+
+
+def scrape_errors(status: Sequence[tuple[float, bool, str | None]], now: float, window: float,
+                  step: float) -> list[tuple[float, int, str]]:
+    """Failed scrapes grouped per step: ``(step end, count, one reason)`` for steps with any."""
+    ends = edges(now, window, step)
+    n, since = len(ends), now - window
+    counts = [0] * n
+    reasons = [""] * n
+    for ts, up, reason in status:
+        if not up:
+            i = _slot(ts, since, step, n)
+            counts[i] += 1
+            reasons[i] = reasons[i] or (reason or "scrape failed")
+    return [(ends[i], counts[i], reasons[i]) for i in range(n) if counts[i]]
+
+
+def ratio(num: Points, den: Points) -> Points:
+    """Point-wise ``num / den`` (None where either is missing or the denominator is 0)."""
+    return [(t, (a / b) if a is not None and b else None) for (t, a), (_, b) in zip(num, den, strict=True)]

@@ -1,0 +1,344 @@
+"""The dashboard pages: fleet overview ``/``, backend detail ``/backends/{name}``, ``/gpus``,
+``/slos``, and the static files they load (``/static/plotly.min.js`` comes from the installed
+``plotly`` package: the dashboard works offline, no CDN).
+
+Server-rendered with Jinja2 (autoescape on). The pages carry no inline code: chart figures are
+embedded as ``<script type="application/json">`` data blocks and drawn by ``dashboard.js``,
+so the strict Content-Security-Policy (``script-src 'self'``) holds.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import HTMLResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+
+from collector import conventions as c
+from collector import query
+from collector.config import BackendConfig, Config, parse_duration
+from collector.store import Store
+from dashboards import data as d
+from dashboards import figures as f
+
+STATIC = Path(__file__).resolve().parent / "static"
+_env = Environment(loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
+                   autoescape=select_autoescape(default=True, default_for_string=True))
+_STATIC_TYPES = {"dashboard.js": "text/javascript; charset=utf-8", "dashboard.css": "text/css; charset=utf-8"}
+FLEET_WINDOW = "5m"
+MAX_CUSTOM = 90 * 86400.0
+
+#: (key in /api/v1/backends, heading, format, threshold above which a cell is "bad")
+#: thresholds are the default rule pack's (TTFTp50High, TTFTp99High, ErrorRateHigh, QueueDepthHigh)
+COLUMNS: list[dict[str, Any]] = [
+    {"key": "queue_depth", "title": "queue", "fmt": "int", "bad": 100},
+    {"key": "requests_running", "title": "running", "fmt": "int"},
+    {"key": "ttft.p50", "title": "TTFT p50", "fmt": "s", "bad": 0.5},
+    {"key": "ttft.p95", "title": "TTFT p95", "fmt": "s"},
+    {"key": "ttft.p99", "title": "TTFT p99", "fmt": "s", "bad": 5.0},
+    {"key": "e2e.p99", "title": "e2e p99", "fmt": "s"},
+    {"key": "tokens_per_second", "title": "tokens/s", "fmt": "num"},
+    {"key": "error_ratio", "title": "errors", "fmt": "pct", "bad": 0.01},
+    {"key": "kv_cache_usage_ratio", "title": "KV cache", "fmt": "pct"},
+]
+CERT_WARN_DAYS, CERT_BAD_DAYS = 14.0, 3.0  # CertificateExpiringSoon / CertificateExpiryCritical
+
+
+# -- formatting (mirrored by dashboard.js for the auto-refresh) ---------------------------------
+def fmt(v: float | None, kind: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if kind == "s":
+        return f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s"
+    if kind == "pct":
+        return f"{v * 100:.1f} %"
+    if kind == "int":
+        return f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}"
+    if kind == "bytes":
+        return f"{v / 2**30:.1f} GiB"
+    return f"{v:.1f}"
+
+
+def level(v: float | None, bad: float | None) -> str:
+    """CSS class of a value against a "higher is worse" threshold: ok, warn (>= 80 %), bad."""
+    if v is None or bad is None:
+        return "na"
+    if v > bad:
+        return "bad"
+    return "warn" if v > 0.8 * bad else "ok"
+
+
+def _when(ts: float | None) -> str:
+    return "" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _get(summary: dict[str, Any], key: str) -> float | None:
+    cur: Any = summary
+    for part in key.split("."):
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur if isinstance(cur, int | float) and not isinstance(cur, bool) else None
+
+
+def _jv(v: float | None) -> str:
+    return json.dumps(v)
+
+
+_env.filters.update(fmt=fmt, when=_when, jv=_jv)
+
+
+def _target_of(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname}:{port}"
+
+
+@functools.cache
+def _plotly_js() -> bytes:
+    return resources.files("plotly").joinpath("package_data", "plotly.min.js").read_bytes()
+
+
+def _html(template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+    resp = HTMLResponse(_env.get_template(template).render(**ctx), status_code=status)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+_NOT_FOUND = _env.from_string(
+    '{% extends "base.html" %}{% block title %}not found{% endblock %}'
+    '{% block content %}<h1>Not found</h1><p class="notice bad">{{ what }}</p>'
+    '<p><a href="/">Back to the fleet</a></p>{% endblock %}')
+
+
+def _not_found(what: str) -> HTMLResponse:
+    resp = HTMLResponse(_NOT_FOUND.render(what=what, page=""), status_code=404)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def parse_range(rng: str, start: str | None, end: str | None, now: float) -> tuple[float, float, str]:
+    """``(until, window, label)`` of ``range=15m|1h|6h|24h|7d|custom`` (custom: ``from``/``to``
+    as Unix seconds or ISO 8601, ``to`` defaulting to now)."""
+    if rng in d.RANGES:
+        return now, d.RANGES[rng], rng
+    if rng != "custom":
+        raise HTTPException(400, f"range: unknown range {rng!r}; expected one of {', '.join([*d.RANGES, 'custom'])}")
+
+    def instant(name: str, text: str | None, default: float | None) -> float:
+        if not text:
+            if default is None:
+                raise HTTPException(400, f"{name}: required with range=custom")
+            return default
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError:
+            raise HTTPException(400, f"{name}: {text!r} is neither Unix seconds nor an ISO 8601 time") from None
+        return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+
+    until = instant("to", end, now)
+    since = instant("from", start, None)
+    if since >= until:
+        raise HTTPException(400, "from: must be before to")
+    if until - since > MAX_CUSTOM:
+        raise HTTPException(400, "from: a custom range is at most 90 days")
+    return until, until - since, "custom"
+
+
+def dashboard_router(cfg: Config, store: Store, collector: Any = None, alerts: Any = None,
+                     clock: Callable[[], float] = time.time) -> APIRouter:
+    router = APIRouter()
+    backends = {b.name: b for b in cfg.backends}
+
+    def _states() -> dict[str, Any]:
+        return dict(alerts.states) if alerts is not None else store.load_alert_states()
+
+    # -- fleet -----------------------------------------------------------------------------------
+    def _fleet(window: float) -> dict[str, Any]:
+        now = clock()
+        summaries = query.summaries(store, cfg.backends, now, window)
+        certs = {r.target: query.certificate_view(r, now) for r in store.certificate_results()}
+        firing: dict[str, int] = {}
+        for s in _states().values():
+            if s.state == "firing" and "backend" in s.labels:
+                firing[s.labels["backend"]] = firing.get(s.labels["backend"], 0) + 1
+        rows = []
+        for s in summaries:
+            b = backends[s["name"]]
+            cert = certs.get(_target_of(b.url)) if b.url.startswith("https") else None
+            days = cert["days_left"] if cert else None
+            rows.append({
+                "s": s,
+                "cells": [{"key": col["key"], "value": _get(s, col["key"]), "fmt": col["fmt"],
+                           "cls": level(_get(s, col["key"]), col.get("bad"))} for col in COLUMNS],
+                "labels": " ".join(f"{k}={v}" for k, v in sorted(s["labels"].items())),
+                "cert_days": days,
+                "cert_cls": "na" if days is None else ("bad" if days < CERT_BAD_DAYS else
+                                                       "warn" if days < CERT_WARN_DAYS else "ok"),
+                "firing": firing.get(s["name"], 0),
+            })
+        step = d.choose_step(3600.0, min_step=cfg.scrape_interval)
+        qs = d.fleet_quantiles(store, now, 3600.0, step)
+        chart = f.percentiles("Fleet TTFT (all backends, last hour)",
+                              {query._qkey(q): d.downsample(pts) for q, pts in qs.items()},
+                              x_range=(now - 3600.0, now))
+        return {"rows": rows, "waiting": not store.latest_status(), "chart": chart, "now": now}
+
+    @router.get("/", response_class=HTMLResponse)
+    async def fleet_page(window: str = FLEET_WINDOW) -> Response:
+        try:
+            w = parse_duration(window)
+        except ValueError as exc:
+            raise HTTPException(400, f"window: {exc}") from None
+        if w <= 0:
+            raise HTTPException(400, "window: must be greater than 0")
+        ctx = await run_in_threadpool(_fleet, w)
+        config = {"window": window, "columns": COLUMNS, "refresh_seconds": 15}
+        return _html("fleet.html", page="fleet", columns=COLUMNS, config=config, window=window, **ctx)
+
+    # -- one backend -----------------------------------------------------------------------------
+    def _backend(b: BackendConfig, until: float, window: float) -> dict[str, Any]:
+        step = d.choose_step(window, min_step=b.interval or cfg.scrape_interval)
+        name = b.name
+
+        def ser(signal: str, q: float | None = None) -> d.Points:
+            return d.downsample(query.series(store, name, signal, until, window, step, q))
+
+        errors = d.scrape_errors(store.status_series(name, until - window, until), until, window, step)
+        marks = [f.error_marks(errors)] if errors else []
+        xr = (until - window, until)
+        charts: list[tuple[str, dict[str, Any]]] = []
+        lat: dict[str, dict[str, d.Points]] = {}
+        for key, signal, title in (("ttft", c.TTFT_SECONDS, "Time to first token"),
+                                   ("itl", c.ITL_SECONDS, "Inter-token latency"),
+                                   ("e2e", c.E2E_LATENCY_SECONDS, "End-to-end latency")):
+            lat[key] = {query._qkey(q): ser(signal, q) for q in c.QUANTILES}
+            charts.append((key, f.percentiles(title, lat[key], extra=marks, x_range=xr)))
+        charts.append(("queue", f.lines("Queue depth and running requests",
+                                        {"queue depth": ser(c.QUEUE_DEPTH), "running": ser(c.REQUESTS_RUNNING)},
+                                        y_title="requests", extra=marks, x_range=xr)))
+        charts.append(("tokens", f.lines("Tokens per second",
+                                         {"prompt": ser(c.PROMPT_TOKENS_TOTAL), "generation": ser(c.GENERATION_TOKENS_TOTAL)},
+                                         y_title="tokens/s", extra=marks, x_range=xr)))
+        charts.append(("errors", f.lines("Error ratio",
+                                         {"errors / requests": d.ratio(ser(c.REQUEST_ERRORS_TOTAL), ser(c.REQUESTS_TOTAL))},
+                                         y_format=".1%", extra=marks, x_range=xr)))
+        charts.append(("kv", f.lines("KV-cache usage", {"KV cache": ser(c.KV_CACHE_USAGE_RATIO)},
+                                     y_format=".0%", extra=marks, x_range=xr)))
+        if b.probe is not None:
+            probes = store.probe_results_between(until - window, until, backends=[name])
+            measured = d.downsample(d.probe_ttft(probes, until, window, step))
+            charts.append(("probe", f.figure("TTFT p50: probe-measured vs engine-reported", [
+                f.line("probe (measured)", measured, color="#1b7f3b", mode="lines+markers"),
+                f.line("engine (reported)", lat["ttft"]["p50"], color="#2a5db0", dash="dot"),
+                *marks], y_title="seconds", x_range=xr)))
+        summary = query.backend_summary(
+            query.WindowData.fetch(store, until, min(window, 300.0), [name], [name] if b.probe else []), b)
+        st = store.latest_status().get(name)
+        never_up = st is None or st.last_success_ts is None
+        return {"charts": charts, "summary": summary, "step": step, "never_up": never_up,
+                "scraped": st is not None, "error_count": sum(n for _, n, _ in errors)}
+
+    @router.get("/backends/{name:path}", response_class=HTMLResponse)
+    async def backend_page(name: str, rng: str = Query("1h", alias="range"),
+                           start: str | None = Query(None, alias="from"),
+                           end: str | None = Query(None, alias="to")) -> Response:
+        b = backends.get(name)
+        if b is None:
+            return _not_found(f"No backend named {name!r}.")
+        until, window, label = parse_range(rng, start, end, clock())
+        ctx = await run_in_threadpool(_backend, b, until, window)
+        return _html("backend.html", page="backend", b=b, range=label, ranges=list(d.RANGES),
+                     start=start or "", end=end or "", since=until - window, until=until, **ctx)
+
+    # -- GPUs ------------------------------------------------------------------------------------
+    def _gpus(until: float, window: float) -> dict[str, Any]:
+        latest = store.latest_gpus(until - window)
+        gpus = [query.gpu_view(ts, g) for ts, g in latest]
+        xr = (until - window, until)
+        mem_charts: list[tuple[str, dict[str, Any]]] = []
+        util: dict[str, d.Points] = {}
+        temp: dict[str, d.Points] = {}
+        power: dict[str, d.Points] = {}
+        for i, (_, g) in enumerate(latest):
+            rows = store.gpu_series(g.uuid, until - window, until)
+            label = f"{g.host}/{g.index}"
+            used = d.downsample([(t, s.memory_used_bytes) for t, s in rows])
+            total = d.downsample([(t, s.memory_total_bytes) for t, s in rows])
+            mem_charts.append((f"mem{i}", f.lines(f"{label} {g.name or ''} memory",
+                                                  {"used": used, "total": total}, y_title="GiB",
+                                                  scale=1 / 2**30, x_range=xr)))
+            util[label] = d.downsample([(t, s.utilization_ratio) for t, s in rows])
+            temp[label] = d.downsample([(t, s.temperature_celsius) for t, s in rows])
+            power[label] = d.downsample([(t, s.power_watts) for t, s in rows])
+        charts = mem_charts
+        if latest:
+            charts = [*mem_charts,
+                      ("util", f.lines("Utilisation", util, y_format=".0%", x_range=xr)),
+                      ("temp", f.lines("Temperature", temp, y_title="°C", x_range=xr)),
+                      ("power", f.lines("Power", power, y_title="W", x_range=xr))]
+        notes: list[str] = []
+        if collector is not None:
+            src = collector.sources
+            if not src.nvml_enabled:
+                notes.append(f"Local NVML is off on {src.host}: {src.nvml_reason or 'not started yet'}")
+            for source, error in sorted(collector.gpu_errors.items()):
+                if error:
+                    notes.append(f"{source}: {error}")
+        return {"gpus": gpus, "charts": charts, "notes": notes}
+
+    @router.get("/gpus", response_class=HTMLResponse)
+    async def gpus_page(rng: str = Query("1h", alias="range")) -> Response:
+        until, window, label = parse_range(rng, None, None, clock())
+        ctx = await run_in_threadpool(_gpus, until, window)
+        return _html("gpus.html", page="gpus", range=label, ranges=list(d.RANGES), **ctx)
+
+    # -- SLOs ------------------------------------------------------------------------------------
+    def _slos() -> list[dict[str, Any]]:
+        from alerts.slo import SLO
+        from alerts.slo_data import slo_view
+
+        now = clock()
+        out: list[dict[str, Any]] = []
+        for raw in cfg.slos:
+            try:
+                out.append(slo_view(SLO.model_validate(raw), store, cfg, now))
+            except Exception as exc:  # one broken SLO must not hide the others
+                out.append({"name": str(raw.get("name", "?")), "error": f"{type(exc).__name__}: {exc}"})
+        return out
+
+    @router.get("/slos", response_class=HTMLResponse)
+    async def slos_page() -> Response:
+        return _html("slos.html", page="slos", slos=await run_in_threadpool(_slos))
+
+    # -- static ----------------------------------------------------------------------------------
+    @router.get("/static/plotly.min.js")
+    async def plotly_js() -> Response:
+        body = await run_in_threadpool(_plotly_js)
+        return Response(body, media_type="text/javascript; charset=utf-8",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+    @router.get("/static/{filename}")
+    async def static(filename: str) -> Response:
+        media = _STATIC_TYPES.get(filename)
+        if media is None:
+            raise HTTPException(404, "not found")
+        return Response((STATIC / filename).read_bytes(), media_type=media,
+                        headers={"Cache-Control": "public, max-age=300"})
+
+    return router
