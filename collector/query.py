@@ -23,7 +23,7 @@ from collector.store import HistogramRow, Store
 LATENCY = {"ttft": c.TTFT_SECONDS, "itl": c.ITL_SECONDS, "e2e": c.E2E_LATENCY_SECONDS, "queue_time": c.QUEUE_TIME_SECONDS}
 
 
-def _qkey(q: float) -> str:
+def quantile_key(q: float) -> str:
     return f"p{round(q * 100):d}"
 
 
@@ -36,7 +36,7 @@ def latency_block(rows: Iterable[HistogramRow]) -> dict[str, float | None] | Non
     assert merged is not None
     bounds, counts = merged
     total = sum(r.count for r in items)
-    out: dict[str, float | None] = {_qkey(q): quantile_or_none(q, bounds, counts) for q in c.QUANTILES}
+    out: dict[str, float | None] = {quantile_key(q): quantile_or_none(q, bounds, counts) for q in c.QUANTILES}
     out["mean"] = (sum(r.sum for r in items) / total) if total > 0 else None
     out["count"] = total
     return out
@@ -233,7 +233,7 @@ def exact_quantile(values: Sequence[float], q: float) -> float | None:
 def _qblock(values: Sequence[float]) -> dict[str, float | None] | None:
     if not values:
         return None
-    return {_qkey(q): exact_quantile(values, q) for q in c.QUANTILES}
+    return {quantile_key(q): exact_quantile(values, q) for q in c.QUANTILES}
 
 
 def probe_summary(results: Sequence[ProbeResult], ttft_target: float, itl_target: float) -> dict[str, Any] | None:

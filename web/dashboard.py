@@ -195,7 +195,7 @@ def dashboard_router(cfg: Config, store: Store, collector: Any = None, alerts: A
         step = d.choose_step(3600.0, min_step=cfg.scrape_interval)
         qs = d.fleet_quantiles(store, now, 3600.0, step)
         chart = f.percentiles("Fleet TTFT (all backends, last hour)",
-                              {query._qkey(q): d.downsample(pts) for q, pts in qs.items()},
+                              {query.quantile_key(q): d.downsample(pts) for q, pts in qs.items()},
                               x_range=(now - 3600.0, now))
         return {"rows": rows, "waiting": not store.latest_status(), "chart": chart, "now": now}
 
@@ -227,7 +227,7 @@ def dashboard_router(cfg: Config, store: Store, collector: Any = None, alerts: A
         for key, signal, title in (("ttft", c.TTFT_SECONDS, "Time to first token"),
                                    ("itl", c.ITL_SECONDS, "Inter-token latency"),
                                    ("e2e", c.E2E_LATENCY_SECONDS, "End-to-end latency")):
-            lat[key] = {query._qkey(q): ser(signal, q) for q in c.QUANTILES}
+            lat[key] = {query.quantile_key(q): ser(signal, q) for q in c.QUANTILES}
             charts.append((key, f.percentiles(title, lat[key], extra=marks, x_range=xr)))
         charts.append(("queue", f.lines("Queue depth and running requests",
                                         {"queue depth": ser(c.QUEUE_DEPTH), "running": ser(c.REQUESTS_RUNNING)},

@@ -70,7 +70,7 @@ def pages_router(store: Store, alerts: Any = None, clock: Callable[[], float] = 
                    for t in await run_in_threadpool(store.alert_history, None, None, 50)]
         token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
         html = _env.get_template("alerts.html").render(
-            active=active, silences=silences, history=history, csrf=token, error=error,
+            page="alerts", active=active, silences=silences, history=history, csrf=token, error=error,
             form=form or {"matchers": "", "duration": "", "created_by": "", "comment": ""})
         resp = HTMLResponse(html, status_code=status)
         resp.headers["Cache-Control"] = "no-store"
