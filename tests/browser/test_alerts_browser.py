@@ -23,6 +23,23 @@ def _wait(driver: Any, url: str, predicate: Any, timeout: float = 40.0) -> None:
     raise AssertionError(f"{url}: condition not met within {timeout:g}s")
 
 
+def _rows_when(driver: Any, predicate: Any, timeout: float = 20.0) -> list[Any]:
+    """The silence rows once ``predicate`` holds (a form POST navigates: wait for the new page)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def ready(d: Any) -> list[Any] | bool:
+        try:
+            rows = d.find_elements(By.CSS_SELECTOR, "#silences .silence-row")
+            return rows if predicate(rows) else False
+        except StaleElementReferenceException:
+            return False
+
+    result: list[Any] = WebDriverWait(driver, timeout, poll_frequency=0.2).until(ready)
+    return result
+
+
 def test_silence_form_mutes_and_expire_unmutes(demo_url: str, browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
@@ -37,14 +54,12 @@ def test_silence_form_mutes_and_expire_unmutes(demo_url: str, browser: Any) -> N
     form.find_element(By.NAME, "comment").send_keys("renewal scheduled")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     # back on /alerts (303): the silence is listed, and after the next evaluation the alert is muted
-    assert browser.current_url == url
-    rows = browser.find_elements(By.CSS_SELECTOR, "#silences .silence-row")
-    assert len(rows) == 1 and "renewal scheduled" in rows[0].text and "active" in rows[0].text
+    rows = _rows_when(browser, lambda rows: len(rows) == 1 and "renewal scheduled" in rows[0].text)
+    assert browser.current_url == url and "active" in rows[0].text
     _wait(browser, url, lambda html: "silenced by" in html)
     screenshot(browser, "alerts-silenced")
     browser.find_element(By.CSS_SELECTOR, "#silences .silence-row button").click()
-    rows = browser.find_elements(By.CSS_SELECTOR, "#silences .silence-row")
-    assert "expired" in rows[0].text
+    _rows_when(browser, lambda rows: len(rows) == 1 and "expired" in rows[0].text)
     _wait(browser, url, lambda html: "silenced by" not in html)
 
 
