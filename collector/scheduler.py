@@ -151,6 +151,7 @@ class Collector:
 
     def _record_health(self, r: ScrapeResult) -> None:
         h = self.health[r.backend]
+        first, previous = h.scrapes == 0, h.last_reason
         h.scrapes += 1
         h.last_duration = r.duration
         h.last_reason = r.reason
@@ -158,7 +159,10 @@ class Collector:
             h.errors += 1
             cls = _reason_class(r.reason or "")
             h.errors_by_reason[cls] = h.errors_by_reason.get(cls, 0) + 1
-            log.warning("[collector.scrape] %s down: %s", r.backend, r.reason)
+            if r.reason != previous:  # log changes, not every failed scrape of a dead backend
+                log.warning("[collector.scrape] %s down: %s", r.backend, r.reason)
+        elif previous is not None and not first:
+            log.info("[collector.scrape] %s up again", r.backend)
 
     def to_record(self, r: ScrapeResult) -> ScrapeRecord:
         """Deltas against the cursor; advances the in-memory cursor."""

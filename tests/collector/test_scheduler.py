@@ -54,3 +54,21 @@ def test_offsets_spread_backends_over_the_interval() -> None:
     assert _offset("b1", 15.0) == _offset("b1", 15.0)  # stable across restarts
     # spread: every 3 s slice of the interval gets some backends
     assert all(any(lo <= o < lo + 3 for o in offsets) for lo in (0, 3, 6, 9, 12))
+
+
+def test_a_dead_backend_is_logged_when_its_state_changes_not_every_scrape(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from collector.scrape import ScrapeResult
+
+    cfg = parse({"storage": f"sqlite:///{tmp_path}/l.db",
+                 "backends": [{"name": "b", "engine": "vllm", "url": "http://127.0.0.1:9"}]})
+    collector = Collector(cfg, Store(cfg.storage))
+    caplog.set_level(logging.INFO, logger="inferwatch.collector")
+    for up, reason in [(True, None), (False, "connection refused"), (False, "connection refused"),
+                       (False, "connection refused"), (False, "timeout after 10s"), (True, None), (True, None)]:
+        collector._record_health(ScrapeResult("b", 0.0, up, reason, 0.01))
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["[collector.scrape] b down: connection refused", "[collector.scrape] b down: timeout after 10s",
+                     "[collector.scrape] b up again"]
+    assert collector.health["b"].errors == 4
