@@ -224,10 +224,12 @@ def dashboard_router(cfg: Config, store: Store, collector: Any = None, alerts: A
         xr = (until - window, until)
         charts: list[tuple[str, dict[str, Any]]] = []
         lat: dict[str, dict[str, d.Points]] = {}
-        for key, signal, title in (("ttft", c.TTFT_SECONDS, "Time to first token"),
-                                   ("itl", c.ITL_SECONDS, "Inter-token latency"),
-                                   ("e2e", c.E2E_LATENCY_SECONDS, "End-to-end latency")):
-            lat[key] = {query.quantile_key(q): ser(signal, q) for q in c.QUANTILES}
+        latency = (("ttft", c.TTFT_SECONDS, "Time to first token"),
+                   ("itl", c.ITL_SECONDS, "Inter-token latency"),
+                   ("e2e", c.E2E_LATENCY_SECONDS, "End-to-end latency"))
+        hist = query.histogram_series(store, name, [sig for _, sig, _ in latency], until, window, step)
+        for key, signal, title in latency:
+            lat[key] = {query.quantile_key(q): d.downsample(pts) for q, pts in hist[signal].items()}
             charts.append((key, f.percentiles(title, lat[key], extra=marks, x_range=xr)))
         charts.append(("queue", f.lines("Queue depth and running requests",
                                         {"queue depth": ser(c.QUEUE_DEPTH), "running": ser(c.REQUESTS_RUNNING)},

@@ -161,3 +161,17 @@ async def test_metrics_pass_promtool_check_metrics(tmp_path: Path) -> None:
     res = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.strip() == "" and res.stderr.strip() == "", res.stdout + res.stderr  # not even lint warnings
+
+
+@pytest.mark.slow
+async def test_histogram_series_in_one_read_equals_series_per_quantile(tmp_path: Path) -> None:
+    from collector import query
+
+    clock = Clock()
+    async with harness(_fleet(clock), f"sqlite:///{tmp_path}/hs.db", clock) as h:
+        await _scraped(h, n=4)
+        both = query.histogram_series(h.store, "multi", ["ttft_seconds", "e2e_latency_seconds"], clock(), 240, 60)
+        for signal in ("ttft_seconds", "e2e_latency_seconds"):
+            for q in (0.5, 0.95, 0.99):
+                assert both[signal][q] == query.series(h.store, "multi", signal, clock(), 240, 60, q)
+        assert all(v is not None for _, v in both["ttft_seconds"][0.99])
