@@ -191,8 +191,18 @@ class RetentionConfig(_Frozen):
     rollup_step: Duration = 60.0
 
 
+class BasicUser(_Frozen):
+    user: str = Field(min_length=1)
+    password: str = Field(min_length=8)  # write it as ${ENV_VAR}
+
+
 class AuthConfig(_Frozen):
+    """Who may see pages and API: bearer ``tokens`` (scripts) and/or ``basic`` users (browsers).
+    ``/healthz`` and ``/readyz`` are always open; ``/metrics`` too unless ``protect_metrics``."""
+
     tokens: list[str] = Field(default_factory=list)
+    basic: list[BasicUser] = Field(default_factory=list)
+    protect_metrics: bool = False
 
 
 class WebConfig(_Frozen):

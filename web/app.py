@@ -6,6 +6,7 @@ it starts nothing by itself, so tests build their own app around their own store
 
 from __future__ import annotations
 
+import base64
 import hmac
 import time
 from collections.abc import Awaitable, Callable
@@ -26,7 +27,6 @@ from web.dashboard import dashboard_router
 from web.metrics import AlertMetrics, FleetCollector
 from web.pages import pages_router
 
-OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
 MAX_POINTS = 11_000
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
@@ -46,16 +46,31 @@ def create_app(cfg: Config, store: Store, collector: Any = None, clock: Callable
                alerts: Any = None) -> FastAPI:
     app = FastAPI(title="inferwatch", version="0.1.0", docs_url="/api/docs", openapi_url="/api/openapi.json")
     backends = {b.name: b for b in cfg.backends}
-    tokens = [t for t in cfg.web.auth.tokens if t]
+    auth = cfg.web.auth
+    tokens = [t for t in auth.tokens if t]
+    users = [(u.user, u.password) for u in auth.basic]
+    open_paths = {"/healthz", "/readyz"} | (set() if auth.protect_metrics else {"/metrics"})
+
+    def _allowed(header: str) -> bool:
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() == "bearer":
+            return any(hmac.compare_digest(credentials.encode(), t.encode()) for t in tokens)
+        if scheme.lower() == "basic" and users:
+            try:
+                user, _, password = base64.b64decode(credentials, validate=True).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                return False
+            return any(hmac.compare_digest(user.encode(), u.encode()) & hmac.compare_digest(password.encode(), p.encode())
+                       for u, p in users)
+        return False
 
     @app.middleware("http")
     async def _auth_and_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if tokens and request.url.path not in OPEN_PATHS:
-            given = request.headers.get("authorization", "")
-            scheme, _, token = given.partition(" ")
-            if scheme.lower() != "bearer" or not any(hmac.compare_digest(token, t) for t in tokens):
-                return JSONResponse({"detail": "authentication required: send Authorization: Bearer <token>"},
-                                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        if (tokens or users) and request.url.path not in open_paths:
+            if not _allowed(request.headers.get("authorization", "")):
+                challenge = 'Basic realm="inferwatch", charset="UTF-8"' if users else "Bearer"
+                return JSONResponse({"detail": "authentication required"}, status_code=401,
+                                    headers={"WWW-Authenticate": challenge})
         response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
