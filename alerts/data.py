@@ -119,6 +119,17 @@ class Fetcher:
         return statistics.median(points) if stat == "median" else statistics.fmean(points)
 
 
+def _backend_targets(cfg: Config) -> dict[str, str]:
+    """``host:port`` of every https backend -> its name (as ``collector.outside.tls_checks`` names them)."""
+    from collector.outside import tls_checks
+
+    out: dict[str, str] = {}
+    for b in cfg.backends:
+        for t in tls_checks(cfg.model_copy(update={"backends": [b], "tls": []})):
+            out.setdefault(t.target, b.name)
+    return out
+
+
 def _kind(rule: Rule) -> str:
     signals = {n.signal for n in rule.needs()}
     if "gpu_memory_used_ratio" in signals:
@@ -149,9 +160,13 @@ def fetch_values(rules: Sequence[Rule], store: Store, cfg: Config, now: float,
         elif kind == "cert":
             if certs is None:
                 certs = []
+                owners = _backend_targets(cfg)
                 for r in store.certificate_results():
                     ends = [t for t in (r.not_after, r.chain_not_after) if t is not None]
-                    certs.append(({"target": r.target}, (min(ends) - now) / 86400.0 if ends else None))
+                    inst = {"target": r.target}
+                    if r.target in owners:  # a backend's own endpoint: say which backend
+                        inst[c.LABEL_BACKEND] = owners[r.target]
+                    certs.append((inst, (min(ends) - now) / 86400.0 if ends else None))
             instances = certs
         else:
             instances = []

@@ -114,3 +114,24 @@ def test_throughput_baseline_against_its_own_median_and_cached_reference(tmp_pat
     again = fetch_values([rule], store, cfg, now + 60, cache)[rule.name][labelset({"backend": "vllm-b"})]
     store.close()
     assert again == pytest.approx(20.0 / 100.0)
+
+
+def test_a_backend_certificate_alert_names_its_backend(tmp_path: Path) -> None:
+    from alerts.data import fetch_values
+    from alerts.evaluate import labelset
+    from alerts.rulepack import DEFAULT_RULES
+    from collector.samples import CertResult
+
+    cfg = parse({"storage": f"sqlite:///{tmp_path}/c.db",
+                 "backends": [{"name": "secure", "engine": "vllm", "url": "https://127.0.0.1:8443"}],
+                 "tls": [{"url": "https://api.example.com"}]})
+    store = Store(cfg.storage)
+    store.migrate()
+    now = 1_700_000_000.0
+    store.write_observations(certs=[CertResult("127.0.0.1:8443", now, True, not_after=now + 5 * 86400),
+                                    CertResult("api.example.com:443", now, True, not_after=now + 2 * 86400)])
+    [rule] = [r for r in DEFAULT_RULES if r.name == "CertificateExpiringSoon"]
+    values = fetch_values([rule], store, cfg, now)[rule.name]
+    store.close()
+    assert values[labelset({"target": "127.0.0.1:8443", "backend": "secure"})] == pytest.approx(5.0)
+    assert values[labelset({"target": "api.example.com:443"})] == pytest.approx(2.0)
