@@ -55,14 +55,15 @@ class Fetcher:
     def window(self, w: float) -> query.WindowData:
         """The fleet's data over ``w``, fetched once per evaluation and window."""
         if w not in self._windows:
-            self._windows[w] = query.WindowData.fetch(self.store, self.now, w)
+            probed = [b.name for b in self.cfg.backends if b.probe is not None]
+            self._windows[w] = query.WindowData.fetch(self.store, self.now, w, probed=probed)
         return self._windows[w]
 
     def summary(self, window: float | None, backend: str) -> dict[str, Any]:
         w = window or DEFAULT_WINDOW
         if w not in self._summaries:
-            rows = query.summaries(self.store, self.cfg.backends, self.now, w)
-            self._summaries[w] = {r["name"]: r for r in rows}
+            data = self.window(w)  # one fetch serves the summaries and the rates
+            self._summaries[w] = {b.name: query.backend_summary(data, b) for b in self.cfg.backends}
         return self._summaries[w].get(backend, {})
 
     def backend_value(self, b: BackendConfig, need: Need) -> float | None:

@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 
 from collector import conventions as c
+from collector import query
 from collector.quantiles import merge, quantile_or_none
 from collector.samples import ProbeResult
 from collector.store import Store
@@ -80,16 +81,6 @@ def fleet_quantiles(store: Store, now: float, window: float, step: float, signal
             for q in quantiles}
 
 
-def _exact(values: Sequence[float], q: float) -> float | None:
-    if not values:
-        return None
-    xs = sorted(values)
-    pos = q * (len(xs) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
 def probe_ttft(results: Sequence[ProbeResult], now: float, window: float, step: float,
                q: float = 0.5) -> Points:
     """Per step, the ``q`` quantile of the TTFT the probes measured (successful probes only)."""
@@ -99,7 +90,7 @@ def probe_ttft(results: Sequence[ProbeResult], now: float, window: float, step: 
     for r in results:
         if r.ok and r.ttft_seconds is not None and since < r.ts <= now:
             per[_slot(r.ts, since, step, n)].append(r.ttft_seconds)
-    return [(t, _exact(v, q)) for t, v in zip(ends, per, strict=True)]
+    return [(t, query.exact_quantile(v, q)) for t, v in zip(ends, per, strict=True)]
 
 
 def scrape_errors(status: Sequence[tuple[float, bool, str | None]], now: float, window: float,

@@ -57,3 +57,9 @@ class OptionsError(ValueError):
         super().__init__(f"{path}: {message}" if path else message)
         self.path = path
         self.message = message
+
+
+def reject_options(engine: str, options: Mapping[str, Any]) -> None:
+    """For engines configured by their names alone: any ``options:`` key is a mistake."""
+    if options:
+        raise OptionsError(str(sorted(options)[0]), f"unknown option for engine {engine} (it takes none)")

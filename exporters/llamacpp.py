@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from collector import conventions as c
-from exporters.adapters import OptionsError
+from exporters.adapters import reject_options
 from exporters.mapping import EngineTable, SignalMap, Source
 
 TABLE = EngineTable(
@@ -58,6 +58,5 @@ TABLE = EngineTable(
 
 def adapter(options: Mapping[str, Any]) -> EngineTable:
     """llama.cpp takes no options."""
-    if options:
-        raise OptionsError(sorted(options)[0], "unknown option for engine llamacpp (it takes none)")
+    reject_options("llamacpp", options)
     return TABLE

@@ -62,7 +62,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from collector import conventions as c
-from exporters.adapters import OptionsError
+from exporters.adapters import reject_options
 from exporters.mapping import EngineTable, SignalMap, Source
 
 MODEL_LABEL = "model_name"
@@ -110,6 +110,5 @@ TABLE = EngineTable(
 
 def adapter(options: Mapping[str, Any]) -> EngineTable:
     """SGLang takes no options."""
-    if options:
-        raise OptionsError(sorted(options)[0], "unknown option for engine sglang (it takes none)")
+    reject_options("sglang", options)
     return TABLE

@@ -59,7 +59,7 @@ from collector.conventions import (
     REQUESTS_TOTAL,
 )
 from collector.samples import EngineSnapshot
-from exporters.adapters import OptionsError
+from exporters.adapters import reject_options
 from exporters.families import MetricFamily
 from exporters.mapping import EngineTable, SignalMap, Source
 
@@ -106,6 +106,5 @@ class TgiAdapter:
 
 def adapter(options: Mapping[str, Any]) -> TgiAdapter:
     """TGI takes no options (one model, fixed names)."""
-    for key in options:
-        raise OptionsError(str(key), "unknown option; the tgi adapter takes no options")
+    reject_options("tgi", options)
     return TgiAdapter()

@@ -48,7 +48,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from collector import conventions as c
-from exporters.adapters import OptionsError
+from exporters.adapters import reject_options
 from exporters.mapping import EngineTable, SignalMap, Source
 
 MODEL_LABEL = "model_name"
@@ -99,6 +99,5 @@ TABLE = EngineTable(
 
 def adapter(options: Mapping[str, Any]) -> EngineTable:
     """vLLM takes no options: every name variant is recognised without configuration."""
-    if options:
-        raise OptionsError(sorted(options)[0], "unknown option for engine vllm (it takes none)")
+    reject_options("vllm", options)
     return TABLE
