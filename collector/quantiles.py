@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
 
 
 def histogram_quantile(q: float, bounds: Sequence[float], counts: Sequence[float]) -> float:
@@ -34,40 +35,46 @@ def histogram_quantile(q: float, bounds: Sequence[float], counts: Sequence[float
         return -math.inf
     if q > 1:
         return math.inf
-    pairs = sorted(zip(bounds, counts, strict=True), key=lambda p: p[0])
-    # coalesce equal bounds (Prometheus: coalesceBuckets)
-    merged: list[list[float]] = []
-    for b, c in pairs:
-        if merged and merged[-1][0] == b:
-            merged[-1][1] += c
-        else:
-            merged.append([b, c])
-    if len(merged) < 2 or merged[-1][0] != math.inf:
+    bl = list(bounds)
+    cl = list(counts)
+    if len(bl) != len(cl):
+        raise ValueError("histogram_quantile: bounds and counts differ in length")
+    if not all(b1 < b2 for b1, b2 in pairwise(bl)):
+        # unsorted, repeated or NaN bounds: sort, and coalesce equal ones (Prometheus: coalesceBuckets)
+        bl, cl = [], []
+        for b, c in sorted(zip(bounds, counts, strict=True), key=lambda p: p[0]):
+            if bl and bl[-1] == b:
+                cl[-1] += c
+            else:
+                bl.append(b)
+                cl.append(c)
+    if len(bl) < 2 or bl[-1] != math.inf:
         return math.nan
     # ensure monotonic (Prometheus: ensureMonotonic)
     running = -math.inf
-    for m in merged:
-        if m[1] < running:
-            m[1] = running
-        running = m[1]
-    observations = merged[-1][1]
+    for i, v in enumerate(cl):
+        if v < running:
+            cl[i] = running
+        running = cl[i]
+    observations = cl[-1]
     if observations == 0 or math.isnan(observations):
         return math.nan
     rank = q * observations
     b = 0
-    while b < len(merged) - 1 and merged[b][1] < rank:
+    last = len(bl) - 1
+    while b < last and cl[b] < rank:
         b += 1
-    if b == len(merged) - 1:
-        return merged[-2][0]
-    if b == 0 and merged[0][0] <= 0:
-        return merged[0][0]
+    if b == last:
+        return bl[-2]
+    if b == 0 and bl[0] <= 0:
+        return bl[0]
     bucket_start = 0.0
-    bucket_end = merged[b][0]
-    count = merged[b][1]
+    bucket_end = bl[b]
+    count = cl[b]
     if b > 0:
-        bucket_start = merged[b - 1][0]
-        count -= merged[b - 1][1]
-        rank -= merged[b - 1][1]
+        bucket_start = bl[b - 1]
+        count -= cl[b - 1]
+        rank -= cl[b - 1]
     if count == 0:
         return bucket_start
     return bucket_start + (bucket_end - bucket_start) * (rank / count)
@@ -85,11 +92,10 @@ def merge(hists: Iterable[tuple[Sequence[float], Sequence[float]]]) -> tuple[tup
         return None
     first = items[0][0]
     if all(b == first for b, _ in items):
-        totals = [0.0] * len(first)
-        for _, c in items:
-            for i, v in enumerate(c):
-                totals[i] += v
-        return first, tuple(totals)
+        if any(len(c) != len(first) for _, c in items):
+            raise ValueError("merge: a histogram has more or fewer counts than bounds")
+        # column sums in C; the same additions, in the same order, as a per-bucket loop
+        return first, tuple(sum(col, 0.0) for col in zip(*(c for _, c in items), strict=True))
     union = sorted({x for b, _ in items for x in b})
     totals = [0.0] * len(union)
     for b, c in items:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,13 +165,11 @@ def histogram_series(store: Store, backend: str, signals: Sequence[str], now: fl
                      ) -> dict[str, dict[float, list[tuple[float, float | None]]]]:
     """Like ``series`` for several histogram signals and quantiles at once, from ONE read of the
     bucket deltas (a 24 h chart page needs nine quantile lines of three signals)."""
-    since = now - window
-    n = max(1, math.ceil(window / step))
-    edges = [since + step * (i + 1) for i in range(n)]
-    per: dict[str, list[list[HistogramRow]]] = {sig: [[] for _ in range(n)] for sig in signals}
+    since, edges, slot = _grid(now, window, step)
+    per: dict[str, list[list[HistogramRow]]] = {sig: [[] for _ in edges] for sig in signals}
     for r in store.histogram_deltas(since, now, backends=[backend], signals=list(signals)):
         if model is None or r.model == model:
-            per[r.signal][min(n - 1, max(0, math.ceil((r.ts - since) / step) - 1))].append(r)
+            per[r.signal][slot(r.ts)].append(r)
     out: dict[str, dict[float, list[tuple[float, float | None]]]] = {}
     for sig, slots in per.items():
         merged = [merge((r.bounds, r.counts) for r in rows) for rows in slots]
@@ -180,53 +178,83 @@ def histogram_series(store: Store, backend: str, signals: Sequence[str], now: fl
     return out
 
 
+def _grid(now: float, window: float, step: float) -> tuple[float, list[float], Callable[[float], int]]:
+    """``(since, step ends, slot of a timestamp)`` of the steps covering ``(now - window, now]``."""
+    since = now - window
+    n = max(1, math.ceil(window / step))
+
+    def slot(ts: float) -> int:
+        return min(n - 1, max(0, math.ceil((ts - since) / step) - 1))
+
+    return since, [since + step * (i + 1) for i in range(n)], slot
+
+
+def _counter_points(rows: Iterable[tuple[float, str, float, float]], edges: Sequence[float], slot: Callable[[float], int],
+                    model: str | None) -> list[tuple[float, float | None]]:
+    """Per step: the deltas' sum over the longest per-model covered interval (a rate)."""
+    n = len(edges)
+    total = [0.0] * n
+    seen = [False] * n
+    per_model_interval: list[dict[str, float]] = [{} for _ in range(n)]
+    for ts, m, delta, interval in rows:
+        if model is None or m == model:
+            i = slot(ts)
+            total[i] += delta
+            seen[i] = True
+            iv = per_model_interval[i]
+            iv[m] = iv.get(m, 0.0) + interval
+    result: list[tuple[float, float | None]] = []
+    for t, tot, any_, iv in zip(edges, total, seen, per_model_interval, strict=True):
+        covered = max(iv.values()) if iv else 0.0
+        result.append((t, tot / covered if any_ and covered > 0 else None))
+    return result
+
+
+def _gauge_points(rows: Iterable[tuple[float, str, float]], signal: str, edges: Sequence[float], slot: Callable[[float], int],
+                  model: str | None) -> list[tuple[float, float | None]]:
+    """Per step: each model's last value, summed over models (max for ``MAX_OVER_MODELS``)."""
+    last: list[dict[str, float]] = [{} for _ in edges]
+    for ts, m, v in rows:
+        if model is None or m == model:
+            last[slot(ts)][m] = v
+    agg = max if signal in c.MAX_OVER_MODELS else sum
+    return [(t, agg(d.values()) if d else None) for t, d in zip(edges, last, strict=True)]
+
+
+def series_many(store: Store, backend: str, signals: Sequence[str], now: float, window: float, step: float,
+                model: str | None = None) -> dict[str, list[tuple[float, float | None]]]:
+    """``series`` of several gauge and counter signals of one backend: one read per kind (a
+    backend page charts seven of them)."""
+    since, edges, slot = _grid(now, window, step)
+    unknown = [s for s in signals if c.SIGNALS.get(s) not in ("gauge", "counter")]
+    if unknown:
+        raise KeyError(unknown[0])
+    gauges = [s for s in signals if c.SIGNALS[s] == "gauge"]
+    counters = [s for s in signals if c.SIGNALS[s] == "counter"]
+    out: dict[str, list[tuple[float, float | None]]] = {}
+    if gauges:
+        for sig, rows in store.gauge_series_many(backend, gauges, since, now).items():
+            out[sig] = _gauge_points(rows, sig, edges, slot, model)
+    if counters:
+        for sig, crows in store.counter_series_many(backend, counters, since, now).items():
+            out[sig] = _counter_points(crows, edges, slot, model)
+    return {s: out[s] for s in signals}
+
+
 def series(store: Store, backend: str, signal: str, now: float, window: float, step: float,
            quantile: float | None = None, model: str | None = None) -> list[tuple[float, float | None]]:
     """Points ``(t, value)`` every ``step`` over ``(now - window, now]``; each point covers the
     step ending at ``t``: a histogram's quantile of that step's merged deltas, a counter's rate,
     a gauge's last value."""
-    since = now - window
-    n = max(1, math.ceil(window / step))
-    edges = [since + step * (i + 1) for i in range(n)]
-
-    def slot(ts: float) -> int:
-        return min(n - 1, max(0, math.ceil((ts - since) / step) - 1))
-
     kind = c.SIGNALS.get(signal)
     if kind == "histogram":
         q = 0.5 if quantile is None else quantile
-        per: list[list[HistogramRow]] = [[] for _ in range(n)]
-        for r in store.histogram_deltas(since, now, backends=[backend], signals=[signal]):
-            if model is None or r.model == model:
-                per[slot(r.ts)].append(r)
-        out: list[tuple[float, float | None]] = []
-        for t, rows in zip(edges, per, strict=True):
-            merged = merge((r.bounds, r.counts) for r in rows)
-            out.append((t, quantile_or_none(q, *merged) if merged else None))
-        return out
-    if kind == "counter":
-        sums = [[0.0, 0.0, False] for _ in range(n)]
-        per_model_interval: list[dict[str, float]] = [{} for _ in range(n)]
-        for ts, m, delta, interval in store.counter_series(backend, signal, since, now):
-            if model is None or m == model:
-                s = sums[slot(ts)]
-                s[0] += delta
-                s[2] = True
-                per_model_interval[slot(ts)][m] = per_model_interval[slot(ts)].get(m, 0.0) + interval
-        result: list[tuple[float, float | None]] = []
-        for t, s, iv in zip(edges, sums, per_model_interval, strict=True):
-            covered = max(iv.values()) if iv else 0.0
-            result.append((t, s[0] / covered if s[2] and covered > 0 else None))
-        return result
-    if kind == "gauge":
-        last: list[dict[str, float]] = [{} for _ in range(n)]
-        for ts, m, v in store.gauge_series(backend, signal, since, now):
-            if model is None or m == model:
-                last[slot(ts)][m] = v
-        agg = max if signal in c.MAX_OVER_MODELS else sum
-        return [(t, agg(d.values()) if d else None) for t, d in zip(edges, last, strict=True)]
+        return histogram_series(store, backend, [signal], now, window, step, [q], model)[signal][q]
+    if kind in ("gauge", "counter"):
+        return series_many(store, backend, [signal], now, window, step, model)[signal]
     if signal == "up":
-        ups: list[bool | None] = [None] * n
+        since, edges, slot = _grid(now, window, step)
+        ups: list[bool | None] = [None] * len(edges)
         for ts, up, _ in store.status_series(backend, since, now):
             i = slot(ts)
             ups[i] = up if ups[i] is None else (ups[i] and up)

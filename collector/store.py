@@ -38,6 +38,7 @@ information and are dropped. JSON text (cursors, bucket counts and bounds) spell
 from __future__ import annotations
 
 import json
+import json.scanner
 import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -221,8 +222,20 @@ def _dumps_floats(values: Sequence[float]) -> str:
         return json.dumps([_enc(v) for v in floats], separators=(",", ":"), allow_nan=False)
 
 
+#: json's C scanner, called directly: ``json.loads`` spends as long again on two whitespace regex
+#: matches per call, and dashboards decode tens of thousands of bucket-count lists per page
+_scan_json = json.scanner.make_scanner(json.JSONDecoder())
+
+
 def _loads_floats(text: str) -> tuple[float, ...]:
-    return tuple(float(v) for v in json.loads(text))
+    """A list written by ``_dumps_floats`` as floats (``"NaN"``/``"+Inf"``/``"-Inf"`` included)."""
+    try:
+        values, end = _scan_json(text, 0)
+    except StopIteration:
+        end, values = -1, None
+    if end != len(text):  # whitespace around it (hand-written rows): the full parser
+        values = json.loads(text)
+    return tuple(map(float, values))
 
 
 def _nan_to_null(x: float | None) -> float | None:
@@ -600,16 +613,25 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
         self, backend: str, signal: str, since: float, until: float
     ) -> list[tuple[float, str, float]]:
         """(ts, model, value) of one gauge signal of one backend, ``since < ts <= until``."""
+        return self.gauge_series_many(backend, [signal], since, until).get(signal, [])
+
+    def gauge_series_many(
+        self, backend: str, signals: Sequence[str], since: float, until: float
+    ) -> dict[str, list[tuple[float, str, float]]]:
+        """Like ``gauge_series`` for several signals of one backend, in one read."""
 
         def part(t: sa.Table) -> sa.Select[Any]:
-            return sa.select(t.c.ts, t.c.model, t.c.value).where(
-                t.c.backend == backend, t.c.signal == signal, t.c.ts > since, t.c.ts <= until
+            return sa.select(t.c.signal, t.c.ts, t.c.model, t.c.value).where(
+                t.c.backend == backend, t.c.signal.in_(list(signals)), t.c.ts > since, t.c.ts <= until
             )
 
         u = sa.union_all(part(gauges), part(gauges_rollup)).subquery()
-        q = sa.select(u.c.ts, u.c.model, u.c.value).order_by(u.c.ts, u.c.model)
+        q = sa.select(u.c.signal, u.c.ts, u.c.model, u.c.value).order_by(u.c.ts, u.c.model)
+        out: dict[str, list[tuple[float, str, float]]] = {s: [] for s in signals}
         with self._engine.connect() as conn:
-            return [(float(ts), m, _null_to_nan(v)) for ts, m, v in conn.execute(q)]
+            for sig, ts, m, v in conn.execute(q):
+                out[sig].append((float(ts), m, _null_to_nan(v)))
+        return out
 
     def counter_totals(
         self, since: float, until: float, backends: Sequence[str] | None = None
@@ -641,16 +663,25 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
         self, backend: str, signal: str, since: float, until: float
     ) -> list[tuple[float, str, float, float]]:
         """(ts, model, delta, interval) of one counter of one backend, ``since < ts <= until``."""
+        return self.counter_series_many(backend, [signal], since, until).get(signal, [])
+
+    def counter_series_many(
+        self, backend: str, signals: Sequence[str], since: float, until: float
+    ) -> dict[str, list[tuple[float, str, float, float]]]:
+        """Like ``counter_series`` for several signals of one backend, in one read."""
 
         def part(t: sa.Table) -> sa.Select[Any]:
-            return sa.select(t.c.ts, t.c.model, t.c.delta, t.c.interval_seconds).where(
-                t.c.backend == backend, t.c.signal == signal, t.c.ts > since, t.c.ts <= until
+            return sa.select(t.c.signal, t.c.ts, t.c.model, t.c.delta, t.c.interval_seconds).where(
+                t.c.backend == backend, t.c.signal.in_(list(signals)), t.c.ts > since, t.c.ts <= until
             )
 
         u = sa.union_all(part(counter_deltas), part(counter_deltas_rollup)).subquery()
         q = sa.select(u).order_by(u.c.ts, u.c.model)
+        out: dict[str, list[tuple[float, str, float, float]]] = {s: [] for s in signals}
         with self._engine.connect() as conn:
-            return [(float(ts), m, float(d), float(i)) for ts, m, d, i in conn.execute(q)]
+            for sig, ts, m, d, i in conn.execute(q):
+                out[sig].append((float(ts), m, float(d), float(i)))
+        return out
 
     def histogram_deltas(
         self,

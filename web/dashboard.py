@@ -216,8 +216,12 @@ def dashboard_router(cfg: Config, store: Store, collector: Any = None, alerts: A
         step = d.choose_step(window, min_step=b.interval or cfg.scrape_interval)
         name = b.name
 
-        def ser(signal: str, q: float | None = None) -> d.Points:
-            return d.downsample(query.series(store, name, signal, until, window, step, q))
+        plain = query.series_many(store, name, [c.QUEUE_DEPTH, c.REQUESTS_RUNNING, c.PROMPT_TOKENS_TOTAL,
+                                                c.GENERATION_TOKENS_TOTAL, c.REQUEST_ERRORS_TOTAL,
+                                                c.REQUESTS_TOTAL, c.KV_CACHE_USAGE_RATIO], until, window, step)
+
+        def ser(signal: str) -> d.Points:
+            return d.downsample(plain[signal])
 
         errors = d.scrape_errors(store.status_series(name, until - window, until), until, window, step)
         marks = [f.error_marks(errors)] if errors else []

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector.quantiles import histogram_quantile, merge, quantile_or_none
 
@@ -79,3 +82,40 @@ def test_merge_different_layouts_uses_union_of_bounds() -> None:
     merged = merge([((1.0, INF), (4.0, 6.0)), ((0.5, 2.0, INF), (1.0, 3.0, 4.0))])
     assert merged == ((0.5, 1.0, 2.0, INF), (1.0, 5.0, 7.0, 10.0))
     assert merge([]) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.floats(0.001, 1000.0), min_size=1, max_size=12, unique=True),
+    st.lists(st.floats(0.0, 1e6), min_size=13, max_size=13),
+    st.floats(0.0, 1.0),
+    st.randoms(use_true_random=False),
+)
+def test_sorted_layouts_give_the_same_answer_as_shuffled_ones(
+    finite: list[float], raw: list[float], q: float, rnd: random.Random
+) -> None:
+    """The sorted-bounds path (what every stored layout is) agrees with the sort-and-coalesce
+    path that a shuffled copy of the same buckets takes, non-monotonic counts included."""
+    bounds = [*sorted(finite), INF]
+    counts = raw[: len(bounds)]
+    pairs = list(zip(bounds, counts, strict=True))
+    rnd.shuffle(pairs)
+    shuffled_b, shuffled_c = zip(*pairs, strict=True)
+    if list(shuffled_b) == bounds:  # the shuffle kept the order: force the other path with a duplicate
+        shuffled_b, shuffled_c = (*shuffled_b, INF), (*shuffled_c, 0.0)
+    expected = histogram_quantile(q, shuffled_b, shuffled_c)
+    got = histogram_quantile(q, bounds, counts)
+    assert (math.isnan(got) and math.isnan(expected)) or got == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.floats(0.0, 1e9), min_size=4, max_size=4), min_size=1, max_size=20))
+def test_merge_same_layout_equals_a_per_bucket_sum(rows: list[list[float]]) -> None:
+    bounds = (0.1, 1.0, 10.0, INF)
+    totals = [0.0] * 4
+    for r in rows:
+        for i, v in enumerate(r):
+            totals[i] += v
+    assert merge([(bounds, tuple(r)) for r in rows]) == (bounds, tuple(totals))
+    with pytest.raises(ValueError, match="more or fewer counts"):
+        merge([(bounds, (1.0, 2.0, 3.0, 4.0)), (bounds, (1.0, 2.0))])
