@@ -224,7 +224,7 @@ def _dumps_floats(values: Sequence[float]) -> str:
 
 #: json's C scanner, called directly: ``json.loads`` spends as long again on two whitespace regex
 #: matches per call, and dashboards decode tens of thousands of bucket-count lists per page
-_scan_json = json.scanner.make_scanner(json.JSONDecoder())
+_scan_json = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # typeshed types the C class
 
 
 def _loads_floats(text: str) -> tuple[float, ...]:

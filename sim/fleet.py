@@ -3,6 +3,11 @@
 ``IncidentScript`` cycles scripted incidents through the demo fleet so that every failure mode
 shows up within a few minutes: a latency spike, a queue build-up, an error burst, an outage and
 a restart (counter reset).
+
+The demo fleet also serves one simulated GPU node (``GPU_NODE``): a dcgm-exporter with two H100s
+(``sim/engines/dcgm.py``) on its own port of the same ``SimFleet``. It is not an inference
+backend: ``demo_config`` lists it under ``gpus.dcgm``, not ``backends``, and ``IncidentScript``
+never picks it.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sim.engines import make_renderer
+from sim.engines import dcgm, make_renderer
 from sim.server import SimFleet
 from sim.state import Incident, Profile, SimBackend
 
@@ -44,6 +49,9 @@ DEMO: tuple[Spec, ...] = (
          probe=True),
     Spec("llamacpp-a", "llamacpp", None, ("gemma-2-9b",), Profile(request_rate=1, ttft=0.6, itl=0.05)),
 )
+
+#: the demo's simulated GPU node: the ``SimFleet`` name of its dcgm-exporter and its hostname
+GPU_NODE = dcgm.HOSTNAME
 
 #: the demo's https backend presents a certificate that expires this many days after start
 DEMO_CERT_DAYS = 10.0
@@ -77,15 +85,33 @@ def demo_config(fleet: SimFleet, *, storage: str, listen: str, interval: str, ca
     from collector.config import parse_duration
 
     timeout = min(2.0, 0.8 * parse_duration(interval))  # a scrape never outlives its interval
+    gpus: dict[str, Any] = {"nvml": "auto"}
+    if GPU_NODE in fleet.backends:  # the simulated dcgm-exporter (see ``build``)
+        gpus["dcgm"] = [{"url": fleet.url(GPU_NODE) + "/metrics", "host": GPU_NODE}]
     return {"storage": storage, "scrape_interval": interval, "scrape_timeout": timeout, "web": {"listen": listen},
-            "tls_check_interval": "60s", "gpus": {"nvml": "auto"}, "evaluation_interval": "5s",
+            "tls_check_interval": "60s", "gpus": gpus, "evaluation_interval": "5s",
             "backends": backends}
 
 
-def build(specs: tuple[Spec, ...] = DEMO, now: float | None = None) -> list[SimBackend]:
+def build(specs: tuple[Spec, ...] = DEMO, now: float | None = None, gpu_node: bool = True) -> list[SimBackend]:
+    """The backends of ``specs`` and, with ``gpu_node``, the simulated GPU node last (``GPU_NODE``:
+    a ``SimBackend`` with no models whose ``/metrics`` is a dcgm-exporter's)."""
     t = time.time() if now is None else now
-    return [SimBackend(s.name, make_renderer(s.engine, s.variant), s.models, s.profile, seed=i, now=t)
-            for i, s in enumerate(specs)]
+    out = [SimBackend(s.name, make_renderer(s.engine, s.variant), s.models, s.profile, seed=i, now=t)
+           for i, s in enumerate(specs)]
+    if gpu_node:
+        out.append(gpu_node_backend(now=t))
+    return out
+
+
+def gpu_node_backend(seed: int = 0, now: float | None = None) -> SimBackend:
+    """The simulated GPU node: dcgm-exporter's exposition of two H100s (``sim/engines/dcgm.py``)."""
+    t = time.time() if now is None else now
+    return SimBackend(GPU_NODE, dcgm.renderer(hostname=GPU_NODE), models=(), seed=seed, now=t)
+
+
+def is_gpu_node(b: SimBackend) -> bool:
+    return b.engine == dcgm.DcgmRenderer.engine
 
 
 def uniform(n: int, engine: str = "vllm", variant: str | None = None, now: float | None = None) -> list[SimBackend]:
@@ -102,8 +128,9 @@ class IncidentScript:
         self.fleet = fleet
         self.period = period
         self.clock = clock
-        names = list(fleet.backends)
-        pick = {s.engine: s.name for s in DEMO if s.name in fleet.backends}
+        # inference backends only: the GPU node's exporter is not an engine and gets no incident
+        names = [n for n, b in fleet.backends.items() if not is_gpu_node(b)]
+        pick = {s.engine: s.name for s in DEMO if s.name in names}
         first = names[0] if names else ""
         self.steps: list[tuple[str, str]] = [
             (pick.get("vllm", first), "latency_spike"),
@@ -111,10 +138,12 @@ class IncidentScript:
             (pick.get("sglang", first), "error_burst"),
             (pick.get("llamacpp", first), "outage"),
             (pick.get("triton", first), "restart"),
-        ]
+        ] if names else []
         self.current: tuple[str, str] | None = None
 
     async def run(self) -> None:
+        if not self.steps:  # nothing to break
+            return
         i = 0
         while True:
             await asyncio.sleep(self.period)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
@@ -116,16 +116,23 @@ def _html(template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
     return resp
 
 
-_NOT_FOUND = _env.from_string(
-    '{% extends "base.html" %}{% block title %}not found{% endblock %}'
-    '{% block content %}<h1>Not found</h1><p class="notice bad">{{ what }}</p>'
-    '<p><a href="/">Back to the fleet</a></p>{% endblock %}')
+_ERROR_PAGE = _env.from_string(
+    '{% extends "base.html" %}{% block title %}{{ heading|lower }}{% endblock %}'
+    '{% block content %}<h1>{{ heading }}</h1><p class="notice bad" id="error">{{ what }}</p>'
+    '<p><a href="{{ back }}">{{ back_text }}</a></p>{% endblock %}')
+
+
+def _error_page(status: int, what: str, back: str = "/", back_text: str = "Back to the fleet") -> HTMLResponse:
+    """A page-styled error (a browser user sees the reason, not a JSON body)."""
+    heading = "Not found" if status == 404 else "Bad request"
+    resp = HTMLResponse(_ERROR_PAGE.render(heading=heading, what=what, back=back, back_text=back_text, page=""),
+                        status_code=status)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
 
 
 def _not_found(what: str) -> HTMLResponse:
-    resp = HTMLResponse(_NOT_FOUND.render(what=what, page=""), status_code=404)
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
+    return _error_page(404, what)
 
 
 def parse_range(rng: str, start: str | None, end: str | None, now: float) -> tuple[float, float, str]:
@@ -204,9 +211,9 @@ def dashboard_router(cfg: Config, store: Store, collector: Any = None, alerts: A
         try:
             w = parse_duration(window)
         except ValueError as exc:
-            raise HTTPException(400, f"window: {exc}") from None
+            return _error_page(400, f"window: {exc}", "/", "Back to the fleet (5m window)")
         if w <= 0:
-            raise HTTPException(400, "window: must be greater than 0")
+            return _error_page(400, "window: must be greater than 0", "/", "Back to the fleet (5m window)")
         ctx = await run_in_threadpool(_fleet, w)
         config = {"window": window, "columns": COLUMNS, "refresh_seconds": 15}
         return _html("fleet.html", page="fleet", columns=COLUMNS, config=config, window=window, **ctx)
@@ -267,7 +274,10 @@ def dashboard_router(cfg: Config, store: Store, collector: Any = None, alerts: A
         b = backends.get(name)
         if b is None:
             return _not_found(f"No backend named {name!r}.")
-        until, window, label = parse_range(rng, start, end, clock())
+        try:
+            until, window, label = parse_range(rng, start, end, clock())
+        except HTTPException as exc:
+            return _error_page(exc.status_code, str(exc.detail), f"/backends/{quote(name)}", f"Back to {name} (last hour)")
         ctx = await run_in_threadpool(_backend, b, until, window)
         return _html("backend.html", page="backend", b=b, range=label, ranges=list(d.RANGES),
                      start=start or "", end=end or "", since=until - window, until=until, **ctx)
@@ -310,7 +320,10 @@ def dashboard_router(cfg: Config, store: Store, collector: Any = None, alerts: A
 
     @router.get("/gpus", response_class=HTMLResponse)
     async def gpus_page(rng: str = Query("1h", alias="range")) -> Response:
-        until, window, label = parse_range(rng, None, None, clock())
+        try:
+            until, window, label = parse_range(rng, None, None, clock())
+        except HTTPException as exc:
+            return _error_page(exc.status_code, str(exc.detail), "/gpus", "Back to the GPUs (last hour)")
         ctx = await run_in_threadpool(_gpus, until, window)
         return _html("gpus.html", page="gpus", range=label, ranges=list(d.RANGES), **ctx)
 

@@ -1,12 +1,19 @@
 """Every page in a real browser against the demo: the fleet table shows the API's numbers,
-charts are drawn by Plotly, the time-range picker switches the backend page, and each page
-leaves a screenshot in test-artifacts/."""
+charts are drawn by Plotly, the time-range picker (presets and a custom from/to) switches the
+backend page, the GPU page lists the demo's simulated GPU node, and each page leaves a
+screenshot in test-artifacts/."""
 
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,6 +21,10 @@ import pytest
 from tests.browser.conftest import screenshot
 
 pytestmark = pytest.mark.slow
+
+
+#: seconds a simulated GPU node may take to answer a scrape, on a slow machine (its timeout: 0.8 s)
+SLACK = 10
 
 
 def _traces(driver: Any, timeout: float = 30.0) -> list[Any]:
@@ -26,6 +37,47 @@ def _traces(driver: Any, timeout: float = 30.0) -> list[Any]:
             return list(found)
         time.sleep(0.3)
     return []
+
+
+def _until(what: str, probe: Callable[[], Any], timeout: float = 60.0, every: float = 0.3) -> Any:
+    """``probe()``'s first truthy result; fail naming ``what`` after ``timeout`` seconds. A probe
+    that fails while a page is loading (a stale element, a refused connection) is asked again."""
+    from selenium.common.exceptions import WebDriverException
+
+    end = time.time() + timeout
+    while True:
+        try:
+            got = probe()
+        except (OSError, WebDriverException):
+            got = None
+        if got:
+            return got
+        if time.time() > end:
+            raise AssertionError(f"{what}: not within {timeout:g}s")
+        time.sleep(every)
+
+
+def _api(demo_url: str, path: str) -> Any:
+    with urllib.request.urlopen(demo_url + path, timeout=10) as resp:
+        return json.load(resp)
+
+
+def _gpus(demo_url: str) -> list[dict[str, Any]]:
+    """The GPUs of /api/v1/gpus (not the "NVML is off" or a source's error entry)."""
+    return [g for g in _api(demo_url, "/api/v1/gpus") if g.get("enabled", True) and g.get("uuid")]
+
+
+def _utc(text: str) -> float:
+    """``2024-05-01 12:00:00 UTC`` (the pages' time format) → Unix seconds."""
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=UTC).timestamp()
+
+
+def _axis_ms(v: Any) -> float:
+    """A Plotly date-axis range end: epoch ms as given, or the date string Plotly may turn it
+    into ("2024-05-01 12:00:00[.fff]", UTC)."""
+    if isinstance(v, int | float):
+        return float(v)
+    return datetime.fromisoformat(str(v).replace(" ", "T")).replace(tzinfo=UTC).timestamp() * 1000
 
 
 def test_fleet_table_matches_the_api(demo_url: str, browser: Any) -> None:
@@ -64,7 +116,136 @@ def test_backend_page_range_picker_and_charts(demo_url: str, browser: Any) -> No
     screenshot(browser, "page-backend-24h")
 
 
-@pytest.mark.parametrize("path", ["/gpus", "/slos", "/alerts"])
+def test_backend_page_custom_range(demo_url: str, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    # some TTFT data first, so that the custom range below has points to draw
+    _until("three TTFT p50 points of vllm-a", lambda: sum(
+        v is not None for _, v in _api(demo_url, "/api/v1/backends/vllm-a/series?signal=ttft_seconds"
+                                                 "&quantile=0.5&window=5m&step=1s")["points"]) >= 3)
+    to = float(math.floor(time.time()))  # a whole second just past: not the "now" default
+    since = to - 20 * 60
+
+    def iso(t: float) -> str:
+        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S")  # no zone: read as UTC
+
+    browser.get(demo_url + "/backends/vllm-a")
+    assert _traces(browser), "no chart drawn on the backend page"
+    form = browser.find_element(By.CSS_SELECTOR, "form.range")
+    for name, value in (("from", iso(since)), ("to", iso(to))):
+        box = form.find_element(By.NAME, name)
+        box.clear()
+        box.send_keys(value)
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    _until("the custom range page", lambda: "range=custom" in browser.current_url
+           and browser.find_elements(By.XPATH, "//p[contains(., 'one point per')]"), timeout=30)
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(browser.current_url).query)
+    assert query == {"range": ["custom"], "from": [iso(since)], "to": [iso(to)]}
+    line = browser.find_element(By.XPATH, "//p[contains(., 'one point per')]").text
+    step = float(line.split("one point per ")[1].split()[0])
+    shown = f"{datetime.fromtimestamp(since, UTC):%Y-%m-%d %H:%M:%S} UTC – {datetime.fromtimestamp(to, UTC):%Y-%m-%d %H:%M:%S} UTC"
+    assert line.startswith(shown + "; one point per "), line
+    # the form keeps the range; no preset is marked current
+    form = browser.find_element(By.CSS_SELECTOR, "form.range")
+    assert form.find_element(By.NAME, "from").get_attribute("value") == iso(since)
+    assert form.find_element(By.NAME, "to").get_attribute("value") == iso(to)
+    assert not form.find_elements(By.CSS_SELECTOR, "a[aria-current=page]")
+    assert len(_traces(browser)) >= 3
+    # the TTFT chart's x axis spans exactly the chosen range, and its points lie inside it
+    plot = _until("the TTFT chart drawn", lambda: browser.execute_script(
+        "var gd = document.getElementById('chart-ttft');"
+        "return gd && gd.layout && gd.data ? {range: gd.layout.xaxis.range,"
+        " x: gd.data.map(function (t) { return t.x || []; }),"
+        " y: gd.data.map(function (t) { return t.y || []; })} : null;"), timeout=30)
+    assert [_axis_ms(v) for v in plot["range"]] == [since * 1000, to * 1000], plot["range"]
+    xs = [_axis_ms(x) for trace in plot["x"] for x in trace]
+    # (points sit at the ends of the steps covering the range: the last one at most a step past it)
+    assert xs and all(since * 1000 < x <= (to + step) * 1000 for x in xs), (min(xs), max(xs))
+    assert any(y is not None for trace in plot["y"] for y in trace), "no TTFT point in the custom range"
+    screenshot(browser, "page-backend-custom")
+
+    # from after to: a 400 that says so, not a traceback
+    form = browser.find_element(By.CSS_SELECTOR, "form.range")
+    for name, value in (("from", iso(to)), ("to", iso(since))):
+        box = form.find_element(By.NAME, name)
+        box.clear()
+        box.send_keys(value)
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+    def error_text() -> str | None:
+        text = browser.find_element(By.TAG_NAME, "body").text
+        return text if "must be before" in text else None
+
+    body = _until("the error page", error_text, timeout=30)
+    assert "from: must be before to" in body
+    assert "Traceback" not in browser.page_source and "Internal Server Error" not in body
+    screenshot(browser, "page-backend-custom-error")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(browser.current_url, timeout=10)
+    assert err.value.code == 400
+    assert "from: must be before to" in err.value.read().decode()
+
+
+def test_gpu_page_lists_the_demo_gpus(demo_url: str, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    from sim.engines import dcgm
+    from sim.fleet import GPU_NODE
+    from web.dashboard import fmt
+
+    # the simulated GPU node (a dcgm-exporter) is read within a scrape interval or two
+    _until("the demo's GPUs in /api/v1/gpus",
+           lambda: len([g for g in _gpus(demo_url) if g["source"] == "dcgm"]) == len(dcgm.GPUS))
+    browser.get(demo_url + "/gpus")
+    assert "inferwatch" in browser.title and "Traceback" not in browser.page_source
+    rows = []
+    for tr in browser.find_elements(By.CSS_SELECTOR, "table#gpus tbody tr"):
+        cells = [td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+        rows.append({"host": cells[0], "index": cells[1], "name": cells[2], "source": cells[3],
+                     "used": cells[4], "total": cells[5], "last": cells[10]})
+    api = _gpus(demo_url)  # right after reading the page
+    # one row per GPU, with the API's identity columns
+    key = ("host", "index", "name", "source")
+    assert sorted(tuple(r[k] for k in key) for r in rows) == sorted(tuple(g[k] or "" for k in key) for g in api)
+    sim = {(GPU_NODE, str(r.gpu.index)): r for r in dcgm.readings(0, time.time())}
+    dcgm_rows = [r for r in rows if r["source"] == "dcgm"]
+    assert {(r["host"], r["index"]) for r in dcgm_rows} == set(sim)
+    assert {g["uuid"] for g in api if g["source"] == "dcgm"} == {r.uuid for r in sim.values()}
+    by_key = {(g["host"], g["index"], g["source"]): g for g in api}
+    for r in rows:
+        g = by_key[(r["host"], r["index"], r["source"])]
+        assert r["total"] == fmt(g["memory_total_bytes"], "bytes")  # constant: exactly the API's
+        if r["source"] != "dcgm":
+            assert re.fullmatch(r"\d+\.\d GiB|–", r["used"]), r  # a real GPU's moving reading
+            continue
+        assert r["name"] == dcgm.MODEL and r["total"] == fmt(dcgm.TOTAL_MIB * 2**20, "bytes")
+        # memory moves every scrape: the page's value is the simulator's for the instant of the
+        # reading the page shows: the sim answers that scrape within its 0.8 s timeout of the "last
+        # reading" second; SLACK seconds allow for a slow, loaded machine
+        t0 = _utc(r["last"])
+        possible = {fmt(rd.fb_used_mib * 2**20, "bytes")
+                    for k in range(0, (1 + SLACK) * 20 + 1)
+                    for rd in [dcgm.reading(0, dcgm.GPUS[int(r["index"])], t0 + k / 20)]}
+        assert r["used"] in possible, (r, sorted(possible))
+        # and the API's (that reading or a later one) is the simulator's just after its reading time,
+        # to the few MiB the load curve moves in 1/20 s
+        ts = g["last_reading"]
+        assert ts >= t0
+        used_mib = g["memory_used_bytes"] / 2**20
+        assert any(abs(dcgm.reading(0, dcgm.GPUS[int(r["index"])], ts + k / 20).fb_used_mib - used_mib) <= 5
+                   for k in range(0, SLACK * 20 + 1)), g
+    # Plotly drew the memory charts (used and total per GPU), with points
+    assert _traces(browser), "no chart drawn on the GPU page"
+    for i in range(len(rows)):
+        data = _until(f"memory chart {i} drawn", lambda i=i: browser.execute_script(
+            "var gd = document.getElementById('chart-mem' + arguments[0]);"
+            "return gd && gd.data && gd.querySelectorAll('.scatterlayer .trace').length >= 2"
+            " ? gd.data.map(function (t) { return (t.y || []).length; }) : null;", i), timeout=30)
+        assert len(data) >= 2 and all(n >= 1 for n in data[:2]), data
+    screenshot(browser, "page-gpus-with-gpus")
+
+
+@pytest.mark.parametrize("path", ["/slos", "/alerts"])
 def test_other_pages_load(demo_url: str, browser: Any, path: str) -> None:
     browser.get(demo_url + path)
     assert "inferwatch" in browser.title

@@ -158,7 +158,22 @@ async def test_pages_show_the_api_numbers_escaped_and_under_csp(tmp_path: Path) 
         missing = await h.api.get("/backends/nope")
         assert missing.status_code == 404 and "No backend named" in missing.text
         _assert_safe(missing)
-        assert (await h.api.get("/backends/multi", params={"range": "2y"})).status_code == 400
+        # bad ranges and windows: an HTML 400 naming the parameter and the fix, styled like the pages
+        for path, params, message in [
+            ("/backends/multi", {"range": "2y"}, "range: unknown range &#39;2y&#39;; expected one of 15m, 1h"),
+            ("/backends/multi", {"range": "custom", "from": str(clock()), "to": str(clock() - 60)},
+             "from: must be before to"),
+            ("/backends/multi", {"range": "custom", "from": "yesterday"},
+             "from: &#39;yesterday&#39; is neither Unix seconds nor an ISO 8601 time"),
+            ("/backends/multi", {"range": "custom"}, "from: required with range=custom"),
+            ("/gpus", {"range": "1y"}, "range: unknown range &#39;1y&#39;"),
+            ("/", {"window": "an hour"}, "window: invalid duration &#39;an hour&#39;"),
+        ]:
+            bad = await h.api.get(path, params=params)
+            assert bad.status_code == 400, (path, params)
+            assert bad.headers["content-type"].startswith("text/html"), (path, params)
+            assert message in bad.text, (path, params, bad.text[-400:])
+            _assert_safe(bad)
 
         h.collector.sources.start_nvml()
         gpus = await h.api.get("/gpus")
