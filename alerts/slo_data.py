@@ -10,13 +10,22 @@ Events, per SLI:
   Pyrra refuse such thresholds; an operator is better served by a bounded estimate.
 * ``availability``: finished requests; bad = ``request_errors_total``.
 * ``up``: scrapes; bad = failed scrapes.
+
+Burn-down (``burn_down``): the SLO window ``(now - window, now]`` cut into ``n`` equal steps (at
+most ``BURN_DOWN_POINTS``, none shorter than the selected backends' shortest scrape interval); at
+each step end ``t`` the error budget remaining over the events from the window's start to ``t``:
+``error_budget(good(since, t], total(since, t], objective).remaining`` — None until the first
+event. Its last point is the view's ``error_budget.remaining``: the whole window's events are the
+last cumulative step, read in the same pass.
 """
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from alerts.rules import Rule
 from alerts.slo import (
@@ -71,7 +80,7 @@ def events(slo: SLO, store: Store, backends: Sequence[BackendConfig], now: float
         points = [up for b in names for _, up, _ in store.status_series(b, since, now)]
         good = float(sum(1 for up in points if up))
         return Events(good, float(len(points)), good, good)
-    totals = store.counter_totals(since, now, backends=names)
+    totals = store.counter_totals(since, now, backends=names, signals=[c.REQUESTS_TOTAL, c.REQUEST_ERRORS_TOTAL])
     requests = sum(d for (_, s, _), (d, _) in totals.items() if s == c.REQUESTS_TOTAL)
     errors = sum(d for (_, s, _), (d, _) in totals.items() if s == c.REQUEST_ERRORS_TOTAL)
     good = max(0.0, requests - errors)
@@ -85,15 +94,128 @@ def _window_text(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+# --- burn-down: cumulative events per step over the SLO window ---------------------------------------
+#: at most this many points in a burn-down (whatever the SLO window)
+BURN_DOWN_POINTS: Final = 120
+_NONE: Final = Events(0.0, 0.0, 0.0, 0.0)
+
+
+def burn_down_ends(now: float, window: float, min_step: float, points: int = BURN_DOWN_POINTS) -> list[float]:
+    """The step ends of a burn-down over ``(now - window, now]``: ``n`` equal steps, ``n`` at most
+    ``points`` and each step at least ``min_step`` long (at least one step); the last end is ``now``.
+
+    >>> burn_down_ends(3600.0, 3600.0, 15.0)[:3], len(burn_down_ends(3600.0, 3600.0, 15.0))
+    ([30.0, 60.0, 90.0], 120)
+    >>> burn_down_ends(300.0, 300.0, 15.0)[-2:]
+    [285.0, 300.0]
+    """
+    n = max(1, min(points, math.floor(window / min_step) if min_step > 0 else points))
+    step = window / n
+    since = now - window
+    return [since + step * (i + 1) for i in range(n - 1)] + [now]
+
+
+def _slot(ts: float, ends: Sequence[float]) -> int:
+    """The step ``(ends[i - 1], ends[i]]`` holding ``ts`` (clamped to the window)."""
+    return min(len(ends) - 1, bisect_left(ends, ts))
+
+
+def cumulative_events(slo: SLO, store: Store, backends: Sequence[BackendConfig], now: float, window: float,
+                      ends: Sequence[float]) -> list[Events]:
+    """Per step end ``t`` of ``ends`` (ascending, the last one ``now``), the SLI's events over
+    ``(now - window, t]``: one pass over the window's rows (histogram deltas in one read; scrape
+    statuses and request counters per backend, on their series index), slotted per step and
+    summed up step by step.
+
+    The last one holds every event of the window: ``events(slo, …, now, window)`` up to float
+    rounding (a latency SLI merges the same histograms, step by step instead of all at once).
+    """
+    n = len(ends)
+    names = _backends(slo, backends)
+    if not names or n == 0:
+        return [_NONE] * n
+    since = now - window
+    sli = slo.sli
+    out: list[Events] = []
+    if isinstance(sli, LatencySLI):
+        per: list[list[tuple[Sequence[float], Sequence[float]]]] = [[] for _ in range(n)]
+        for r in store.histogram_deltas(since, now, backends=names, signals=[sli.signal]):
+            if len(r.bounds) > 1:  # mean-only: no buckets
+                per[_slot(r.ts, ends)].append((r.bounds, r.counts))
+        cum: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+        for rows in per:
+            if rows:
+                cum = merge([cum, *rows] if cum is not None else rows)
+            if cum is None:
+                out.append(_NONE)
+                continue
+            bounds, counts = cum
+            g = good_count(bounds, counts, sli.threshold)
+            out.append(Events(g.value, counts[-1], g.lower, g.upper, g.estimated))
+        return out
+    assert isinstance(sli, AvailabilitySLI)
+    if sli.source == "up":
+        ups = [0] * n
+        scrapes = [0] * n
+        for b in names:
+            for ts, up, _ in store.status_series(b, since, now):
+                i = _slot(ts, ends)
+                scrapes[i] += 1
+                ups[i] += 1 if up else 0
+        good_sum = total_sum = 0
+        for u, s in zip(ups, scrapes, strict=True):
+            good_sum, total_sum = good_sum + u, total_sum + s
+            out.append(Events(float(good_sum), float(total_sum), float(good_sum), float(good_sum)))
+        return out
+    # requests: every counter delta of the window, per backend (its series index), slotted per step
+    requests = [0.0] * n
+    errors = [0.0] * n
+    for b in names:
+        series = store.counter_series_many(b, [c.REQUESTS_TOTAL, c.REQUEST_ERRORS_TOTAL], since, now)
+        for signal, into in ((c.REQUESTS_TOTAL, requests), (c.REQUEST_ERRORS_TOTAL, errors)):
+            for ts, _, delta, _ in series.get(signal, []):
+                into[_slot(ts, ends)] += delta
+    req_sum = err_sum = 0.0
+    for req, err in zip(requests, errors, strict=True):
+        req_sum, err_sum = req_sum + req, err_sum + err
+        good = max(0.0, req_sum - err_sum)
+        out.append(Events(good, req_sum, good, good))
+    return out
+
+
+def _min_interval(slo: SLO, cfg: Config) -> float:
+    names = set(_backends(slo, cfg.backends))
+    chosen = [cfg.interval_for(b) for b in cfg.backends if b.name in names]
+    return min(chosen, default=cfg.scrape_interval)
+
+
+def burn_down(slo: SLO, store: Store, cfg: Config, now: float) -> list[tuple[float, float | None]]:
+    """``[(t, error budget remaining over (now - window, t])]`` per step end ``t``; the last
+    point is the whole window's ``error_budget(...).remaining``."""
+    ends = burn_down_ends(now, slo.window, _min_interval(slo, cfg))
+    return _remaining(slo, ends, cumulative_events(slo, store, cfg.backends, now, slo.window, ends))
+
+
+def _remaining(slo: SLO, ends: Sequence[float], cumulative: Sequence[Events]) -> list[tuple[float, float | None]]:
+    out: list[tuple[float, float | None]] = []
+    for t, e in zip(ends, cumulative, strict=True):
+        b = error_budget(e.good, e.total, slo.objective)
+        out.append((t, None if b is None else b.remaining))
+    return out
+
+
 def slo_view(slo: SLO, store: Store, cfg: Config, now: float) -> dict[str, Any]:
     """Everything ``/api/v1/slos`` (and the SLO page) shows for one SLO."""
-    whole = events(slo, store, cfg.backends, now, slo.window)
+    ends = burn_down_ends(now, slo.window, _min_interval(slo, cfg))
+    steps = cumulative_events(slo, store, cfg.backends, now, slo.window, ends)
+    whole = steps[-1]  # the window's events: the burn-down's last step, in the same read
     budget = error_budget(whole.good, whole.total, slo.objective)
     group = mwmb_alerts(slo)
     ratios = {w: events(slo, store, cfg.backends, now, w).bad_ratio for w in group.windows()}
     burning = set(a.kind for a in group.burning(ratios))
     return {
-        "name": slo.name, "objective": slo.objective, "window_seconds": slo.window, "good": slo.good,
+        "name": slo.name, "objective": slo.objective, "window_seconds": slo.window,
+        "window": _window_text(slo.window), "good": slo.good,
         "description": slo.description,
         "sli": budget.sli if budget else None,
         "estimated": whole.estimated,
@@ -108,6 +230,8 @@ def slo_view(slo: SLO, store: Store, cfg: Config, now: float) -> dict[str, Any]:
         "alerts": [{"kind": a.kind, "severity": a.severity, "long_window": _window_text(a.long_window),
                     "short_window": _window_text(a.short_window), "burn_rate_factor": a.burn_rate_factor,
                     "burning": a.kind in burning} for a in group.alerts()],
+        "burn_down_step": slo.window / len(ends),
+        "burn_down": [[t, r] for t, r in _remaining(slo, ends, steps)],
     }
 
 

@@ -157,6 +157,9 @@ class BackendConfig(_Frozen):
     alert_thresholds: dict[str, float | str] = Field(default_factory=dict)  # {DefaultRuleName: threshold}
     options: dict[str, Any] = Field(default_factory=dict)
     probe: ProbeConfig | None = None
+    # the host whose GPUs serve this backend, as GPU readings name it (dcgm-exporter's Hostname,
+    # NVML's hostname); default: the URL's host, or this machine's for a loopback URL
+    gpu_host: str | None = Field(default=None, min_length=1)
 
     @field_validator("engine")
     @classmethod

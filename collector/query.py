@@ -9,10 +9,12 @@ model) and interpolate exactly like Prometheus ``histogram_quantile``.
 from __future__ import annotations
 
 import math
+import socket
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from collector import conventions as c
 from collector.config import BackendConfig
@@ -154,9 +156,45 @@ def backend_summary(data: WindowData, b: BackendConfig) -> dict[str, Any]:
     return out
 
 
-def summaries(store: Store, backends: Sequence[BackendConfig], now: float, window: float) -> list[dict[str, Any]]:
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+def gpu_host_of(b: BackendConfig, local_host: str) -> str:
+    """The host whose GPU readings are ``b``'s: ``gpu_host``, else the URL's host (this
+    machine's name, as local NVML reports it, for a loopback URL)."""
+    if b.gpu_host:
+        return b.gpu_host
+    host = urlsplit(b.url).hostname or ""
+    return local_host if host in _LOOPBACK or host.startswith("127.") else host
+
+
+def gpu_memory_by_host(gpus: Iterable[tuple[float, GpuSample]]) -> dict[str, float]:
+    """Per host, the highest memory-used ratio among its GPUs' latest readings."""
+    out: dict[str, float] = {}
+    for _, g in gpus:
+        ratio = gpu_view(0.0, g)["memory_used_ratio"]
+        if ratio is not None:
+            out[g.host] = max(ratio, out.get(g.host, ratio))
+    return out
+
+
+def summaries(store: Store, backends: Sequence[BackendConfig], now: float, window: float,
+              local_host: str | None = None) -> list[dict[str, Any]]:
+    """Every backend's ``backend_summary`` plus ``gpu_memory_used_ratio``: the fullest GPU of its
+    host (``gpu_host_of``) over the window, None when no GPU of that host reported."""
     data = WindowData.fetch(store, now, window, probed=[b.name for b in backends if b.probe is not None])
-    return [backend_summary(data, b) for b in backends]
+    out = [backend_summary(data, b) for b in backends]
+    add_gpu_memory(store, list(zip(backends, out, strict=True)), now, window, local_host)
+    return out
+
+
+def add_gpu_memory(store: Store, pairs: Sequence[tuple[BackendConfig, dict[str, Any]]], now: float, window: float,
+                   local_host: str | None = None) -> None:
+    """Set each summary's ``gpu_memory_used_ratio`` (see ``summaries``)."""
+    gpu_memory = gpu_memory_by_host(store.latest_gpus(now - window))
+    here = local_host if local_host is not None else socket.gethostname()
+    for b, s in pairs:
+        s["gpu_memory_used_ratio"] = gpu_memory.get(gpu_host_of(b, here))
 
 
 # -- series ---------------------------------------------------------------------------------

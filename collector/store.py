@@ -634,10 +634,17 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
         return out
 
     def counter_totals(
-        self, since: float, until: float, backends: Sequence[str] | None = None
+        self,
+        since: float,
+        until: float,
+        backends: Sequence[str] | None = None,
+        signals: Sequence[str] | None = None,
     ) -> dict[tuple[str, str, str], tuple[float, float]]:
-        """(backend, signal, model) -> (sum of deltas, sum of intervals), ``since < ts <= until``."""
+        """(backend, signal, model) -> (sum of deltas, sum of intervals), ``since < ts <= until``;
+        optionally only some backends and signals (with both, the read is a range of the
+        ``(backend, signal, ts)`` index instead of every row of those backends)."""
         out: dict[tuple[str, str, str], tuple[float, float]] = {}
+        signal_list = None if signals is None else list(dict.fromkeys(signals))
         with self._engine.connect() as conn:
             for chunk in _chunks(backends):
 
@@ -645,6 +652,8 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
                     q = sa.select(
                         t.c.backend, t.c.signal, t.c.model, t.c.delta, t.c.interval_seconds
                     ).where(t.c.ts > since, t.c.ts <= until)
+                    if signal_list is not None:
+                        q = q.where(t.c.signal.in_(signal_list))
                     return q if chunk is None else q.where(t.c.backend.in_(chunk))
 
                 u = sa.union_all(part(counter_deltas), part(counter_deltas_rollup)).subquery()

@@ -7,8 +7,10 @@ Pure arithmetic plus read-only store queries; no HTML and no Plotly here.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
+from alerts.model import AlertState, Transition
 from collector import conventions as c
 from collector import query
 from collector.quantiles import merge, quantile_or_none
@@ -111,3 +113,34 @@ def scrape_errors(status: Sequence[tuple[float, bool, str | None]], now: float, 
 def ratio(num: Points, den: Points) -> Points:
     """Point-wise ``num / den`` (None where either is missing or the denominator is 0)."""
     return [(t, (a / b) if a is not None and b else None) for (t, a), (_, b) in zip(num, den, strict=True)]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSpan:
+    """One firing period of one alert of a backend: ``end`` None while it still fires."""
+
+    rule: str
+    severity: str
+    start: float
+    end: float | None
+    summary: str
+
+
+def alert_spans(history: Iterable[Transition], states: Iterable[AlertState], backend: str,
+                since: float, until: float) -> list[AlertSpan]:
+    """The firing periods of ``backend``'s alerts that overlap ``(since, until]``, oldest first.
+
+    A resolved period comes from its ``resolved`` transition (which carries ``fired_at``), a
+    current one from the alert's state; ``history`` must reach back to ``since`` (periods that
+    resolved later than ``until`` are found there too)."""
+    spans: set[AlertSpan] = set()
+    for t in history:
+        if t.new == "resolved" and t.labels.get(c.LABEL_BACKEND) == backend and t.fired_at is not None:
+            spans.add(AlertSpan(t.rule, t.labels.get("severity", ""), t.fired_at, t.ts,
+                                t.annotations.get("summary", "")))
+    for s in states:
+        if s.state == "firing" and s.labels.get(c.LABEL_BACKEND) == backend and s.fired_at is not None:
+            spans.add(AlertSpan(s.rule, s.labels.get("severity", ""), s.fired_at, None,
+                                s.annotations.get("summary", "")))
+    overlapping = [s for s in spans if s.start <= until and (s.end is None or s.end > since)]
+    return sorted(overlapping, key=lambda s: (s.start, s.rule))

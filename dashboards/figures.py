@@ -6,6 +6,8 @@ Unix seconds in, epoch milliseconds out (a ``date`` axis reads them as UTC insta
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from html import escape
 from typing import Any
 
 Points = Sequence[tuple[float, float | None]]
@@ -77,3 +79,38 @@ def lines(title: str, named: Mapping[str, Points], *, y_title: str = "", y_forma
           x_range: tuple[float, float] | None = None) -> dict[str, Any]:
     traces = [line(k, pts, scale=scale) for k, pts in named.items()]
     return figure(title, traces + (extra or []), y_title=y_title, y_format=y_format, x_range=x_range)
+
+
+SEVERITY_COLORS = {"critical": "#b00020", "page": "#b00020", "warning": "#a86400", "ticket": "#a86400"}
+
+
+def _when(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S")
+
+
+def add_alert_marks(fig: dict[str, Any], spans: Sequence[Any], x_range: tuple[float, float]) -> dict[str, Any]:
+    """Shade each alert's firing period (``dashboards.data.AlertSpan``) across the whole plot
+    height, draw a line where it started, and label that line with the rule (hover: severity,
+    from–to, summary). Periods are clipped to ``x_range``; one still firing runs to its end."""
+    lo, hi = x_range
+    shapes = fig["layout"].setdefault("shapes", [])
+    notes = fig["layout"].setdefault("annotations", [])
+    for s in spans:
+        color = SEVERITY_COLORS.get(s.severity, "#555555")
+        start, end = max(s.start, lo), min(s.end if s.end is not None else hi, hi)
+        shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": _ms(start), "x1": _ms(end),
+                       "y0": 0, "y1": 1, "fillcolor": color, "opacity": 0.12, "line": {"width": 0},
+                       "layer": "below"})
+        if s.start >= lo:
+            shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": _ms(s.start), "x1": _ms(s.start),
+                           "y0": 0, "y1": 1, "line": {"color": color, "width": 1, "dash": "dot"}})
+        until = "still firing" if s.end is None else _when(s.end) + " UTC"
+        # Plotly reads a subset of HTML in these texts: names and summaries go in as escaped text
+        hover = escape(f"{s.rule} ({s.severity or 'no severity'}) firing {_when(s.start)} UTC – {until}")
+        if s.summary:
+            hover += "<br>" + escape(s.summary)
+        right_half = hi > lo and (start - lo) / (hi - lo) > 0.5  # keep the label inside the plot
+        notes.append({"x": _ms(start), "xref": "x", "y": 1, "yref": "paper", "yanchor": "bottom",
+                      "xanchor": "right" if right_half else "left", "showarrow": False, "text": escape(s.rule),
+                      "font": {"size": 10, "color": color}, "hovertext": hover})
+    return fig

@@ -52,6 +52,8 @@ DEMO: tuple[Spec, ...] = (
 
 #: the demo's simulated GPU node: the ``SimFleet`` name of its dcgm-exporter and its hostname
 GPU_NODE = dcgm.HOSTNAME
+#: the demo backends served by the GPU node's GPUs (``gpu_host``)
+ON_GPU_NODE = ("vllm-a", "vllm-b")
 
 #: the demo's https backend presents a certificate that expires this many days after start
 DEMO_CERT_DAYS = 10.0
@@ -81,6 +83,8 @@ def demo_config(fleet: SimFleet, *, storage: str, listen: str, interval: str, ca
         if s.probe:
             b["probe"] = {"model": s.models[0], "prompt": "Say hi", "max_tokens": 16, "interval": "10s",
                           "timeout": "10s", "targets": {"ttft": "1s", "itl": "100ms"}}
+        if s.name in ON_GPU_NODE and GPU_NODE in fleet.backends:
+            b["gpu_host"] = GPU_NODE  # the fleet page's GPU memory column reads the node's GPUs
         backends.append(b)
     from collector.config import parse_duration
 
@@ -90,7 +94,30 @@ def demo_config(fleet: SimFleet, *, storage: str, listen: str, interval: str, ca
         gpus["dcgm"] = [{"url": fleet.url(GPU_NODE) + "/metrics", "host": GPU_NODE}]
     return {"storage": storage, "scrape_interval": interval, "scrape_timeout": timeout, "web": {"listen": listen},
             "tls_check_interval": "60s", "gpus": gpus, "evaluation_interval": "5s",
-            "backends": backends}
+            "backends": backends, "slos": demo_slos()}
+
+
+#: burn-rate alert windows for the demo's 1-hour SLOs (the defaults derive factors for the window,
+#: which for 1h would be far below 1): the workbook's factors over windows an hour can hold
+DEMO_SLO_ALERTING: dict[str, dict[str, Any]] = {
+    "page_quick": {"long": "5m", "short": "1m", "factor": 14.4},
+    "page_slow": {"long": "15m", "short": "3m", "factor": 6},
+    "ticket_quick": {"long": "30m", "short": "5m", "factor": 3},
+    "ticket_slow": {"long": "1h", "short": "10m", "factor": 1},
+}
+
+
+def demo_slos() -> list[dict[str, Any]]:
+    """The demo's SLOs: 1-hour windows, so that their burn-down moves within minutes (the
+    incident script's latency spikes and error bursts spend their budgets)."""
+    return [
+        {"name": "ttft-under-1s", "objective": "99%", "window": "1h", "good": "ttft_seconds < 1",
+         "description": "99 % of requests get their first token within 1 s (all backends)",
+         "alerting": DEMO_SLO_ALERTING},
+        {"name": "availability", "objective": "99.5%", "window": "1h", "good": "availability",
+         "description": "99.5 % of requests finish without an error (all backends)",
+         "alerting": DEMO_SLO_ALERTING},
+    ]
 
 
 def build(specs: tuple[Spec, ...] = DEMO, now: float | None = None, gpu_node: bool = True) -> list[SimBackend]:

@@ -82,8 +82,10 @@ def create_app(cfg: Config, store: Store, collector: Any = None, clock: Callable
             response.headers["Cache-Control"] = "no-store"
         return response
 
+    local_host = collector.sources.host if collector is not None else None
+
     def _summaries(window: float) -> list[dict[str, Any]]:
-        return query.summaries(store, cfg.backends, clock(), window)
+        return query.summaries(store, cfg.backends, clock(), window, local_host)
 
     registry = CollectorRegistry(auto_describe=False)
     health = (lambda: collector.health) if collector is not None else None
@@ -139,9 +141,15 @@ def create_app(cfg: Config, store: Store, collector: Any = None, clock: Callable
         if b is None:
             raise HTTPException(404, f"no backend named {name!r}")
         w = _duration("window", window)
-        data = await run_in_threadpool(query.WindowData.fetch, store, clock(), w, [name],
-                                       [name] if b.probe is not None else [])
-        return query.backend_summary(data, b)
+        now = clock()
+
+        def one() -> dict[str, Any]:
+            data = query.WindowData.fetch(store, now, w, [name], [name] if b.probe is not None else [])
+            summary = query.backend_summary(data, b)
+            query.add_gpu_memory(store, [(b, summary)], now, w, local_host)
+            return summary
+
+        return await run_in_threadpool(one)
 
     @app.get("/api/v1/backends/{name}/series")
     async def get_series(

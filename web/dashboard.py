@@ -38,9 +38,12 @@ _env = Environment(loader=FileSystemLoader(Path(__file__).resolve().parent / "te
 _STATIC_TYPES = {"dashboard.js": "text/javascript; charset=utf-8", "dashboard.css": "text/css; charset=utf-8"}
 FLEET_WINDOW = "5m"
 MAX_CUSTOM = 90 * 86400.0
+#: newest alert transitions (whole fleet) read to mark a backend page's alert periods
+HISTORY_LIMIT = 10_000
 
 #: (key in /api/v1/backends, heading, format, threshold above which a cell is "bad")
-#: thresholds are the default rule pack's (TTFTp50High, TTFTp99High, ErrorRateHigh, QueueDepthHigh)
+#: thresholds are the default rule pack's (TTFTp50High, TTFTp99High, ErrorRateHigh, QueueDepthHigh,
+#: GPUMemoryHigh)
 COLUMNS: list[dict[str, Any]] = [
     {"key": "queue_depth", "title": "queue", "fmt": "int", "bad": 100},
     {"key": "requests_running", "title": "running", "fmt": "int"},
@@ -51,6 +54,7 @@ COLUMNS: list[dict[str, Any]] = [
     {"key": "tokens_per_second", "title": "tokens/s", "fmt": "num"},
     {"key": "error_ratio", "title": "errors", "fmt": "pct", "bad": 0.01},
     {"key": "kv_cache_usage_ratio", "title": "KV cache", "fmt": "pct"},
+    {"key": "gpu_memory_used_ratio", "title": "GPU memory", "fmt": "pct", "bad": 0.9},
 ]
 CERT_WARN_DAYS, CERT_BAD_DAYS = 14.0, 3.0  # CertificateExpiringSoon / CertificateExpiryCritical
 
@@ -178,7 +182,8 @@ def dashboard_router(cfg: Config, store: Store, collector: Any = None, alerts: A
     # -- fleet -----------------------------------------------------------------------------------
     def _fleet(window: float) -> dict[str, Any]:
         now = clock()
-        summaries = query.summaries(store, cfg.backends, now, window)
+        summaries = query.summaries(store, cfg.backends, now, window,
+                                    collector.sources.host if collector is not None else None)
         certs = {r.target: query.certificate_view(r, now) for r in store.certificate_results()}
         firing: dict[str, int] = {}
         for s in _states().values():
@@ -194,6 +199,7 @@ def dashboard_router(cfg: Config, store: Store, collector: Any = None, alerts: A
                 "cells": [{"key": col["key"], "value": _get(s, col["key"]), "fmt": col["fmt"],
                            "cls": level(_get(s, col["key"]), col.get("bad"))} for col in COLUMNS],
                 "labels": " ".join(f"{k}={v}" for k, v in sorted(s["labels"].items())),
+                "models": ", ".join(s["models"]) or (b.probe.model if b.probe is not None else ""),
                 "cert_days": days,
                 "cert_cls": "na" if days is None else ("bad" if days < CERT_BAD_DAYS else
                                                        "warn" if days < CERT_WARN_DAYS else "ok"),
@@ -260,11 +266,15 @@ def dashboard_router(cfg: Config, store: Store, collector: Any = None, alerts: A
                 f.line("probe (measured)", measured, color="#1b7f3b", mode="lines+markers"),
                 f.line("engine (reported)", lat["ttft"]["p50"], color="#2a5db0", dash="dot"),
                 *marks], y_title="seconds", x_range=xr)))
+        spans = d.alert_spans(store.alert_history(since=until - window, limit=HISTORY_LIMIT), _states().values(),
+                              name, until - window, until)
+        for _, fig in charts:
+            f.add_alert_marks(fig, spans, xr)
         summary = query.backend_summary(
             query.WindowData.fetch(store, until, min(window, 300.0), [name], [name] if b.probe else []), b)
         st = store.latest_status().get(name)
         never_up = st is None or st.last_success_ts is None
-        return {"charts": charts, "summary": summary, "step": step, "never_up": never_up,
+        return {"charts": charts, "summary": summary, "step": step, "never_up": never_up, "alert_spans": spans,
                 "scraped": st is not None, "error_count": sum(n for _, n, _ in errors)}
 
     @router.get("/backends/{name:path}", response_class=HTMLResponse)
@@ -329,6 +339,9 @@ def dashboard_router(cfg: Config, store: Store, collector: Any = None, alerts: A
 
     # -- SLOs ------------------------------------------------------------------------------------
     def _slos() -> list[dict[str, Any]]:
+        """Each SLO's view (as ``/api/v1/slos``) plus its burn-down chart:
+        the error budget left over the events from the window's start to each step, with the
+        line where it is spent (0 %)."""
         from alerts.slo import SLO
         from alerts.slo_data import slo_view
 
@@ -336,9 +349,18 @@ def dashboard_router(cfg: Config, store: Store, collector: Any = None, alerts: A
         out: list[dict[str, Any]] = []
         for raw in cfg.slos:
             try:
-                out.append(slo_view(SLO.model_validate(raw), store, cfg, now))
+                v = slo_view(SLO.model_validate(raw), store, cfg, now)
             except Exception as exc:  # one broken SLO must not hide the others
                 out.append({"name": str(raw.get("name", "?")), "error": f"{type(exc).__name__}: {exc}"})
+                continue
+            since = now - v["window_seconds"]
+            left = f.line("error budget left", [(t, r) for t, r in v["burn_down"]], color="#2a5db0",
+                          mode="lines+markers")  # markers: the first step's lone point shows too
+            left["marker"] = {"size": 4}
+            spent = f.line("budget spent (0 %)", [(since, 0.0), (now, 0.0)], color="#b00020", dash="dash")
+            chart = f.figure(f"{v['name']} ({v['objective'] * 100:.4g} % over {v['window']})",
+                             [left, spent], y_title="error budget left", y_format=".0%", x_range=(since, now))
+            out.append({**v, "chart": chart})
         return out
 
     @router.get("/slos", response_class=HTMLResponse)

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from sim.fleet import ON_GPU_NODE
 from tests.browser.conftest import screenshot
 
 pytestmark = pytest.mark.slow
@@ -98,6 +99,13 @@ def test_fleet_table_matches_the_api(demo_url: str, browser: Any) -> None:
         assert shown[name]["status"] == ("up" if b["up"] else "down")
         # the simulator holds requests running constant: the same number on the page and in the API
         assert json.loads(shown[name]["requests_running"]) == b["requests_running"], name
+        # the backends on the simulated GPU node show its fullest GPU (under 80 % by design); the
+        # others have no GPU reading: null, never 0
+        gpu_page, gpu_api = json.loads(shown[name]["gpu_memory_used_ratio"]), b["gpu_memory_used_ratio"]
+        if name in ON_GPU_NODE:
+            assert 0.1 < gpu_page <= 0.8 and 0.1 < gpu_api <= 0.8, (name, gpu_page, gpu_api)
+        else:
+            assert gpu_page is None and gpu_api is None, name
 
 
 def test_backend_page_range_picker_and_charts(demo_url: str, browser: Any) -> None:
@@ -251,3 +259,54 @@ def test_other_pages_load(demo_url: str, browser: Any, path: str) -> None:
     assert "inferwatch" in browser.title
     assert "Traceback" not in browser.page_source
     screenshot(browser, "page-" + path.strip("/"))
+
+
+def test_slos_page_matches_the_api_and_draws_the_burn_down(demo_url: str, browser: Any) -> None:
+    """/slos on the demo: one row per SLO of /api/v1/slos, in its order, name and objective exact.
+    The demo keeps scraping, so the budget moves between requests: the page's good and total
+    events lie between the API's answers just before and just after it (both only grow while the
+    demo is younger than the 1h window) and its budget left is theirs exactly. Plotly draws one
+    burn-down per SLO whose last point is the row's budget left (the same view draws both)."""
+    from selenium.webdriver.common.by import By
+
+    _until("every demo SLO has events", lambda: all(s["error_budget"] for s in _api(demo_url, "/api/v1/slos")))
+    before = {s["name"]: s for s in _api(demo_url, "/api/v1/slos")}
+    browser.get(demo_url + "/slos")
+    shown: dict[str, dict[str, Any]] = {}
+    for row in browser.find_elements(By.CSS_SELECTOR, "tr.slo-row"):
+        cells = {c.get_attribute("data-key"): c for c in row.find_elements(By.CSS_SELECTOR, "td[data-key]")}
+        left = cells["remaining"]
+        shown[row.get_attribute("data-name")] = {
+            "objective": json.loads(cells["objective"].get_attribute("data-value")),
+            "remaining": json.loads(left.get_attribute("data-value")),
+            "good": json.loads(left.get_attribute("data-good")),
+            "total": json.loads(left.get_attribute("data-total"))}
+    after = {s["name"]: s for s in _api(demo_url, "/api/v1/slos")}
+    assert list(shown) == list(after) == list(before), "one row per SLO, in the API's order"
+    assert len(after) == 2, "the demo configures two SLOs"
+    for name, s in after.items():
+        row = shown[name]
+        assert row["objective"] == s["objective"], name
+        for key in ("good", "total"):
+            assert before[name]["events"][key] <= row[key] <= s["events"][key], (name, key, row,
+                                                                                 before[name]["events"], s["events"])
+        allowed = (1 - s["objective"]) * row["total"]
+        assert row["remaining"] == pytest.approx(1 - (row["total"] - row["good"]) / allowed, rel=1e-9, abs=1e-12), row
+
+    # one burn-down per SLO, drawn by Plotly: the budget-left line (ending at the row's value) and 0 %
+    charts = _until("the burn-down charts drawn", lambda: browser.execute_script(
+        "var out = [];"
+        "document.querySelectorAll('.slo-chart').forEach(function (gd) {"
+        "  if (!gd.data || gd.querySelectorAll('.scatterlayer .trace').length < 2) { return; }"
+        "  var y = gd.data[0].y;"
+        "  out.push({slo: gd.dataset.slo, names: gd.data.map(function (t) { return t.name; }),"
+        "            points: y.length, last: y[y.length - 1], zero: gd.data[1].y});"
+        "});"
+        "return out.length === arguments[0] ? out : null;", len(after)), timeout=30)
+    assert [c["slo"] for c in charts] == list(after)
+    assert len(_traces(browser)) >= 2 * len(after)
+    for c in charts:
+        assert c["names"] == ["error budget left", "budget spent (0 %)"], c
+        assert c["points"] == len(after[c["slo"]]["burn_down"]) and c["zero"] == [0, 0], c
+        assert c["last"] == shown[c["slo"]]["remaining"], c
+    screenshot(browser, "page-slos")

@@ -83,3 +83,26 @@ def test_certificate_view_days_left() -> None:
     v = certificate_view(CertResult("a:443", 0.0, True, not_after=5 * 86400.0, chain_not_after=2 * 86400.0), now=0.0)
     assert v["days_left"] == 5.0 and v["chain_days_left"] == 2.0
     assert math.isclose(exact_quantile([1.0, 2.0, 3.0, 4.0], 0.99) or 0, 3.97)
+
+
+def test_a_backends_gpus_are_those_of_its_host(store: Store) -> None:
+    from collector.config import parse
+    from collector.query import gpu_host_of, summaries
+
+    cfg = parse({"storage": "sqlite://", "backends": [
+        {"name": "remote", "engine": "vllm", "url": "http://node-7:8000"},
+        {"name": "local", "engine": "vllm", "url": "http://127.0.0.1:8000"},
+        {"name": "pinned", "engine": "vllm", "url": "http://10.0.0.5:8000", "gpu_host": "node-7"},
+        {"name": "bare", "engine": "vllm", "url": "http://10.0.0.6:8000"},
+    ]})
+    assert [gpu_host_of(b, "this-box") for b in cfg.backends] == ["node-7", "this-box", "node-7", "10.0.0.6"]
+    gib = 2**30
+    store.write_observations(gpus=[
+        (100.0, GpuSample("node-7", "0", "G0", memory_used_bytes=20 * gib, memory_total_bytes=80 * gib)),
+        (100.0, GpuSample("node-7", "1", "G1", memory_used_bytes=60 * gib, memory_total_bytes=80 * gib)),
+        (100.0, GpuSample("node-7", "2", "G2")),  # no memory reading: not a 0
+        (100.0, GpuSample("this-box", "0", "G3", memory_used_bytes=8 * gib, memory_total_bytes=32 * gib)),
+        (10.0, GpuSample("10.0.0.6", "0", "G4", memory_used_bytes=gib, memory_total_bytes=2 * gib)),  # too old
+    ])
+    got = {s["name"]: s["gpu_memory_used_ratio"] for s in summaries(store, cfg.backends, 120.0, 60.0, "this-box")}
+    assert got == {"remote": 0.75, "local": 0.25, "pinned": 0.75, "bare": None}

@@ -125,6 +125,9 @@ def test_counter_totals_window_boundaries(store: Store) -> None:
         ("a", "request_errors_total", "m"): (4.0, 60.0),
     }
     assert store.counter_totals(0.0, 60.0, backends=[]) == {}
+    only = store.counter_totals(0.0, 60.0, backends=["a"], signals=["requests_total"])
+    assert only and {s for (_, s, _) in only} == {"requests_total"}
+    assert only == {k: v for k, v in store.counter_totals(0.0, 60.0, backends=["a"]).items() if k[1] == "requests_total"}
     assert store.counter_totals(60.0, 1000.0) == {}
     assert store.counter_series("a", "requests_total", 14.0, 30.0) == [
         (15.0, "m", 10.0, 15.0),

@@ -181,7 +181,19 @@ async def test_pages_show_the_api_numbers_escaped_and_under_csp(tmp_path: Path) 
         _assert_safe(gpus)
         slo_page = await h.api.get("/slos")
         assert slo_page.status_code == 200 and "ttft-1s" in slo_page.text and "ttft_seconds &lt; 1" in slo_page.text
-        _assert_safe(slo_page)
+        slo_charts = _assert_safe(slo_page).charts()
+        # one burn-down chart per SLO: the API's burn-down (the clock stands still), and the 0 % line
+        [slo_api] = (await h.api.get("/api/v1/slos")).json()
+        [burn] = slo_charts
+        left, spent = burn["data"]
+        assert left["name"] == "error budget left" and burn["layout"]["yaxis"]["tickformat"] == ".0%"
+        assert left["y"] == [r for _, r in slo_api["burn_down"]]
+        assert len(left["y"]) * slo_api["burn_down_step"] == pytest.approx(3600.0)
+        assert left["x"] == [round(t * 1000) for t, _ in slo_api["burn_down"]]
+        assert left["y"][-1] == slo_api["error_budget"]["remaining"] is not None
+        assert spent["y"] == [0.0, 0.0] and spent["x"] == burn["layout"]["xaxis"]["range"]
+        assert f'data-key="remaining" data-value="{json.dumps(slo_api["error_budget"]["remaining"])}"' in slo_page.text
+        assert "99 % / 1h" in slo_page.text
         assert "/alerts" in slo_page.text  # shared navigation
 
 
@@ -247,6 +259,18 @@ async def test_gpu_page_and_probe_vs_engine_chart(tmp_path: Path) -> None:
         assert sum("memory" in t for t in titles) == 2 and {"Utilisation", "Temperature", "Power"} <= set(titles)
         mem = next(c for c in page.charts() if "memory" in c["layout"]["title"]["text"])
         assert [t["name"] for t in mem["data"]] == ["used", "total"] and mem["data"][0]["y"]
+
+        # the loopback backend's GPUs are this machine's: its fullest GPU in the API and the fleet
+        gpus = [g for g in (await h.api.get("/api/v1/gpus")).json() if g.get("host") == h.collector.sources.host]
+        assert len(gpus) == 2
+        want = max(g["memory_used_ratio"] for g in gpus)
+        assert want == pytest.approx(30 * GiB / (81559 * 2**20), rel=0.02)  # GPU-aaaa: 30 GiB of an H100
+        (summary,) = (await h.api.get("/api/v1/backends")).json()
+        assert summary["gpu_memory_used_ratio"] == want
+        assert (await h.api.get("/api/v1/backends/plain")).json()["gpu_memory_used_ratio"] == want
+        fleet = Page((await h.api.get("/")).text)
+        assert json.loads(fleet.rows["plain"]["gpu_memory_used_ratio"]) == want
+        assert fleet.rows["plain"]["model"] == "m"
 
         detail = Page((await h.api.get("/backends/plain", params={"range": "15m"})).text)
         (pv,) = [c for c in detail.charts() if c["layout"]["title"]["text"].startswith("TTFT p50: probe")]
