@@ -227,16 +227,16 @@ def _grid(now: float, window: float, step: float) -> tuple[float, list[float], C
     return since, [since + step * (i + 1) for i in range(n)], slot
 
 
-def _counter_points(rows: Iterable[tuple[float, str, float, float]], edges: Sequence[float], slot: Callable[[float], int],
+def _counter_points(rows: Iterable[tuple[int, str, float, float]], edges: Sequence[float],
                     model: str | None) -> list[tuple[float, float | None]]:
-    """Per step: the deltas' sum over the longest per-model covered interval (a rate)."""
+    """Per step (rows of ``(step, model, deltas, intervals)``): the deltas' sum over the longest
+    per-model covered interval (a rate)."""
     n = len(edges)
     total = [0.0] * n
     seen = [False] * n
     per_model_interval: list[dict[str, float]] = [{} for _ in range(n)]
-    for ts, m, delta, interval in rows:
+    for i, m, delta, interval in rows:
         if model is None or m == model:
-            i = slot(ts)
             total[i] += delta
             seen[i] = True
             iv = per_model_interval[i]
@@ -248,22 +248,23 @@ def _counter_points(rows: Iterable[tuple[float, str, float, float]], edges: Sequ
     return result
 
 
-def _gauge_points(rows: Iterable[tuple[float, str, float]], signal: str, edges: Sequence[float], slot: Callable[[float], int],
+def _gauge_points(rows: Iterable[tuple[int, str, float]], signal: str, edges: Sequence[float],
                   model: str | None) -> list[tuple[float, float | None]]:
-    """Per step: each model's last value, summed over models (max for ``MAX_OVER_MODELS``)."""
+    """Per step (rows of ``(step, model, last value)``): the models' last values summed (max for
+    ``MAX_OVER_MODELS``)."""
     last: list[dict[str, float]] = [{} for _ in edges]
-    for ts, m, v in rows:
+    for i, m, v in rows:
         if model is None or m == model:
-            last[slot(ts)][m] = v
+            last[i][m] = v
     agg = max if signal in c.MAX_OVER_MODELS else sum
     return [(t, agg(d.values()) if d else None) for t, d in zip(edges, last, strict=True)]
 
 
 def series_many(store: Store, backend: str, signals: Sequence[str], now: float, window: float, step: float,
                 model: str | None = None) -> dict[str, list[tuple[float, float | None]]]:
-    """``series`` of several gauge and counter signals of one backend: one read per kind (a
-    backend page charts seven of them)."""
-    since, edges, slot = _grid(now, window, step)
+    """``series`` of several gauge and counter signals of one backend: one read per kind,
+    reduced to one row per step and model in SQL (a backend page charts seven of them)."""
+    since, edges, _ = _grid(now, window, step)
     unknown = [s for s in signals if c.SIGNALS.get(s) not in ("gauge", "counter")]
     if unknown:
         raise KeyError(unknown[0])
@@ -271,11 +272,11 @@ def series_many(store: Store, backend: str, signals: Sequence[str], now: float, 
     counters = [s for s in signals if c.SIGNALS[s] == "counter"]
     out: dict[str, list[tuple[float, float | None]]] = {}
     if gauges:
-        for sig, rows in store.gauge_series_many(backend, gauges, since, now).items():
-            out[sig] = _gauge_points(rows, sig, edges, slot, model)
+        for sig, rows in store.gauge_steps(backend, gauges, since, now, step, len(edges)).items():
+            out[sig] = _gauge_points(rows, sig, edges, model)
     if counters:
-        for sig, crows in store.counter_series_many(backend, counters, since, now).items():
-            out[sig] = _counter_points(crows, edges, slot, model)
+        for sig, crows in store.counter_steps(backend, counters, since, now, step, len(edges)).items():
+            out[sig] = _counter_points(crows, edges, model)
     return {s: out[s] for s in signals}
 
 

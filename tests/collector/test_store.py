@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -553,3 +554,58 @@ def test_non_finite_deltas_are_dropped(store: Store) -> None:
     assert store.counter_totals(0.0, 15.0) == {("a", "request_errors_total", ""): (1.0, 15.0)}
     (row,) = store.histogram_deltas(0.0, 15.0)
     assert row.signal == "ttft_seconds" and math.isnan(row.sum) and row.count == 1.0
+
+
+def _reference_steps(store: Store, backend: str, signal: str, since: float, until: float, step: float,
+                     n: int) -> dict[tuple[int, str], Any]:
+    """What the SQL per-step reduction must equal: the raw rows slotted in Python."""
+
+    def slot(ts: float) -> int:
+        return min(n - 1, max(0, math.ceil((ts - since) / step) - 1))
+
+    out: dict[tuple[int, str], Any] = {}
+    if signal == "queue_depth":
+        for ts, m, v in store.gauge_series(backend, signal, since, until):
+            out[(slot(ts), m)] = v  # rows come in time order: the last one stays
+    else:
+        for ts, m, d, iv in store.counter_series(backend, signal, since, until):
+            d0, iv0 = out.get((slot(ts), m), (0.0, 0.0))
+            out[(slot(ts), m)] = (d0 + d, iv0 + iv)
+    return out
+
+
+@pytest.mark.parametrize(("offset", "window", "step"), [(0.0, 900.0, 60.0), (7.5, 1000.0, 60.0), (0.0, 600.0, 15.0)])
+def test_per_step_reductions_in_sql_equal_python_slotting(store: Store, offset: float, window: float, step: float) -> None:
+    """Rows exactly on step ends belong to the step they end (half-open ``(t - step, t]``), the
+    same in SQLite and PostgreSQL as in Python; windows that are not a multiple of the step, rows
+    of another backend and outside the window are left out; rolled-up rows count too."""
+    import random
+
+    rnd = random.Random(42)
+    since = T0 + offset
+    until = since + window
+    n = math.ceil(window / step)
+    times = sorted({since + step * k for k in range(n + 2)} | {since + rnd.uniform(0, window) for _ in range(60)}
+                   | {since, since - 1.0, until + 1.0})
+    records = []
+    for ts in times:
+        for backend in ("a", "b"):
+            records.append(ok(backend, ts,
+                              gauges=(GaugePoint("queue_depth", "m1", float(rnd.randint(0, 50))),
+                                      GaugePoint("queue_depth", "m2", float(rnd.randint(0, 50)))),
+                              counters=(CounterDelta("requests_total", "m1", float(rnd.randint(0, 9)), 3.0),
+                                        CounterDelta("requests_total", "m2", rnd.random(), 5.0))))
+    store.write(records)
+    for rolled_up in (False, True):
+        if rolled_up:  # a day later every raw row is a 1-minute rollup row stamped at its minute's end
+            store.maintain(now=until + 86400.0 + 120.0)
+            assert store.gauge_series("a", "queue_depth", since - 60.0, until + 60.0)[0][0] % 60.0 == 0.0
+        gauges = store.gauge_steps("a", ["queue_depth"], since, until, step, n)["queue_depth"]
+        assert gauges and {(i, m): v for i, m, v in gauges} == _reference_steps(
+            store, "a", "queue_depth", since, until, step, n)
+        counters = store.counter_steps("a", ["requests_total"], since, until, step, n)["requests_total"]
+        ref = _reference_steps(store, "a", "requests_total", since, until, step, n)
+        assert {(i, m) for i, m, _, _ in counters} == set(ref)
+        for i, m, d, iv in counters:
+            assert (d, iv) == pytest.approx(ref[(i, m)], rel=1e-12), (i, m)
+        assert all(0 <= i < n for i, _, _ in gauges)
