@@ -32,6 +32,7 @@ import httpx
 from collector import deltas
 from collector.config import parse, parse_duration
 from collector.samples import EngineSnapshot, ScrapeRecord
+from collector.service import settle_heap
 from collector.store import Store
 from exporters.adapters import make_adapter
 from exporters.parser import parse as parse_text
@@ -132,7 +133,9 @@ async def main() -> int:
         cfg = parse({"storage": f"sqlite:///{db}", "gpus": {"nvml": "off"},
                      "backends": [{"name": n, "engine": "vllm", "url": f"http://127.0.0.1:{9000 + i}"}
                                   for i, n in enumerate(names)]})
-        api, fleet, detail_api, detail = await measure(create_app(cfg, store, clock=lambda: now), names, args.rounds)
+        app = create_app(cfg, store, clock=lambda: now)
+        settle_heap()  # as Service.start does in `inferwatch run` and `demo`
+        api, fleet, detail_api, detail = await measure(app, names, args.rounds)
         mode = "static"
     store.close()
     print(f"{args.backends} backends, median of {args.rounds} (in-process ASGI, SQLite, {mode})")
