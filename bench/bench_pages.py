@@ -99,6 +99,7 @@ async def live(store: Store, db: Path, sims: list[Any], interval: str, rounds: i
                  "backends": [{"name": s.name, "engine": "vllm", "url": fleet.url(s.name)} for s in sims]})
     service = Service(cfg, store)
     await service.start()
+    settle_heap()  # as `inferwatch run` and `demo` do
     try:
         await asyncio.sleep(2 * parse_duration(interval))  # two scrape rounds and evaluations first
         result = await measure(service.app, [s.name for s in sims], rounds)

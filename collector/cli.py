@@ -17,7 +17,7 @@ log = logging.getLogger("inferwatch")
 
 
 def _serve(cfg: Config, extra: object = None, banner: str | None = None) -> int:
-    from collector.service import Service
+    from collector.service import Service, settle_heap
     from collector.store import Retention, Store
 
     store = Store(cfg.storage, Retention(cfg.retention.raw, cfg.retention.rollups, cfg.retention.rollup_step))
@@ -27,6 +27,7 @@ def _serve(cfg: Config, extra: object = None, banner: str | None = None) -> int:
         service = Service(cfg, store)
         server = service.server()
         await service.start()
+        settle_heap()
         if banner:
             print(banner, flush=True)
         try:
@@ -71,7 +72,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from sim.server import SimFleet
 
     async def main() -> int:
-        from collector.service import Service
+        from collector.service import Service, settle_heap
         from collector.store import Store
 
         workdir = Path(tempfile.mkdtemp(prefix="inferwatch-demo-"))
@@ -85,6 +86,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         service = Service(cfg, store)
         server = service.server()
         await service.start()
+        settle_heap()
         script = asyncio.create_task(IncidentScript(fleet, period=args.incident_period).run())
         print(f"inferwatch demo: {len(cfg.backends)} simulated backends, storage {cfg.storage}\n"
               f"  dashboard  http://{cfg.web.listen}/\n"

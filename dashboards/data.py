@@ -11,8 +11,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from alerts.model import AlertState, Transition
+from alerts.rules import Query, Rule
 from collector import conventions as c
 from collector import query
+from collector.config import BackendConfig
 from collector.quantiles import merge, quantile_or_none
 from collector.samples import ProbeResult
 from collector.store import Store
@@ -144,3 +146,41 @@ def alert_spans(history: Iterable[Transition], states: Iterable[AlertState], bac
                                 s.annotations.get("summary", "")))
     overlapping = [s for s in spans if s.start <= until and (s.end is None or s.end > since)]
     return sorted(overlapping, key=lambda s: (s.start, s.rule))
+
+
+#: fleet column -> the rule condition that judges it: ``(aggregation, signal, denominator)``
+COLUMN_QUERIES: dict[str, tuple[str, str, str | None]] = {
+    "queue_depth": ("last", c.QUEUE_DEPTH, None),
+    "requests_running": ("last", c.REQUESTS_RUNNING, None),
+    "ttft.p50": ("p50", c.TTFT_SECONDS, None),
+    "ttft.p95": ("p95", c.TTFT_SECONDS, None),
+    "ttft.p99": ("p99", c.TTFT_SECONDS, None),
+    "e2e.p99": ("p99", c.E2E_LATENCY_SECONDS, None),
+    "error_ratio": ("ratio", c.REQUEST_ERRORS_TOTAL, c.REQUESTS_TOTAL),
+    "kv_cache_usage_ratio": ("last", c.KV_CACHE_USAGE_RATIO, None),
+    "gpu_memory_used_ratio": ("last", "gpu_memory_used_ratio", None),
+}
+
+
+def column_thresholds(rules: Sequence[Rule], backends: Sequence[BackendConfig],
+                      keys: Sequence[str]) -> dict[str, dict[str, float | None]]:
+    """Per backend and fleet column, the threshold above which the alert rules in force call the
+    value bad (the lowest among rules of the form ``<column's query> > threshold`` whose selector
+    covers the backend, with its ``alert_thresholds`` override); None when no rule judges it."""
+    judges: dict[str, list[Rule]] = {k: [] for k in keys}
+    for rule in rules:
+        cond = rule.parsed
+        if not isinstance(cond.left, Query) or cond.op not in (">", ">="):
+            continue
+        q = (cond.left.fn, cond.left.signal, cond.left.denominator)
+        for k in keys:
+            if COLUMN_QUERIES.get(k) == q:
+                judges[k].append(rule)
+    out: dict[str, dict[str, float | None]] = {}
+    for b in backends:
+        instance = {c.LABEL_BACKEND: b.name, **b.labels}
+        out[b.name] = {}
+        for k in keys:
+            found = [r.threshold_for(instance) for r in judges[k] if r.selector.matches(instance)]
+            out[b.name][k] = min(found) if found else None
+    return out

@@ -41,20 +41,19 @@ MAX_CUSTOM = 90 * 86400.0
 #: newest alert transitions (whole fleet) read to mark a backend page's alert periods
 HISTORY_LIMIT = 10_000
 
-#: (key in /api/v1/backends, heading, format, threshold above which a cell is "bad")
-#: thresholds are the default rule pack's (TTFTp50High, TTFTp99High, ErrorRateHigh, QueueDepthHigh,
-#: GPUMemoryHigh)
+#: (key in /api/v1/backends, heading, format); each cell is coloured against the threshold of the
+#: alert rules in force for its backend (``dashboards.data.column_thresholds``)
 COLUMNS: list[dict[str, Any]] = [
-    {"key": "queue_depth", "title": "queue", "fmt": "int", "bad": 100},
+    {"key": "queue_depth", "title": "queue", "fmt": "int"},
     {"key": "requests_running", "title": "running", "fmt": "int"},
-    {"key": "ttft.p50", "title": "TTFT p50", "fmt": "s", "bad": 0.5},
+    {"key": "ttft.p50", "title": "TTFT p50", "fmt": "s"},
     {"key": "ttft.p95", "title": "TTFT p95", "fmt": "s"},
-    {"key": "ttft.p99", "title": "TTFT p99", "fmt": "s", "bad": 5.0},
+    {"key": "ttft.p99", "title": "TTFT p99", "fmt": "s"},
     {"key": "e2e.p99", "title": "e2e p99", "fmt": "s"},
     {"key": "tokens_per_second", "title": "tokens/s", "fmt": "num"},
-    {"key": "error_ratio", "title": "errors", "fmt": "pct", "bad": 0.01},
+    {"key": "error_ratio", "title": "errors", "fmt": "pct"},
     {"key": "kv_cache_usage_ratio", "title": "KV cache", "fmt": "pct"},
-    {"key": "gpu_memory_used_ratio", "title": "GPU memory", "fmt": "pct", "bad": 0.9},
+    {"key": "gpu_memory_used_ratio", "title": "GPU memory", "fmt": "pct"},
 ]
 CERT_WARN_DAYS, CERT_BAD_DAYS = 14.0, 3.0  # CertificateExpiringSoon / CertificateExpiryCritical
 
@@ -175,6 +174,9 @@ def dashboard_router(cfg: Config, store: Store, collector: Any = None, alerts: A
                      clock: Callable[[], float] = time.time) -> APIRouter:
     router = APIRouter()
     backends = {b.name: b for b in cfg.backends}
+    from alerts.engine import rules_from_config
+
+    thresholds = d.column_thresholds(rules_from_config(cfg), cfg.backends, [col["key"] for col in COLUMNS])
 
     def _states() -> dict[str, Any]:
         return dict(alerts.states) if alerts is not None else store.load_alert_states()
@@ -197,7 +199,8 @@ def dashboard_router(cfg: Config, store: Store, collector: Any = None, alerts: A
             rows.append({
                 "s": s,
                 "cells": [{"key": col["key"], "value": _get(s, col["key"]), "fmt": col["fmt"],
-                           "cls": level(_get(s, col["key"]), col.get("bad"))} for col in COLUMNS],
+                           "bad": thresholds[b.name][col["key"]],
+                           "cls": level(_get(s, col["key"]), thresholds[b.name][col["key"]])} for col in COLUMNS],
                 "labels": " ".join(f"{k}={v}" for k, v in sorted(s["labels"].items())),
                 "models": ", ".join(s["models"]) or (b.probe.model if b.probe is not None else ""),
                 "cert_days": days,

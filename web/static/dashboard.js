@@ -95,7 +95,7 @@
             var v = get(s, col.key);
             td.dataset.value = JSON.stringify(v);
             td.textContent = fmt(v, col.fmt);
-            td.className = "num " + level(v, col.bad);
+            td.className = "num " + level(v, JSON.parse(td.dataset.bad || "null"));
           });
           var st_td = row.querySelector('td[data-key="status"]');
           if (st_td && s.last_scrape !== null) {
