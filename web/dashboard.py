@@ -216,15 +216,21 @@ def dashboard_router(cfg: Config, store: Store, collector: Any = None, alerts: A
         return {"rows": rows, "waiting": not store.latest_status(), "chart": chart, "now": now}
 
     @router.get("/", response_class=HTMLResponse)
-    async def fleet_page(window: str = FLEET_WINDOW) -> Response:
+    async def fleet_page(window: str = FLEET_WINDOW, refresh: str = "15s") -> Response:
         try:
             w = parse_duration(window)
         except ValueError as exc:
             return _error_page(400, f"window: {exc}", "/", "Back to the fleet (5m window)")
         if w <= 0:
             return _error_page(400, "window: must be greater than 0", "/", "Back to the fleet (5m window)")
+        try:
+            every = parse_duration(refresh)
+        except ValueError as exc:
+            return _error_page(400, f"refresh: {exc}", "/", "Back to the fleet (refresh every 15 s)")
+        if not 2 <= every <= 3600:
+            return _error_page(400, "refresh: between 2s and 1h", "/", "Back to the fleet (refresh every 15 s)")
         ctx = await run_in_threadpool(_fleet, w)
-        config = {"window": window, "columns": COLUMNS, "refresh_seconds": 15}
+        config = {"window": window, "columns": COLUMNS, "refresh_seconds": every}
         return _html("fleet.html", page="fleet", columns=COLUMNS, config=config, window=window, **ctx)
 
     # -- one backend -----------------------------------------------------------------------------

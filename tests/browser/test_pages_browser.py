@@ -310,3 +310,61 @@ def test_slos_page_matches_the_api_and_draws_the_burn_down(demo_url: str, browse
         assert c["points"] == len(after[c["slo"]]["burn_down"]) and c["zero"] == [0, 0], c
         assert c["last"] == shown[c["slo"]]["remaining"], c
     screenshot(browser, "page-slos")
+
+
+_VISIBLE_ROWS = """
+return Array.from(document.querySelectorAll('#fleet tbody tr.backend-row'))
+  .filter(r => !r.classList.contains('hidden'))
+  .map(r => [r.dataset.name, r.querySelector('td[data-key="' + arguments[0] + '"]').dataset.value]);
+"""
+
+
+def test_fleet_sort_and_filter_survive_the_refresh_and_a_reload(demo_url: str, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(demo_url + "/?refresh=2s")
+    _until("the fleet table", lambda: browser.find_elements(By.CSS_SELECTOR, "tr.backend-row"))
+    header = browser.find_element(By.CSS_SELECTOR, 'th[data-sort="requests_running"]')
+    header.click()
+    header.click()  # second click: descending
+    assert "sort=requests_running%3Adesc" in browser.current_url or "sort=requests_running:desc" in browser.current_url
+    shown = browser.execute_script(_VISIBLE_ROWS, "requests_running")
+    values = [json.loads(v) for _, v in shown]
+    assert values == sorted(values, reverse=True) and len(shown) == 6, shown
+    assert shown[0][0] == "vllm-b"  # the simulator holds 8 running there, 4 elsewhere
+
+    box = browser.find_element(By.ID, "filter")
+    box.send_keys("region=demo variant=default")
+    visible = [n for n, _ in browser.execute_script(_VISIBLE_ROWS, "requests_running")]
+    assert set(visible) == {"vllm-a", "tgi-a", "sglang-a", "llamacpp-a"}, visible
+
+    # the page refreshes its cells in place: a marker set on this document survives, the status
+    # line moves on, and the sort and filter still hold
+    browser.execute_script("window.__kept = 42;")
+    before = browser.find_element(By.ID, "refresh-status").text
+    _until("a refresh", lambda: browser.find_element(By.ID, "refresh-status").text.startswith("updated")
+           and browser.find_element(By.ID, "refresh-status").text != before, timeout=30)
+    assert browser.execute_script("return window.__kept;") == 42
+    after = browser.execute_script(_VISIBLE_ROWS, "requests_running")
+    assert [n for n, _ in after] == [n for n, _ in shown if n in visible], after
+    assert browser.find_element(By.CSS_SELECTOR, 'th[data-sort="requests_running"]').get_attribute("class") == "num sorted-desc"
+
+    # sorted by a figure that moves (tokens/s over the window): each refresh re-sorts by the new values
+    tps = browser.find_element(By.CSS_SELECTOR, 'th[data-sort="tokens_per_second"]')
+    tps.click()
+    first = browser.execute_script(_VISIBLE_ROWS, "tokens_per_second")
+    _until("new tokens/s values from a refresh",
+           lambda: browser.execute_script(_VISIBLE_ROWS, "tokens_per_second") not in ([], first)
+           and {n for n, _ in browser.execute_script(_VISIBLE_ROWS, "tokens_per_second")} == set(visible), timeout=60)
+    moved = [json.loads(v) for _, v in browser.execute_script(_VISIBLE_ROWS, "tokens_per_second")]
+    assert moved == sorted(moved), moved
+
+    # the state lives in the URL: a reload (or a shared link) opens the same view
+    browser.refresh()
+    _until("the fleet table again", lambda: browser.find_elements(By.CSS_SELECTOR, "tr.backend-row"))
+    assert browser.execute_script("return window.__kept;") is None  # a new document indeed
+    assert browser.find_element(By.ID, "filter").get_attribute("value") == "region=demo variant=default"
+    again = [json.loads(v) for _, v in browser.execute_script(_VISIBLE_ROWS, "tokens_per_second")]
+    assert len(again) == len(visible) and again == sorted(again)
+    assert "sort=tokens_per_second" in browser.current_url
+    screenshot(browser, "page-fleet-sorted-filtered")

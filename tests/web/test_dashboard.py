@@ -168,6 +168,8 @@ async def test_pages_show_the_api_numbers_escaped_and_under_csp(tmp_path: Path) 
             ("/backends/multi", {"range": "custom"}, "from: required with range=custom"),
             ("/gpus", {"range": "1y"}, "range: unknown range &#39;1y&#39;"),
             ("/", {"window": "an hour"}, "window: invalid duration &#39;an hour&#39;"),
+            ("/", {"refresh": "1s"}, "refresh: between 2s and 1h"),
+            ("/", {"refresh": "often"}, "refresh: invalid duration &#39;often&#39;"),
         ]:
             bad = await h.api.get(path, params=params)
             assert bad.status_code == 400, (path, params)
