@@ -137,14 +137,17 @@ def test_backend_page_custom_range(demo_url: str, browser: Any) -> None:
     def iso(t: float) -> str:
         return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S")  # no zone: read as UTC
 
+    def submit_range(start: str, end: str) -> None:
+        form = browser.find_element(By.CSS_SELECTOR, "form.range")
+        for name, value in (("from", start), ("to", end)):
+            box = form.find_element(By.NAME, name)
+            box.clear()
+            box.send_keys(value)
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
     browser.get(demo_url + "/backends/vllm-a")
     assert _traces(browser), "no chart drawn on the backend page"
-    form = browser.find_element(By.CSS_SELECTOR, "form.range")
-    for name, value in (("from", iso(since)), ("to", iso(to))):
-        box = form.find_element(By.NAME, name)
-        box.clear()
-        box.send_keys(value)
-    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    submit_range(iso(since), iso(to))
     _until("the custom range page", lambda: "range=custom" in browser.current_url
            and browser.find_elements(By.XPATH, "//p[contains(., 'one point per')]"), timeout=30)
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(browser.current_url).query)
@@ -173,12 +176,7 @@ def test_backend_page_custom_range(demo_url: str, browser: Any) -> None:
     screenshot(browser, "page-backend-custom")
 
     # from after to: a 400 that says so, not a traceback
-    form = browser.find_element(By.CSS_SELECTOR, "form.range")
-    for name, value in (("from", iso(to)), ("to", iso(since))):
-        box = form.find_element(By.NAME, name)
-        box.clear()
-        box.send_keys(value)
-    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    submit_range(iso(to), iso(since))
 
     def error_text() -> str | None:
         text = browser.find_element(By.TAG_NAME, "body").text
