@@ -203,7 +203,7 @@ def histogram_series(store: Store, backend: str, signals: Sequence[str], now: fl
                      ) -> dict[str, dict[float, list[tuple[float, float | None]]]]:
     """Like ``series`` for several histogram signals and quantiles at once, from ONE read of the
     bucket deltas (a 24 h chart page needs nine quantile lines of three signals)."""
-    since, edges, slot = _grid(now, window, step)
+    since, edges, slot = step_grid(now, window, step)
     per: dict[str, list[list[HistogramRow]]] = {sig: [[] for _ in edges] for sig in signals}
     for r in store.histogram_deltas(since, now, backends=[backend], signals=list(signals)):
         if model is None or r.model == model:
@@ -216,8 +216,9 @@ def histogram_series(store: Store, backend: str, signals: Sequence[str], now: fl
     return out
 
 
-def _grid(now: float, window: float, step: float) -> tuple[float, list[float], Callable[[float], int]]:
-    """``(since, step ends, slot of a timestamp)`` of the steps covering ``(now - window, now]``."""
+def step_grid(now: float, window: float, step: float) -> tuple[float, list[float], Callable[[float], int]]:
+    """``(since, step ends, slot of a timestamp)`` of the steps covering ``(now - window, now]``:
+    step ``i`` is ``(ends[i] - step, ends[i]]`` (the store's ``_step_index`` computes the same)."""
     since = now - window
     n = max(1, math.ceil(window / step))
 
@@ -264,7 +265,7 @@ def series_many(store: Store, backend: str, signals: Sequence[str], now: float, 
                 model: str | None = None) -> dict[str, list[tuple[float, float | None]]]:
     """``series`` of several gauge and counter signals of one backend: one read per kind,
     reduced to one row per step and model in SQL (a backend page charts seven of them)."""
-    since, edges, _ = _grid(now, window, step)
+    since, edges, _ = step_grid(now, window, step)
     unknown = [s for s in signals if c.SIGNALS.get(s) not in ("gauge", "counter")]
     if unknown:
         raise KeyError(unknown[0])
@@ -292,7 +293,7 @@ def series(store: Store, backend: str, signal: str, now: float, window: float, s
     if kind in ("gauge", "counter"):
         return series_many(store, backend, [signal], now, window, step, model)[signal]
     if signal == "up":
-        since, edges, slot = _grid(now, window, step)
+        since, edges, slot = step_grid(now, window, step)
         ups: list[bool | None] = [None] * len(edges)
         for ts, up, _ in store.status_series(backend, since, now):
             i = slot(ts)

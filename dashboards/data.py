@@ -62,24 +62,17 @@ def downsample(points: Sequence[tuple[float, float | None]], max_points: int = M
 
 def edges(now: float, window: float, step: float) -> list[float]:
     """The end times of the steps covering ``(now - window, now]``, like ``query.series``."""
-    n = max(1, math.ceil(window / step))
-    since = now - window
-    return [since + step * (i + 1) for i in range(n)]
-
-
-def _slot(ts: float, since: float, step: float, n: int) -> int:
-    return min(n - 1, max(0, math.ceil((ts - since) / step) - 1))
+    return query.step_grid(now, window, step)[1]
 
 
 def fleet_quantiles(store: Store, now: float, window: float, step: float, signal: str = c.TTFT_SECONDS,
                     quantiles: Sequence[float] = c.QUANTILES, backends: Sequence[str] | None = None
                     ) -> dict[float, Points]:
     """Per step, each quantile of ``signal`` over the merged histograms of every backend."""
-    ends = edges(now, window, step)
-    n, since = len(ends), now - window
-    per: list[list[tuple[Sequence[float], Sequence[float]]]] = [[] for _ in range(n)]
+    since, ends, slot = query.step_grid(now, window, step)
+    per: list[list[tuple[Sequence[float], Sequence[float]]]] = [[] for _ in ends]
     for r in store.histogram_deltas(since, now, backends=backends, signals=[signal]):
-        per[_slot(r.ts, since, step, n)].append((r.bounds, r.counts))
+        per[slot(r.ts)].append((r.bounds, r.counts))
     merged = [merge(rows) for rows in per]
     return {q: [(t, quantile_or_none(q, *m) if m else None) for t, m in zip(ends, merged, strict=True)]
             for q in quantiles}
@@ -88,25 +81,24 @@ def fleet_quantiles(store: Store, now: float, window: float, step: float, signal
 def probe_ttft(results: Sequence[ProbeResult], now: float, window: float, step: float,
                q: float = 0.5) -> Points:
     """Per step, the ``q`` quantile of the TTFT the probes measured (successful probes only)."""
-    ends = edges(now, window, step)
-    n, since = len(ends), now - window
-    per: list[list[float]] = [[] for _ in range(n)]
+    since, ends, slot = query.step_grid(now, window, step)
+    per: list[list[float]] = [[] for _ in ends]
     for r in results:
         if r.ok and r.ttft_seconds is not None and since < r.ts <= now:
-            per[_slot(r.ts, since, step, n)].append(r.ttft_seconds)
+            per[slot(r.ts)].append(r.ttft_seconds)
     return [(t, query.exact_quantile(v, q)) for t, v in zip(ends, per, strict=True)]
 
 
 def scrape_errors(status: Sequence[tuple[float, bool, str | None]], now: float, window: float,
                   step: float) -> list[tuple[float, int, str]]:
     """Failed scrapes grouped per step: ``(step end, count, one reason)`` for steps with any."""
-    ends = edges(now, window, step)
-    n, since = len(ends), now - window
+    _, ends, slot = query.step_grid(now, window, step)
+    n = len(ends)
     counts = [0] * n
     reasons = [""] * n
     for ts, up, reason in status:
         if not up:
-            i = _slot(ts, since, step, n)
+            i = slot(ts)
             counts[i] += 1
             reasons[i] = reasons[i] or (reason or "scrape failed")
     return [(ends[i], counts[i], reasons[i]) for i in range(n) if counts[i]]
