@@ -65,11 +65,15 @@ class WindowData:
         if probed:
             for p in store.probe_results_between(since, until, backends=probed):
                 probes[p.backend].append(p)
+        # with backends named, every signal of the vocabulary (all a store holds: adapters map
+        # only to those) too: the read is then a range of the (backend, signal, ts) index, not
+        # every row those backends ever had (SQLite would use the index's prefix only)
+        signals = list(c.SIGNALS) if backends is not None else None
         hists: dict[str, list[HistogramRow]] = defaultdict(list)
-        for row in store.histogram_deltas(since, until, backends=backends):
+        for row in store.histogram_deltas(since, until, backends=backends, signals=signals):
             hists[row.backend].append(row)
         counters: dict[str, dict[tuple[str, str], tuple[float, float]]] = defaultdict(dict)
-        for (b, s, m), totals in store.counter_totals(since, until, backends=backends).items():
+        for (b, s, m), totals in store.counter_totals(since, until, backends=backends, signals=signals).items():
             counters[b][(s, m)] = totals
         return cls(
             since=since,
