@@ -60,11 +60,6 @@ def downsample(points: Sequence[tuple[float, float | None]], max_points: int = M
     return out
 
 
-def edges(now: float, window: float, step: float) -> list[float]:
-    """The end times of the steps covering ``(now - window, now]``, like ``query.series``."""
-    return query.step_grid(now, window, step)[1]
-
-
 def fleet_quantiles(store: Store, now: float, window: float, step: float, signal: str = c.TTFT_SECONDS,
                     quantiles: Sequence[float] = c.QUANTILES, backends: Sequence[str] | None = None
                     ) -> dict[float, Points]:

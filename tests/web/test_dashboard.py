@@ -13,6 +13,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from collector import query
 from collector.config import parse
 from collector.scheduler import Collector
 from collector.store import Store
@@ -234,7 +235,7 @@ async def test_static_assets_and_never_up_backend(tmp_path: Path) -> None:
 def test_step_and_downsampling_budget() -> None:
     for window in d.RANGES.values():
         step = d.choose_step(window, min_step=15)
-        assert len(d.edges(0.0, window, step)) <= d.MAX_POINTS
+        assert len(query.step_grid(0.0, window, step)[1]) <= d.MAX_POINTS
     pts = [(float(i), float(i)) for i in range(2000)]
     out = d.downsample(pts, 500)
     assert len(out) == 500 and out[0] == (3.0, 1.5)
