@@ -20,10 +20,9 @@ from typing import Any
 
 from alerts.evaluate import Values, labelset
 from alerts.rules import Need, Rule
-from collector import conventions as c
 from collector import query
 from collector.config import BackendConfig, Config
-from collector.store import Store
+from core import conventions as c
 
 DEFAULT_WINDOW = 300.0
 REFERENCE_TTL = 300.0  # a baseline's reference (median over hours) is recomputed at most this often
@@ -42,9 +41,9 @@ def backend_instance(b: BackendConfig) -> dict[str, str]:
 class Fetcher:
     """Values of ``Need``s at one evaluation time, with the windows cached."""
 
-    def __init__(self, store: Store, cfg: Config, now: float,
+    def __init__(self, reads: query.Reads, cfg: Config, now: float,
                  references: dict[tuple[str, str, str, float], tuple[float, float | None]] | None = None) -> None:
-        self.store = store
+        self.reads = reads
         self.cfg = cfg
         self.now = now
         #: baseline references (e.g. a 24 h median) change slowly: kept across evaluations
@@ -56,7 +55,7 @@ class Fetcher:
         """The fleet's data over ``w``, fetched once per evaluation and window."""
         if w not in self._windows:
             probed = [b.name for b in self.cfg.backends if b.probe is not None]
-            self._windows[w] = query.WindowData.fetch(self.store, self.now, w, probed=probed)
+            self._windows[w] = query.WindowData.fetch(self.reads, self.now, w, probed=probed)
         return self._windows[w]
 
     def summary(self, window: float | None, backend: str) -> dict[str, Any]:
@@ -95,9 +94,9 @@ class Fetcher:
 
     def _up(self, backend: str, agg: str, window: float | None) -> float | None:
         if agg == "last" or not window:
-            st = self.store.latest_status().get(backend)
+            st = self.reads.metrics.latest_status().get(backend)
             return None if st is None else (1.0 if st.up else 0.0)
-        points = [1.0 if up else 0.0 for _, up, _ in self.store.status_series(backend, self.now - window, self.now)]
+        points = [1.0 if up else 0.0 for _, up, _ in self.reads.metrics.status_series(backend, self.now - window, self.now)]
         return sum(points) / len(points) if points else None
 
     def _reference(self, backend: str, signal: str, stat: str, window: float) -> float | None:
@@ -114,7 +113,7 @@ class Fetcher:
         if series_signal not in c.SIGNALS:
             return None
         step = max(self.cfg.scrape_interval, window / 288)  # at most ~288 points (5 min over 24 h)
-        points = [v for _, v in query.series(self.store, backend, series_signal, self.now, window, step) if v is not None]
+        points = [v for _, v in query.series(self.reads.metrics, backend, series_signal, self.now, window, step) if v is not None]
         if not points:
             return None
         return statistics.median(points) if stat == "median" else statistics.fmean(points)
@@ -140,11 +139,11 @@ def _kind(rule: Rule) -> str:
     return "backend"
 
 
-def fetch_values(rules: Sequence[Rule], store: Store, cfg: Config, now: float,
+def fetch_values(rules: Sequence[Rule], reads: query.Reads, cfg: Config, now: float,
                  references: dict[tuple[str, str, str, float], tuple[float, float | None]] | None = None) -> Values:
     """``{rule name: {instance label set: value or None}}`` for ``alerts.evaluate.evaluate``;
     ``references`` (kept by the caller across evaluations) caches baseline references."""
-    f = Fetcher(store, cfg, now, references)
+    f = Fetcher(reads, cfg, now, references)
     gpus: list[tuple[dict[str, str], float | None]] | None = None
     certs: list[tuple[dict[str, str], float | None]] | None = None
     out: dict[str, dict[Any, float | None]] = {}
@@ -156,13 +155,13 @@ def fetch_values(rules: Sequence[Rule], store: Store, cfg: Config, now: float,
                 gpus = [({"host": g.host, "gpu": g.index, "uuid": g.uuid},
                          (g.memory_used_bytes / g.memory_total_bytes)
                          if g.memory_used_bytes is not None and g.memory_total_bytes else None)
-                        for _, g in store.latest_gpus(now - DEFAULT_WINDOW)]
+                        for _, g in reads.observations.latest_gpus(now - DEFAULT_WINDOW)]
             instances = gpus
         elif kind == "cert":
             if certs is None:
                 certs = []
                 owners = _backend_targets(cfg)
-                for r in store.certificate_results():
+                for r in reads.observations.certificate_results():
                     ends = [t for t in (r.not_after, r.chain_not_after) if t is not None]
                     inst = {"target": r.target}
                     if r.target in owners:  # a backend's own endpoint: say which backend

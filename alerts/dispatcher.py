@@ -26,12 +26,13 @@ Concurrency. Receivers are served in parallel, the items of one receiver one aft
 outbox order (a trigger before its resolve).
 
 >>> import asyncio, httpx
->>> from collector.store import Store
+>>> from storage.database import Database
+>>> from alerts.outbox import AlertStore
 >>> class Echo:
 ...     name = "echo"
 ...     async def send(self, n, http, timeout):
 ...         return SendOutcome(ok=True, status=200)
->>> store = Store("sqlite:///:memory:"); store.migrate()
+>>> db = Database("sqlite:///:memory:"); db.migrate(); store = AlertStore(db)
 >>> store.enqueue([Notification(id="n1", receiver="echo", kind="trigger", fingerprint="f",
 ...     rule="R", labels={}, annotations={}, value=1.0, starts_at=0.0, ends_at=None,
 ...     created_at=0.0)])
@@ -40,7 +41,7 @@ outbox order (a trigger before its resolve).
 ...         return await Dispatcher(store, {"echo": Echo()}, http, clock=lambda: 1.0).run_once(1.0)
 >>> asyncio.run(main())
 1
->>> store.close()
+>>> db.close()
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ from typing import Protocol, runtime_checkable
 import httpx
 
 from alerts.model import Notification, SendOutcome
-from alerts.outbox import OutboxItem, OutboxStore
+from alerts.outbox import AlertStore, OutboxItem
 
 __all__ = ["Dispatcher", "LatencyHistogram", "Notifier", "backoff_delay"]
 
@@ -149,7 +150,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        store: OutboxStore,
+        store: AlertStore,
         notifiers: Mapping[str, Notifier],
         http: httpx.AsyncClient,
         clock: Callable[[], float] = time.time,

@@ -26,13 +26,15 @@ from alerts.dispatcher import Dispatcher
 from alerts.evaluate import evaluate, notifiable
 from alerts.model import AlertState, Notification, Transition
 from alerts.notifiers import build
+from alerts.outbox import AlertStore
 from alerts.routing import Planned, Router, Sent, plan
 from alerts.rulepack import default_rules, with_user_rules
 from alerts.rules import Rule
+from alerts.silences import SilenceStore
 from alerts.slo import SLO
 from alerts.slo_data import burn_rules, burn_values
 from collector.config import Config, router_from_config
-from collector.store import Store
+from collector.query import Reads
 
 log = logging.getLogger("inferwatch.alerts")
 
@@ -76,11 +78,14 @@ def planned_notification(p: Planned, now: float, dashboard: str | None, seq: int
 
 
 class AlertEngine:
-    def __init__(self, cfg: Config, store: Store, http: httpx.AsyncClient, clock: Callable[[], float] = time.time,
+    def __init__(self, cfg: Config, reads: Reads, store: AlertStore, silences: SilenceStore, http: httpx.AsyncClient,
+                 clock: Callable[[], float] = time.time,
                  notifiers: Mapping[str, Any] | None = None, rules: Sequence[Rule] | None = None,
                  router: Router | None = None) -> None:
         self.cfg = cfg
+        self.reads = reads
         self.store = store
+        self.silences = silences
         self.clock = clock
         self.rules = list(rules) if rules is not None else rules_from_config(cfg)
         self.burn_rules = burn_rules([SLO.model_validate(raw) for raw in cfg.slos])
@@ -108,11 +113,11 @@ class AlertEngine:
             self.states = await asyncio.to_thread(self.store.load_alert_states)
             self.sent = await asyncio.to_thread(self.store.last_sent, self.states)
             self._loaded = True
-        values = dict(await asyncio.to_thread(fetch_values, self.rules, self.store, self.cfg, now, self._references))
+        values = dict(await asyncio.to_thread(fetch_values, self.rules, self.reads, self.cfg, now, self._references))
         if self.burn_rules:  # SLO multi-window burn-rate alerts share the state machine and routing
-            values.update(await asyncio.to_thread(burn_values, self.burn_rules, self.store, self.cfg, now))
+            values.update(await asyncio.to_thread(burn_values, self.burn_rules, self.reads.metrics, self.cfg, now))
         states, transitions = evaluate([*self.rules, *(b.rule for b in self.burn_rules)], values, self.states, now)
-        silences = await asyncio.to_thread(self.store.active_silences, now)
+        silences = await asyncio.to_thread(self.silences.active_silences, now)
         planned, muted = plan(states, transitions, now, self.router, silences, self.sent)
         self._log_unrouted(states, transitions)
         notes = [planned_notification(p, now, self.dashboard_url(p.alert), i)

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+from alerts.matchers import Matcher, parse_silence_matchers
 
 State = Literal["inactive", "pending", "firing", "resolved"]
 Severity = Literal["info", "warning", "critical", "page", "ticket"]
+SilenceState = Literal["pending", "active", "expired"]
 
 
 def fingerprint(labels: Mapping[str, str]) -> str:
@@ -99,3 +103,40 @@ class SendOutcome:
     retry_after: float | None = None
     status: int | None = None
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    id: str
+    matchers: tuple[Matcher, ...]
+    starts_at: float
+    ends_at: float
+    created_by: str
+    comment: str = ""
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    def state(self, now: float) -> SilenceState:
+        if now >= self.ends_at:
+            return "expired"
+        return "active" if now >= self.starts_at else "pending"
+
+    def matchers_doc(self) -> dict[str, str]:
+        """The matchers as written: ``{label: value}`` or ``{label: "=~regex"}``."""
+        return {m.name: f"=~{m.value}" if m.regex else m.value for m in self.matchers}
+
+    def view(self, now: float) -> dict[str, Any]:
+        return {"id": self.id, "matchers": self.matchers_doc(), "starts_at": self.starts_at,
+                "ends_at": self.ends_at, "created_by": self.created_by, "comment": self.comment,
+                "created_at": self.created_at, "updated_at": self.updated_at, "state": self.state(now)}
+
+
+def new_silence(matchers: Any, *, starts_at: float, ends_at: float, created_by: str,
+                comment: str = "", now: float | None = None) -> Silence:
+    """A validated new silence with a fresh id; ``ValueError`` (``RoutingError``) when invalid."""
+    parsed = parse_silence_matchers(matchers)
+    if not ends_at > starts_at:
+        raise ValueError("ends_at: must be after starts_at")
+    created = starts_at if now is None else now
+    return Silence(uuid.uuid4().hex, parsed, float(starts_at), float(ends_at), created_by, comment,
+                   float(created), float(created))

@@ -1,7 +1,6 @@
-"""The durable notification outbox and the alert engine's memory, in the store.
-
-Part of the store (``collector.store.Store`` inherits ``OutboxStore``); the tables live in the
-store's ``metadata`` and are created by migration ``0003``:
+"""The alert store: the durable notification outbox and the alert engine's memory, over the
+shared ``storage.database.Database``; the tables live in ``storage.database.metadata`` and are
+created by migration ``0003``:
 
 * ``outbox``: one row per ``Notification``, written *before* any send. ``status`` goes
   ``pending`` → ``delivered`` or ``pending`` → ``dead``; ``attempts``, ``next_attempt_at`` and
@@ -10,15 +9,16 @@ store's ``metadata`` and are created by migration ``0003``:
   ``save_alert_states``), so that a restart neither re-pages nor forgets a firing alert.
 * ``alert_history``: append-only ``Transition`` log behind ``/api/v1/alerts?state=&since=``.
 
-Delivered and dead outbox rows and history rows are expired by ``Store.maintain`` after
-``Retention.rollup_seconds``; pending rows are never expired there (the dispatcher gives up on
-them after its ``max_age``).
+Delivered and dead outbox rows and history rows are expired by ``AlertStore.expire`` (after
+``Retention.rollup_seconds``); pending rows are never expired there (the dispatcher gives up on
+them after its ``max_age``). ``last_sent`` reads back the last notification per (alert, receiver),
+which the engine loads at start so that repeats survive a restart.
 
 Every ``mark_*`` call is one UPDATE in its own transaction and only touches a *pending* row, so a
 late or repeated mark never resurrects a delivered or dead item.
 
->>> from collector.store import Store
->>> store = Store("sqlite:///:memory:"); store.migrate()
+>>> from storage.database import Database
+>>> db = Database("sqlite:///:memory:"); db.migrate(); store = AlertStore(db)
 >>> n = Notification(id="n1", receiver="webhook", kind="trigger", fingerprint="f", rule="R",
 ...                  labels={"severity": "page"}, annotations={}, value=3.0, starts_at=10.0,
 ...                  ends_at=None, created_at=10.0)
@@ -29,38 +29,37 @@ late or repeated mark never resurrects a delivered or dead item.
 True
 >>> store.pending_count()
 0
->>> store.close()
+>>> db.close()
 """
 
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import sqlalchemy as sa
 
 from alerts.model import AlertState, Notification, State, Transition
+from alerts.routing import Sent
+from core.numbers import nan_to_none
+from storage.codec import enc
+from storage.database import IN_CHUNK, Database, metadata
 
 __all__ = [
+    "AlertStore",
     "OutboxItem",
     "OutboxStatus",
-    "OutboxStore",
-    "define_outbox_tables",
     "notification_from_json",
     "notification_to_json",
 ]
 
 OutboxStatus = Literal["pending", "delivered", "dead"]
 
-#: Maximum number of values bound in one ``IN (...)`` list (SQLite limits bound variables).
-_IN_CHUNK = 500
 
-
-def define_outbox_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Table]:
-    """``outbox``, ``alert_states`` and ``alert_history`` on ``metadata`` (mirrors ``0003``)."""
+def _define_tables() -> tuple[sa.Table, sa.Table, sa.Table]:
+    """``outbox``, ``alert_states`` and ``alert_history`` (mirrors ``0003``)."""
     outbox = sa.Table(
         "outbox",
         metadata,
@@ -138,14 +137,18 @@ class OutboxItem:
         return self.notification.receiver
 
 
-class OutboxStore:
-    """Outbox, alert states and alert history (a mixin of ``collector.store.Store``)."""
+outbox, alert_states, alert_history = _define_tables()
 
-    _engine: sa.Engine
-    _insert: Callable[[sa.Table], Any]
-    outbox_table: sa.Table
-    alert_states_table: sa.Table
-    alert_history_table: sa.Table
+
+class AlertStore:
+    """Outbox, alert states and alert history."""
+
+    outbox_table = outbox
+    alert_states_table = alert_states
+    alert_history_table = alert_history
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     # --- outbox --------------------------------------------------------------------------------
 
@@ -154,14 +157,14 @@ class OutboxStore:
         An ``id`` already in the outbox is left as it is (idempotent)."""
         if not notifications:
             return
-        with self._engine.begin() as conn:
+        with self.db.engine.begin() as conn:
             self._enqueue(conn, notifications)
 
     def _enqueue(self, conn: sa.Connection, notifications: Sequence[Notification]) -> None:
         if not notifications:
             return
         rows = list({n.id: _outbox_row(n) for n in notifications}.values())
-        ins = self._insert(self.outbox_table)
+        ins = self.db.upsert(self.outbox_table)
         conn.execute(ins.on_conflict_do_nothing(index_elements=["id"]), rows)
 
     def commit_evaluation(self, states: Mapping[str, AlertState], transitions: Sequence[Transition],
@@ -169,7 +172,7 @@ class OutboxStore:
         """One evaluation's outcome in ONE transaction: the new alert states, their history and
         the notifications they cause. A crash leaves either all of it or none (then the next
         evaluation, from the old states, decides the same transitions again)."""
-        with self._engine.begin() as conn:
+        with self.db.engine.begin() as conn:
             self._save_states(conn, states)
             if transitions:
                 conn.execute(self.alert_history_table.insert(), [_history_row(x) for x in transitions])
@@ -185,20 +188,20 @@ class OutboxStore:
             .order_by(t.c.created_at, t.c.id)
             .limit(limit)
         )
-        with self._engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             return [_item_from_row(r._mapping) for r in conn.execute(q)]
 
     def next_due_at(self) -> float | None:
         """The earliest ``next_attempt_at`` of a pending item, or None when none is pending."""
         t = self.outbox_table
         q = sa.select(sa.func.min(t.c.next_attempt_at)).where(t.c.status == "pending")
-        with self._engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             x = conn.execute(q).scalar()
         return None if x is None else float(x)
 
     def get_item(self, id: str) -> OutboxItem | None:
         t = self.outbox_table
-        with self._engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             row = conn.execute(sa.select(t).where(t.c.id == id)).first()
         return None if row is None else _item_from_row(row._mapping)
 
@@ -211,7 +214,7 @@ class OutboxStore:
             attempts=self.outbox_table.c.attempts + 1,
             updated_at=float(now),
             delivered_at=float(now),
-            latency=_finite(latency),
+            latency=nan_to_none(latency),
             last_error=None,
         )
 
@@ -243,12 +246,12 @@ class OutboxStore:
         t = self.outbox_table
         moved = 0
         id_list = list(dict.fromkeys(ids))
-        with self._engine.begin() as conn:
-            for i in range(0, len(id_list), _IN_CHUNK):
+        with self.db.engine.begin() as conn:
+            for i in range(0, len(id_list), IN_CHUNK):
                 res = conn.execute(
                     sa.update(t)
                     .where(
-                        t.c.id.in_(id_list[i : i + _IN_CHUNK]),
+                        t.c.id.in_(id_list[i : i + IN_CHUNK]),
                         t.c.status == "pending",
                         t.c.next_attempt_at < until,
                     )
@@ -260,7 +263,7 @@ class OutboxStore:
     def pending_count(self) -> int:
         t = self.outbox_table
         q = sa.select(sa.func.count()).select_from(t).where(t.c.status == "pending")
-        with self._engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             return int(conn.execute(q).scalar_one())
 
     def history(
@@ -272,12 +275,12 @@ class OutboxStore:
         if receiver is not None:
             q = q.where(t.c.receiver == receiver)
         q = q.order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit)
-        with self._engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             return [_item_from_row(r._mapping) for r in conn.execute(q)]
 
     def _update_pending(self, id: str, **values: Any) -> bool:
         t = self.outbox_table
-        with self._engine.begin() as conn:
+        with self.db.engine.begin() as conn:
             res = conn.execute(
                 sa.update(t).where(t.c.id == id, t.c.status == "pending").values(**values)
             )
@@ -288,7 +291,7 @@ class OutboxStore:
     def save_alert_states(self, states: Mapping[str, AlertState]) -> None:
         """Replace the stored states by ``states`` (keyed by fingerprint): upsert every one,
         delete every other; one transaction."""
-        with self._engine.begin() as conn:
+        with self.db.engine.begin() as conn:
             self._save_states(conn, states)
 
     def _save_states(self, conn: sa.Connection, states: Mapping[str, AlertState]) -> None:
@@ -296,10 +299,10 @@ class OutboxStore:
         rows = [_state_row(fp, s) for fp, s in states.items()]
         stored = set(conn.execute(sa.select(t.c.fingerprint)).scalars())
         gone = sorted(stored - states.keys())
-        for i in range(0, len(gone), _IN_CHUNK):
-            conn.execute(sa.delete(t).where(t.c.fingerprint.in_(gone[i : i + _IN_CHUNK])))
+        for i in range(0, len(gone), IN_CHUNK):
+            conn.execute(sa.delete(t).where(t.c.fingerprint.in_(gone[i : i + IN_CHUNK])))
         if rows:
-            ins = self._insert(t)
+            ins = self.db.upsert(t)
             conn.execute(
                 ins.on_conflict_do_update(
                     index_elements=["fingerprint"],
@@ -310,7 +313,7 @@ class OutboxStore:
 
     def load_alert_states(self) -> dict[str, AlertState]:
         t = self.alert_states_table
-        with self._engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             return {
                 r.fingerprint: _state_from_row(r._mapping)
                 for r in conn.execute(sa.select(t).order_by(t.c.fingerprint))
@@ -322,7 +325,7 @@ class OutboxStore:
         """Append transitions to the alert history (one transaction)."""
         if not transitions:
             return
-        with self._engine.begin() as conn:
+        with self.db.engine.begin() as conn:
             conn.execute(self.alert_history_table.insert(), [_history_row(x) for x in transitions])
 
     def alert_history(
@@ -337,38 +340,39 @@ class OutboxStore:
         if since is not None:
             q = q.where(t.c.ts > since)
         q = q.order_by(t.c.ts.desc(), t.c.id.desc()).limit(limit)
-        with self._engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             return [_transition_from_row(r._mapping) for r in conn.execute(q)]
 
     # --- retention -----------------------------------------------------------------------------
 
-    def _expire_outbox(self, conn: sa.Connection, before: float) -> None:
+    def expire(self, before: float) -> None:
         """Delete finished outbox rows and history rows last touched at or before ``before``."""
-        o = self.outbox_table
-        conn.execute(sa.delete(o).where(o.c.status != "pending", o.c.updated_at <= before))
-        h = self.alert_history_table
-        conn.execute(sa.delete(h).where(h.c.ts <= before))
+        o, h = self.outbox_table, self.alert_history_table
+        with self.db.engine.begin() as conn:
+            conn.execute(sa.delete(o).where(o.c.status != "pending", o.c.updated_at <= before))
+            conn.execute(sa.delete(h).where(h.c.ts <= before))
+
+    def last_sent(self, fingerprints: Iterable[str]) -> dict[tuple[str, str], Sent]:
+        """The latest outbox notification (any status) per (fingerprint, receiver) of these
+        alerts: what the engine's repeat and resolve decisions start from after a restart."""
+        t = self.outbox_table
+        fps = sorted(set(fingerprints))
+        out: dict[tuple[str, str], Sent] = {}
+        with self.db.engine.connect() as conn:
+            for i in range(0, len(fps), IN_CHUNK):
+                q = (sa.select(t.c.fingerprint, t.c.receiver, t.c.kind, t.c.created_at)
+                     .where(t.c.fingerprint.in_(fps[i : i + IN_CHUNK]))
+                     .order_by(t.c.created_at, t.c.id))
+                for fp, receiver, kind, created_at in conn.execute(q):
+                    out[(fp, receiver)] = Sent(kind, float(created_at))
+        return out
 
 
 # --- row conversion ------------------------------------------------------------------------------
 
 
-def _finite(x: float | None) -> float | None:
-    """NaN → None (SQLite cannot keep it); ``±inf`` as is."""
-    if x is None:
-        return None
-    f = float(x)
-    return None if f != f else f
-
-
 def _enc(x: float | None) -> float | str | None:
-    """A float for strict JSON: non-finite ones spelled ``NaN``/``+Inf``/``-Inf``."""
-    if x is None:
-        return None
-    f = float(x)
-    if math.isfinite(f):
-        return f
-    return "NaN" if f != f else ("+Inf" if f > 0 else "-Inf")
+    return None if x is None else enc(x)
 
 
 def _dec(x: Any) -> float | None:
@@ -459,11 +463,11 @@ def _state_row(fp: str, s: AlertState) -> dict[str, Any]:
         "state": s.state,
         "labels": _dumps(dict(s.labels)),
         "annotations": _dumps(dict(s.annotations)),
-        "value": _finite(s.value),
-        "active_since": _finite(s.active_since),
-        "fired_at": _finite(s.fired_at),
-        "resolved_at": _finite(s.resolved_at),
-        "last_true": _finite(s.last_true),
+        "value": nan_to_none(s.value),
+        "active_since": nan_to_none(s.active_since),
+        "fired_at": nan_to_none(s.fired_at),
+        "resolved_at": nan_to_none(s.resolved_at),
+        "last_true": nan_to_none(s.last_true),
     }
 
 
@@ -491,9 +495,9 @@ def _history_row(x: Transition) -> dict[str, Any]:
         "new_state": x.new,
         "labels": _dumps(dict(x.labels)),
         "annotations": _dumps(dict(x.annotations)),
-        "value": _finite(x.value),
-        "active_since": _finite(x.active_since),
-        "fired_at": _finite(x.fired_at),
+        "value": nan_to_none(x.value),
+        "active_since": nan_to_none(x.active_since),
+        "fired_at": nan_to_none(x.fired_at),
     }
 
 

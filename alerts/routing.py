@@ -47,20 +47,22 @@ or expire the silence first).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from alerts.model import AlertState, Transition
-
-if TYPE_CHECKING:
-    from alerts.silences import Silence
+from alerts.matchers import (
+    Matcher,
+    RoutingError,
+    all_match,
+    matchers_from,
+)
+from alerts.model import AlertState, Silence, Transition
+from core.units import parse_duration
 
 __all__ = [
-    "DEFAULT_GROUP_BY", "DEFAULT_INHIBIT_RULES", "DEFAULT_REPEAT_INTERVAL", "InhibitRule", "Matcher",
-    "Planned", "Route", "Router", "RoutingError", "Sent", "inhibited", "parse_inhibit_rules",
-    "parse_matchers", "parse_silence_matchers", "plan", "silenced_by",
+    "DEFAULT_GROUP_BY", "DEFAULT_INHIBIT_RULES", "DEFAULT_REPEAT_INTERVAL", "InhibitRule", "Planned", "Route",
+    "Router", "Sent", "inhibited", "parse_inhibit_rules", "plan", "silenced_by",
 ]
 
 DEFAULT_REPEAT_INTERVAL = 4 * 3600.0
@@ -74,88 +76,6 @@ DEFAULT_INHIBIT_RULES: tuple[dict[str, Any], ...] = (
     },
 )
 
-_LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-
-
-class RoutingError(ValueError):
-    """Every problem in the routing config, each ``path: message``."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(problems))
-
-
-@dataclass(frozen=True, slots=True)
-class Matcher:
-    """``name`` equals ``value`` (``regex=False``) or fully matches it as a regex."""
-
-    name: str
-    value: str
-    regex: bool = False
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        got = labels.get(self.name, "")
-        if self.regex:
-            return re.fullmatch(self.value, got) is not None
-        return got == self.value
-
-    def __str__(self) -> str:
-        return f"{self.name}{'=~' if self.regex else '='}{self.value!r}"
-
-
-def _all(matchers: Iterable[Matcher], labels: Mapping[str, str]) -> bool:
-    return all(m.matches(labels) for m in matchers)
-
-
-def _matchers(raw: Any, regex: bool, where: str, problems: list[str]) -> list[Matcher]:
-    if raw is None:
-        return []
-    if not isinstance(raw, Mapping):
-        problems.append(f"{where}: expected a mapping of label: value, got {type(raw).__name__}")
-        return []
-    out: list[Matcher] = []
-    for name, value in raw.items():
-        if not isinstance(name, str) or not _LABEL_RE.fullmatch(name):
-            problems.append(f"{where}: invalid label name {name!r}")
-            continue
-        if not isinstance(value, str):
-            problems.append(f"{where}.{name}: expected a string, got {type(value).__name__}")
-            continue
-        if regex:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                problems.append(f"{where}.{name}: invalid regex {value!r}: {exc}")
-                continue
-        out.append(Matcher(name, value, regex))
-    return out
-
-
-def parse_matchers(match: Any = None, match_re: Any = None, *, where: str = "") -> tuple[Matcher, ...]:
-    """Matchers from a ``match`` (exact) and a ``match_re`` (regex) mapping; ``RoutingError``."""
-    problems: list[str] = []
-    pre = f"{where}." if where else ""
-    out = _matchers(match, False, f"{pre}match", problems) + _matchers(match_re, True, f"{pre}match_re", problems)
-    if problems:
-        raise RoutingError(problems)
-    return tuple(out)
-
-
-def parse_silence_matchers(raw: Any) -> tuple[Matcher, ...]:
-    """Silence matchers: ``{label: value}`` exact, ``{label: "=~regex"}`` regex; at least one.
-
-    >>> [str(m) for m in parse_silence_matchers({"backend": "=~vllm-.*", "alertname": "X"})]
-    ["backend=~'vllm-.*'", "alertname='X'"]
-    """
-    if not isinstance(raw, Mapping) or not raw:
-        raise RoutingError(["matchers: expected a non-empty mapping of label: value (or \"=~regex\")"])
-    exact = {k: v for k, v in raw.items() if not (isinstance(v, str) and v.startswith("=~"))}
-    regex = {k: v[2:] for k, v in raw.items() if isinstance(v, str) and v.startswith("=~")}
-    problems: list[str] = []
-    got = {m.name: m for m in _matchers(exact, False, "matchers", problems) + _matchers(regex, True, "matchers", problems)}
-    if problems:
-        raise RoutingError(problems)
-    return tuple(got[k] for k in raw if k in got)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +87,7 @@ class Route:
     group_by: tuple[str, ...] = DEFAULT_GROUP_BY
 
     def matches(self, labels: Mapping[str, str]) -> bool:
-        return _all(self.matchers, labels)
+        return all_match(self.matchers, labels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,10 +110,10 @@ def parse_inhibit_rules(raw: Any, *, where: str = "inhibit_rules") -> tuple[Inhi
             continue
         for key in sorted(set(r) - allowed):
             problems.append(f"{at}.{key}: unknown field; expected one of {', '.join(sorted(allowed))}")
-        source = _matchers(r.get("source_match"), False, f"{at}.source_match", problems) + \
-            _matchers(r.get("source_match_re"), True, f"{at}.source_match_re", problems)
-        target = _matchers(r.get("target_match"), False, f"{at}.target_match", problems) + \
-            _matchers(r.get("target_match_re"), True, f"{at}.target_match_re", problems)
+        source = matchers_from(r.get("source_match"), False, f"{at}.source_match", problems) + \
+            matchers_from(r.get("source_match_re"), True, f"{at}.source_match_re", problems)
+        target = matchers_from(r.get("target_match"), False, f"{at}.target_match", problems) + \
+            matchers_from(r.get("target_match_re"), True, f"{at}.target_match_re", problems)
         if not source:
             problems.append(f"{at}.source_match: at least one source matcher is required")
         if not target:
@@ -236,8 +156,6 @@ class Router:
               repeat_interval: float = DEFAULT_REPEAT_INTERVAL, group_by: Sequence[str] = DEFAULT_GROUP_BY,
               inhibit_rules: Any = None) -> Router:
         """From the config's raw values; ``RoutingError`` lists every problem with its path."""
-        from collector.config import parse_duration
-
         problems: list[str] = []
         known = ", ".join(notifiers) or "(none)"
 
@@ -259,8 +177,8 @@ class Router:
             for key in sorted(set(raw) - _ROUTE_KEYS):
                 problems.append(f"{at}.{key}: unknown field; expected one of {', '.join(sorted(_ROUTE_KEYS))}")
             ok = receiver_ok(raw.get("receiver"), f"{at}.receiver")
-            matchers = _matchers(raw.get("match"), False, f"{at}.match", problems) + \
-                _matchers(raw.get("match_re"), True, f"{at}.match_re", problems)
+            matchers = matchers_from(raw.get("match"), False, f"{at}.match", problems) + \
+                matchers_from(raw.get("match_re"), True, f"{at}.match_re", problems)
             cont = raw.get("continue", False)
             if not isinstance(cont, bool):
                 problems.append(f"{at}.continue: expected true or false")
@@ -308,7 +226,7 @@ class Router:
 def silenced_by(labels: Mapping[str, str], silences: Iterable[Silence], now: float) -> Silence | None:
     """The first silence active at ``now`` whose matchers all hold for ``labels``."""
     for s in silences:
-        if s.starts_at <= now < s.ends_at and _all(s.matchers, labels):
+        if s.starts_at <= now < s.ends_at and all_match(s.matchers, labels):
             return s
     return None
 
@@ -318,10 +236,10 @@ def inhibited(labels: Mapping[str, str], fp: str, firing: Iterable[AlertState],
     """Whether another firing alert inhibits this one (an alert never inhibits itself)."""
     sources = [s for s in firing if s.state == "firing" and s.fingerprint != fp]
     for rule in rules:
-        if not _all(rule.target, labels):
+        if not all_match(rule.target, labels):
             continue
         for s in sources:
-            if _all(rule.source, s.labels) and all(s.labels.get(k) == labels.get(k) for k in rule.equal):
+            if all_match(rule.source, s.labels) and all(s.labels.get(k) == labels.get(k) for k in rule.equal):
                 return True
     return False
 

@@ -47,8 +47,10 @@ from typing import Annotated, Final, Literal, get_args
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from alerts.templates import template_problems
-from collector import conventions as cv
-from collector.config import Duration, parse_duration
+from core import conventions as cv
+from core.labels import is_label_name
+from core.numbers import nan_to_none
+from core.units import Duration, parse_duration
 
 __all__ = [
     "DERIVED_SIGNALS", "Baseline", "Condition", "Need", "Query", "Rule", "Selector",
@@ -62,7 +64,7 @@ Aggregation = Literal["last", "avg", "p50", "p95", "p99", "rate", "median", "mea
 NoData = Literal["ok", "alerting", "keep_state"]
 RuleSeverity = Literal["info", "warning", "critical"]
 
-#: Signals the lead computes from the stored ones (not in ``collector.conventions.SIGNALS``).
+#: Signals the lead computes from the stored ones (not in ``core.conventions.SIGNALS``).
 DERIVED_SIGNALS: Final[dict[str, cv.SignalKind]] = {
     "up": "gauge",  # 1 when the last scrape succeeded, else 0
     "error_ratio": "gauge",  # request_errors_total / requests_total, 0..1
@@ -174,7 +176,7 @@ class Query:
 
     def compute(self, fetched: Mapping[Need, float | None]) -> float | None:
         """The term's value from fetched numbers; None when any is missing (or a ratio's base is 0)."""
-        got = [_finite(fetched.get(n)) for n in self.needs()]
+        got = [nan_to_none(fetched.get(n)) for n in self.needs()]
         if any(v is None for v in got):
             return None
         if self.fn == "ratio":
@@ -207,7 +209,7 @@ class Baseline:
 
     def compute(self, fetched: Mapping[Need, float | None]) -> float | None:
         """``current / reference``; None without data or with a reference of 0 (nothing to compare)."""
-        current, ref = (_finite(fetched.get(n)) for n in self.needs())
+        current, ref = (nan_to_none(fetched.get(n)) for n in self.needs())
         if current is None or ref is None or ref <= 0:
             return None
         return current / ref
@@ -261,10 +263,6 @@ class Condition:
 
     def __str__(self) -> str:
         return f"{self.left} {self.op} {format_number(self.threshold)}"
-
-
-def _finite(v: float | None) -> float | None:
-    return None if v is None or math.isnan(v) else v
 
 
 # --- the parser -----------------------------------------------------------------------------------
@@ -449,7 +447,6 @@ def parse_expr(text: str) -> Condition:
 # --- the models -----------------------------------------------------------------------------------
 
 Threshold = Annotated[float, BeforeValidator(parse_threshold)]
-_LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
 _RESERVED_LABELS: Final = frozenset({"alertname", "severity"})
 
@@ -529,7 +526,7 @@ class Rule(_Frozen):
         for k in v:
             if k in _RESERVED_LABELS:
                 raise ValueError(f"label {k!r} is set by the engine; use the rule's name/severity instead")
-            if not _LABEL_NAME.fullmatch(k):
+            if not is_label_name(k):
                 raise ValueError(f"invalid label name {k!r}; use letters, digits and _")
         return v
 

@@ -34,7 +34,7 @@ from typing import Annotated, Final, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from alerts.rules import Selector, all_signals, parse_threshold
-from collector.config import Duration
+from core.units import Duration
 
 __all__ = [
     "SLO", "AlertWindows", "AvailabilitySLI", "BurnRateWindow", "ErrorBudget", "GoodCount",

@@ -1,4 +1,4 @@
-"""SLO status from the store: good and total events per window, error budget, burn rates and
+"""SLO status from the metrics store: good and total events per window, error budget, burn rates and
 which multi-window burn-rate alerts hold. The I/O half of ``alerts/slo.py``.
 
 Events, per SLI:
@@ -38,10 +38,11 @@ from alerts.slo import (
     good_count,
     mwmb_alerts,
 )
-from collector import conventions as c
 from collector.config import BackendConfig, Config
-from collector.quantiles import merge
-from collector.store import Store
+from collector.store import MetricsStore
+from core import conventions as c
+from core.quantiles import merge
+from core.units import format_duration
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,14 +62,14 @@ def _backends(slo: SLO, backends: Sequence[BackendConfig]) -> list[str]:
     return [b.name for b in backends if slo.selector.matches({c.LABEL_BACKEND: b.name, **b.labels})]
 
 
-def events(slo: SLO, store: Store, backends: Sequence[BackendConfig], now: float, window: float) -> Events:
+def events(slo: SLO, metrics: MetricsStore, backends: Sequence[BackendConfig], now: float, window: float) -> Events:
     names = _backends(slo, backends)
     if not names:
         return Events(0.0, 0.0, 0.0, 0.0)
     since = now - window
     sli = slo.sli
     if isinstance(sli, LatencySLI):
-        rows = store.histogram_deltas(since, now, backends=names, signals=[sli.signal])
+        rows = metrics.histogram_deltas(since, now, backends=names, signals=[sli.signal])
         merged = merge((r.bounds, r.counts) for r in rows if len(r.bounds) > 1)  # mean-only: no buckets
         if merged is None:
             return Events(0.0, 0.0, 0.0, 0.0)
@@ -77,21 +78,14 @@ def events(slo: SLO, store: Store, backends: Sequence[BackendConfig], now: float
         return Events(g.value, counts[-1], g.lower, g.upper, g.estimated)
     assert isinstance(sli, AvailabilitySLI)
     if sli.source == "up":
-        points = [up for b in names for _, up, _ in store.status_series(b, since, now)]
+        points = [up for b in names for _, up, _ in metrics.status_series(b, since, now)]
         good = float(sum(1 for up in points if up))
         return Events(good, float(len(points)), good, good)
-    totals = store.counter_totals(since, now, backends=names, signals=[c.REQUESTS_TOTAL, c.REQUEST_ERRORS_TOTAL])
+    totals = metrics.counter_totals(since, now, backends=names, signals=[c.REQUESTS_TOTAL, c.REQUEST_ERRORS_TOTAL])
     requests = sum(d for (_, s, _), (d, _) in totals.items() if s == c.REQUESTS_TOTAL)
     errors = sum(d for (_, s, _), (d, _) in totals.items() if s == c.REQUEST_ERRORS_TOTAL)
     good = max(0.0, requests - errors)
     return Events(good, requests, good, good)
-
-
-def _window_text(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
 
 
 # --- burn-down: cumulative events per step over the SLO window ---------------------------------------
@@ -120,7 +114,7 @@ def _slot(ts: float, ends: Sequence[float]) -> int:
     return min(len(ends) - 1, bisect_left(ends, ts))
 
 
-def cumulative_events(slo: SLO, store: Store, backends: Sequence[BackendConfig], now: float, window: float,
+def cumulative_events(slo: SLO, metrics: MetricsStore, backends: Sequence[BackendConfig], now: float, window: float,
                       ends: Sequence[float]) -> list[Events]:
     """Per step end ``t`` of ``ends`` (ascending, the last one ``now``), the SLI's events over
     ``(now - window, t]``: one pass over the window's rows (histogram deltas in one read; scrape
@@ -139,7 +133,7 @@ def cumulative_events(slo: SLO, store: Store, backends: Sequence[BackendConfig],
     out: list[Events] = []
     if isinstance(sli, LatencySLI):
         per: list[list[tuple[Sequence[float], Sequence[float]]]] = [[] for _ in range(n)]
-        for r in store.histogram_deltas(since, now, backends=names, signals=[sli.signal]):
+        for r in metrics.histogram_deltas(since, now, backends=names, signals=[sli.signal]):
             if len(r.bounds) > 1:  # mean-only: no buckets
                 per[_slot(r.ts, ends)].append((r.bounds, r.counts))
         cum: tuple[tuple[float, ...], tuple[float, ...]] | None = None
@@ -158,7 +152,7 @@ def cumulative_events(slo: SLO, store: Store, backends: Sequence[BackendConfig],
         ups = [0] * n
         scrapes = [0] * n
         for b in names:
-            for ts, up, _ in store.status_series(b, since, now):
+            for ts, up, _ in metrics.status_series(b, since, now):
                 i = _slot(ts, ends)
                 scrapes[i] += 1
                 ups[i] += 1 if up else 0
@@ -171,7 +165,7 @@ def cumulative_events(slo: SLO, store: Store, backends: Sequence[BackendConfig],
     requests = [0.0] * n
     errors = [0.0] * n
     for b in names:
-        series = store.counter_series_many(b, [c.REQUESTS_TOTAL, c.REQUEST_ERRORS_TOTAL], since, now)
+        series = metrics.counter_series_many(b, [c.REQUESTS_TOTAL, c.REQUEST_ERRORS_TOTAL], since, now)
         for signal, into in ((c.REQUESTS_TOTAL, requests), (c.REQUEST_ERRORS_TOTAL, errors)):
             for ts, _, delta, _ in series.get(signal, []):
                 into[_slot(ts, ends)] += delta
@@ -189,11 +183,11 @@ def _min_interval(slo: SLO, cfg: Config) -> float:
     return min(chosen, default=cfg.scrape_interval)
 
 
-def burn_down(slo: SLO, store: Store, cfg: Config, now: float) -> list[tuple[float, float | None]]:
+def burn_down(slo: SLO, metrics: MetricsStore, cfg: Config, now: float) -> list[tuple[float, float | None]]:
     """``[(t, error budget remaining over (now - window, t])]`` per step end ``t``; the last
     point is the whole window's ``error_budget(...).remaining``."""
     ends = burn_down_ends(now, slo.window, _min_interval(slo, cfg))
-    return _remaining(slo, ends, cumulative_events(slo, store, cfg.backends, now, slo.window, ends))
+    return _remaining(slo, ends, cumulative_events(slo, metrics, cfg.backends, now, slo.window, ends))
 
 
 def _remaining(slo: SLO, ends: Sequence[float], cumulative: Sequence[Events]) -> list[tuple[float, float | None]]:
@@ -204,18 +198,18 @@ def _remaining(slo: SLO, ends: Sequence[float], cumulative: Sequence[Events]) ->
     return out
 
 
-def slo_view(slo: SLO, store: Store, cfg: Config, now: float) -> dict[str, Any]:
+def slo_view(slo: SLO, metrics: MetricsStore, cfg: Config, now: float) -> dict[str, Any]:
     """Everything ``/api/v1/slos`` (and the SLO page) shows for one SLO."""
     ends = burn_down_ends(now, slo.window, _min_interval(slo, cfg))
-    steps = cumulative_events(slo, store, cfg.backends, now, slo.window, ends)
+    steps = cumulative_events(slo, metrics, cfg.backends, now, slo.window, ends)
     whole = steps[-1]  # the window's events: the burn-down's last step, in the same read
     budget = error_budget(whole.good, whole.total, slo.objective)
     group = mwmb_alerts(slo)
-    ratios = {w: events(slo, store, cfg.backends, now, w).bad_ratio for w in group.windows()}
+    ratios = {w: events(slo, metrics, cfg.backends, now, w).bad_ratio for w in group.windows()}
     burning = set(a.kind for a in group.burning(ratios))
     return {
         "name": slo.name, "objective": slo.objective, "window_seconds": slo.window,
-        "window": _window_text(slo.window), "good": slo.good,
+        "window": format_duration(slo.window), "good": slo.good,
         "description": slo.description,
         "sli": budget.sli if budget else None,
         "estimated": whole.estimated,
@@ -225,10 +219,10 @@ def slo_view(slo: SLO, store: Store, cfg: Config, now: float) -> dict[str, Any]:
         "error_budget": None if budget is None else {
             "allowed_bad": budget.allowed_bad, "bad": budget.bad, "consumed": budget.consumed,
             "remaining": budget.remaining},
-        "burn_rates": {_window_text(w): (burn_rate(r, slo.objective) if r is not None else None)
+        "burn_rates": {format_duration(w): (burn_rate(r, slo.objective) if r is not None else None)
                        for w, r in sorted(ratios.items())},
-        "alerts": [{"kind": a.kind, "severity": a.severity, "long_window": _window_text(a.long_window),
-                    "short_window": _window_text(a.short_window), "burn_rate_factor": a.burn_rate_factor,
+        "alerts": [{"kind": a.kind, "severity": a.severity, "long_window": format_duration(a.long_window),
+                    "short_window": format_duration(a.short_window), "burn_rate_factor": a.burn_rate_factor,
                     "burning": a.kind in burning} for a in group.alerts()],
         "burn_down_step": slo.window / len(ends),
         "burn_down": [[t, r] for t, r in _remaining(slo, ends, steps)],
@@ -256,14 +250,14 @@ def burn_rules(slos: Sequence[SLO]) -> list[BurnRule]:
     out: list[BurnRule] = []
     for slo in slos:
         for a in mwmb_alerts(slo).alerts():
-            long_w, short_w = _window_text(a.long_window), _window_text(a.short_window)
+            long_w, short_w = format_duration(a.long_window), format_duration(a.short_window)
             rule = Rule.model_validate({
                 # the expression's signal is a placeholder: the engine supplies the value itself
                 "name": f"SLOBurnRate:{slo.name}:{a.kind}",
                 "expr": f"error_ratio > {a.burn_rate_factor!r}",
                 "severity": _SEVERITY[a.severity],
                 "labels": {"slo": slo.name, "burn_window": f"{long_w}/{short_w}", "slo_alert": a.severity},
-                "annotations": {"summary": f"SLO {slo.name} ({slo.objective:.4%} over {_window_text(slo.window)}) "
+                "annotations": {"summary": f"SLO {slo.name} ({slo.objective:.4%} over {format_duration(slo.window)}) "
                                            f"burns its error budget {{{{ value }}}}x over {long_w} and {short_w} "
                                            f"(threshold {a.burn_rate_factor:g}x)"},
             })
@@ -271,7 +265,7 @@ def burn_rules(slos: Sequence[SLO]) -> list[BurnRule]:
     return out
 
 
-def burn_values(rules: Sequence[BurnRule], store: Store, cfg: Config, now: float) -> dict[str, dict[Any, float | None]]:
+def burn_values(rules: Sequence[BurnRule], metrics: MetricsStore, cfg: Config, now: float) -> dict[str, dict[Any, float | None]]:
     """Values for ``alerts.evaluate.evaluate``: per burn rule, one instance ``{slo}``."""
     from alerts.evaluate import labelset
 
@@ -280,7 +274,7 @@ def burn_values(rules: Sequence[BurnRule], store: Store, cfg: Config, now: float
     def ratio(slo: SLO, window: float) -> float | None:
         key = (slo.name, window)
         if key not in cache:
-            cache[key] = events(slo, store, cfg.backends, now, window).bad_ratio
+            cache[key] = events(slo, metrics, cfg.backends, now, window).bad_ratio
         return cache[key]
 
     out: dict[str, dict[Any, float | None]] = {}

@@ -197,7 +197,7 @@ async def run(args: argparse.Namespace, prom_bin: str, am_bin: str, work: Path,
             "notifiers": {"webhook": {"url": hook.url("/iw")}},
             "backends": [{"name": name, "engine": "vllm", "url": fleet.url(name)}],
         }))
-        iw = _spawn([sys.executable, "-m", "collector.cli", "--log-level", "WARNING", "run", "-c",
+        iw = _spawn([sys.executable, "-m", "inferwatch", "--log-level", "WARNING", "run", "-c",
                      str(work / "inferwatch.yaml")], work / "inferwatch.log")
         procs.append(iw)
         await wait_http(f"http://127.0.0.1:{am_port}/-/ready", am)

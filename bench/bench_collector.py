@@ -133,7 +133,7 @@ def main() -> int:
                "scrape_timeout": f"{min(args.interval, 4):g}s", "web": {"listen": f"127.0.0.1:{iport}"},
                "backends": [{"name": n, "engine": "vllm", "url": u} for n, u in urls.items()]}
         (work / "inferwatch.yaml").write_text(yaml.safe_dump(cfg))
-        iw = subprocess.Popen([sys.executable, "-m", "collector.cli", "--log-level", "ERROR", "run", "-c",
+        iw = subprocess.Popen([sys.executable, "-m", "inferwatch", "--log-level", "ERROR", "run", "-c",
                                str(work / "inferwatch.yaml")], stdout=subprocess.DEVNULL)
         procs.append(iw)
         wait_http(f"http://127.0.0.1:{iport}/healthz")

@@ -30,19 +30,20 @@ from typing import Any
 import httpx
 
 from collector import deltas
-from collector.config import parse, parse_duration
-from collector.samples import EngineSnapshot, ScrapeRecord
-from collector.service import settle_heap
-from collector.store import Store
+from collector.config import parse
+from core.samples import EngineSnapshot, ScrapeRecord
+from core.units import parse_duration
 from exporters.adapters import make_adapter
 from exporters.parser import parse as parse_text
+from inferwatch.service import settle_heap
+from inferwatch.stores import Stores
 from sim.fleet import uniform
 from web.app import create_app
 
 STEP = 15.0
 
 
-def fill(store: Store, sims: list[Any], now: float) -> list[str]:
+def fill(store: Stores, sims: list[Any], now: float) -> list[str]:
     """Write what the collector would have written scraping ``sims`` every 15 s: the first for
     24 hours up to ``now``, the others for 10 minutes."""
     adapter = make_adapter("vllm")
@@ -58,10 +59,10 @@ def fill(store: Store, sims: list[Any], now: float) -> list[str]:
             cursors[sim.name] = (t, snap)
             batch.append(ScrapeRecord(sim.name, t, True, None, 0.01, deltas.gauges(snap), c, h, snap))
             if len(batch) >= 2000:
-                store.write(batch)
+                store.metrics.write(batch)
                 batch = []
             t += STEP
-    store.write(batch)
+    store.metrics.write(batch)
     return [s.name for s in sims]
 
 
@@ -87,9 +88,9 @@ async def measure(app: Any, names: list[str], rounds: int) -> tuple[float, float
     return api, fleet, detail_api, detail
 
 
-async def live(store: Store, db: Path, sims: list[Any], interval: str, rounds: int) -> tuple[float, ...]:
+async def live(store: Stores, db: Path, sims: list[Any], interval: str, rounds: int) -> tuple[float, ...]:
     """Serve ``sims`` and run the whole service on ``db`` while timing the pages."""
-    from collector.service import Service
+    from inferwatch.service import Service
     from sim.server import SimFleet
 
     fleet = SimFleet(sims)
@@ -103,7 +104,7 @@ async def live(store: Store, db: Path, sims: list[Any], interval: str, rounds: i
     try:
         await asyncio.sleep(2 * parse_duration(interval))  # two scrape rounds and evaluations first
         result = await measure(service.app, [s.name for s in sims], rounds)
-        fresh = sum(1 for st in store.latest_status().values() if st.up and st.ts > time.time() - 2 * parse_duration(interval))
+        fresh = sum(1 for st in store.metrics.latest_status().values() if st.up and st.ts > time.time() - 2 * parse_duration(interval))
         print(f"  after timing: {fresh}/{len(sims)} backends scraped OK within the last 2 intervals", file=sys.stderr)
         return result
     finally:
@@ -122,7 +123,7 @@ async def main() -> int:
     db = work / "pages.db"
     now = time.time() if args.live else 1_700_000_000.0
     t0 = time.perf_counter()
-    store = Store(f"sqlite:///{db}")
+    store = Stores.open(f"sqlite:///{db}")
     store.migrate()
     sims = uniform(args.backends, now=now - 86400)
     names = fill(store, sims, now)
@@ -134,7 +135,7 @@ async def main() -> int:
         cfg = parse({"storage": f"sqlite:///{db}", "gpus": {"nvml": "off"},
                      "backends": [{"name": n, "engine": "vllm", "url": f"http://127.0.0.1:{9000 + i}"}
                                   for i, n in enumerate(names)]})
-        app = create_app(cfg, store, clock=lambda: now)
+        app = create_app(cfg, store.reads, store.alerts, store.silences, clock=lambda: now)
         settle_heap()  # as Service.start does in `inferwatch run` and `demo`
         api, fleet, detail_api, detail = await measure(app, names, args.rounds)
         mode = "static"

@@ -16,13 +16,12 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -30,39 +29,11 @@ from pydantic import (
     model_validator,
 )
 
-from collector.conventions import ENGINES
+from core.conventions import ENGINES
+from core.labels import RESERVED_LABELS, is_label_name
+from core.units import Duration, Size
 
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _ENV_RE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB)?", re.IGNORECASE)
-_SIZE_UNITS = {"b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
-
-
-def parse_duration(value: object) -> float:
-    """``"1h30m"`` -> 5400.0; numbers are seconds.
-
-    >>> parse_duration("1m30s")
-    90.0
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration like 15s or 5m, got {value!r}")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"duration must not be negative, got {value}")
-        return float(value)
-    if not isinstance(value, str):
-        raise ValueError(f"expected a duration like 15s or 5m, got {value!r}")
-    text = value.strip()
-    pos, total = 0, 0.0
-    for m in _DURATION_RE.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if pos != len(text) or not text:
-        raise ValueError(f"invalid duration {value!r}; write it like 500ms, 15s, 5m, 1h or 1h30m")
-    return total
 
 
 def _http_url(v: str, example: str) -> str:
@@ -71,18 +42,6 @@ def _http_url(v: str, example: str) -> str:
         raise ValueError(f"invalid url {v!r}; expected {example}")
     return v
 
-
-def parse_size(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    m = _SIZE_RE.fullmatch(str(value).strip())
-    if not m:
-        raise ValueError(f"invalid size {value!r}; write it like 10MiB or 500KiB")
-    return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()])
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Size = Annotated[int, BeforeValidator(parse_size)]
 
 
 class _Frozen(BaseModel):
@@ -177,9 +136,9 @@ class BackendConfig(_Frozen):
     @classmethod
     def _labels(cls, v: dict[str, str]) -> dict[str, str]:
         for key in v:
-            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", key) or key.startswith("__"):
+            if not is_label_name(key) or key.startswith("__"):
                 raise ValueError(f"invalid label name {key!r}; use letters, digits and _ (not starting with __)")
-            if key in ("backend", "engine", "model", "quantile", "le"):
+            if key in RESERVED_LABELS:
                 raise ValueError(f"label name {key!r} is reserved by inferwatch")
         return v
 

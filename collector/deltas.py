@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from collector.samples import CounterDelta, EngineSnapshot, GaugePoint, Histogram, HistogramDelta
+from core.samples import CounterDelta, EngineSnapshot, GaugePoint, Histogram, HistogramDelta
 
 DEFAULT_MAX_GAP = 3600.0
 

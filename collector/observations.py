@@ -1,30 +1,35 @@
-"""Storage of what the outside-in and hardware sources see: streaming probe results,
-certificate checks and GPU samples. Part of the store (``Store`` inherits ``ObservationStore``);
-the tables live in the store's ``metadata`` and are created by migration ``0002``.
+"""The observation store: what the outside-in and hardware sources see — streaming probe
+results, certificate checks and GPU samples — over the shared ``storage.database.Database``; the
+tables live in ``storage.database.metadata`` and are created by migration ``0002``.
 
 * ``probe_results``: one row per probe, raw (probe percentiles are exact, computed from these
   rows); the inter-token gaps as compact JSON.
 * ``certificates``: the latest check per target (upserted) — what the API and ``/metrics`` show.
 * ``gpu_samples``: one row per GPU (or MIG device) per reading, for charts over time.
 
-All three are expired by ``Store.maintain`` after ``Retention.rollup_seconds``.
+All three are expired by ``ObservationStore.expire`` (after ``Retention.rollup_seconds``).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
-from collector.samples import CertResult, GpuProcess, GpuSample, ProbeResult
+from core.numbers import finite
+from core.samples import CertResult, GpuProcess, GpuSample, ProbeResult
+from storage.database import Database, metadata
 
 _COLS_PROBE_TIMES = ("dns_seconds", "connect_seconds", "tls_seconds", "ttft_seconds", "e2e_seconds")
 
 
-def define_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Table]:
+__all__ = ["ObservationStore"]
+
+
+def _define_tables() -> tuple[sa.Table, sa.Table, sa.Table]:
     probes = sa.Table(
         "probe_results",
         metadata,
@@ -85,25 +90,25 @@ def define_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Table]:
     return probes, certs, gpus
 
 
-def _finite(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
+probe_results, certificates, gpu_samples = _define_tables()
 
 
 class ObservationStore:
     """Writes and reads of probe results, certificate checks and GPU samples."""
 
-    _engine: sa.Engine
-    _insert: Callable[[sa.Table], Any]
-    probe_results: sa.Table
-    certificates: sa.Table
-    gpu_samples: sa.Table
+    probe_results = probe_results
+    certificates = certificates
+    gpu_samples = gpu_samples
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def write_observations(self, probes: Sequence[ProbeResult] = (), certs: Sequence[CertResult] = (),
                            gpus: Sequence[tuple[float, GpuSample]] = ()) -> None:
         """One transaction for the lot; ``gpus`` are (reading time, sample) pairs."""
         if not (probes or certs or gpus):
             return
-        with self._engine.begin() as conn:
+        with self.db.engine.begin() as conn:
             if probes:
                 conn.execute(self.probe_results.insert(), [_probe_row(p) for p in probes])
             if gpus:
@@ -113,7 +118,7 @@ class ObservationStore:
                 for c in certs:
                     if c.target not in latest or c.ts >= latest[c.target].ts:
                         latest[c.target] = c
-                ins = self._insert(self.certificates)
+                ins = self.db.upsert(self.certificates)
                 rows = [_cert_row(c) for c in latest.values()]
                 conn.execute(
                     ins.on_conflict_do_update(
@@ -130,12 +135,12 @@ class ObservationStore:
         q = sa.select(t).where(t.c.ts > since, t.c.ts <= until).order_by(t.c.ts)
         if backends is not None:
             q = q.where(t.c.backend.in_(list(backends)))
-        with self._engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             return [_probe_from_row(r._mapping) for r in conn.execute(q)]
 
     def certificate_results(self) -> list[CertResult]:
         t = self.certificates
-        with self._engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             return [_cert_from_row(r._mapping) for r in conn.execute(sa.select(t).order_by(t.c.target))]
 
     def latest_gpus(self, since: float) -> list[tuple[float, GpuSample]]:
@@ -154,7 +159,7 @@ class ObservationStore:
             .order_by(t.c.host, t.c.gpu_index)
         )
         seen: dict[tuple[str, str, str], tuple[float, GpuSample]] = {}
-        with self._engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             for r in conn.execute(q):  # two readings stamped alike: keep one
                 seen.setdefault((r.host, r.uuid, r.gpu_index), (float(r.ts), _gpu_from_row(r._mapping)))
         return list(seen.values())
@@ -162,12 +167,14 @@ class ObservationStore:
     def gpu_series(self, uuid: str, since: float, until: float) -> list[tuple[float, GpuSample]]:
         t = self.gpu_samples
         q = sa.select(t).where(t.c.uuid == uuid, t.c.ts > since, t.c.ts <= until).order_by(t.c.ts)
-        with self._engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             return [(float(r.ts), _gpu_from_row(r._mapping)) for r in conn.execute(q)]
 
-    def _expire_observations(self, conn: sa.Connection, before: float) -> None:
-        for t in (self.probe_results, self.gpu_samples, self.certificates):
-            conn.execute(sa.delete(t).where(t.c.ts <= before))
+    def expire(self, before: float) -> None:
+        """Delete every probe result, GPU sample and certificate check at or before ``before``."""
+        with self.db.engine.begin() as conn:
+            for t in (self.probe_results, self.gpu_samples, self.certificates):
+                conn.execute(sa.delete(t).where(t.c.ts <= before))
 
 
 # --- row conversion ------------------------------------------------------------------------------
@@ -175,15 +182,15 @@ def _probe_row(p: ProbeResult) -> dict[str, Any]:
     return {
         "ts": float(p.ts), "backend": p.backend, "ok": bool(p.ok), "error_kind": p.error_kind,
         "error": p.error, "status": p.status,
-        **{c: _finite(getattr(p, c)) for c in _COLS_PROBE_TIMES},
+        **{c: finite(getattr(p, c)) for c in _COLS_PROBE_TIMES},
         "output_tokens": p.output_tokens, "tokens_from_usage": bool(p.tokens_from_usage),
-        "tokens_per_second": _finite(p.tokens_per_second),
+        "tokens_per_second": finite(p.tokens_per_second),
         "itl": json.dumps([round(x, 9) for x in p.itl if math.isfinite(x)], separators=(",", ":")),
         "tls_version": p.tls_version,
     }
 
 
-def _probe_from_row(m: Any) -> ProbeResult:
+def _probe_from_row(m: sa.RowMapping) -> ProbeResult:
     return ProbeResult(
         backend=m["backend"], ts=float(m["ts"]), ok=bool(m["ok"]), error_kind=m["error_kind"], error=m["error"],
         status=m["status"], **{c: m[c] for c in _COLS_PROBE_TIMES}, output_tokens=m["output_tokens"],
@@ -195,14 +202,14 @@ def _probe_from_row(m: Any) -> ProbeResult:
 def _cert_row(c: CertResult) -> dict[str, Any]:
     return {
         "target": c.target, "ts": float(c.ts), "ok": bool(c.ok), "error": c.error,
-        "not_after": _finite(c.not_after), "chain_not_after": _finite(c.chain_not_after),
+        "not_after": finite(c.not_after), "chain_not_after": finite(c.chain_not_after),
         "chain_not_after_subject": c.chain_not_after_subject, "issuer": c.issuer, "subject": c.subject,
         "sans": json.dumps(list(c.sans)), "verified": c.verified, "verify_error": c.verify_error,
         "hostname_ok": c.hostname_ok, "tls_version": c.tls_version, "cipher": c.cipher,
     }
 
 
-def _cert_from_row(m: Any) -> CertResult:
+def _cert_from_row(m: sa.RowMapping) -> CertResult:
     return CertResult(
         target=m["target"], ts=float(m["ts"]), ok=bool(m["ok"]), error=m["error"], not_after=m["not_after"],
         chain_not_after=m["chain_not_after"], chain_not_after_subject=m["chain_not_after_subject"],
@@ -217,15 +224,15 @@ def _gpu_row(ts: float, g: GpuSample) -> dict[str, Any]:
         "ts": float(ts),
         "host": g.host, "gpu_index": g.index, "uuid": g.uuid, "name": g.name,
         "memory_used_bytes": g.memory_used_bytes, "memory_free_bytes": g.memory_free_bytes,
-        "memory_total_bytes": g.memory_total_bytes, "utilization_ratio": _finite(g.utilization_ratio),
-        "temperature_celsius": _finite(g.temperature_celsius), "power_watts": _finite(g.power_watts),
+        "memory_total_bytes": g.memory_total_bytes, "utilization_ratio": finite(g.utilization_ratio),
+        "temperature_celsius": finite(g.temperature_celsius), "power_watts": finite(g.power_watts),
         "source": g.source,
         "processes": json.dumps([[p.pid, p.name, p.used_memory_bytes] for p in g.processes]),
         "errors": json.dumps(list(g.errors)),
     }
 
 
-def _gpu_from_row(m: Any) -> GpuSample:
+def _gpu_from_row(m: sa.RowMapping) -> GpuSample:
     return GpuSample(
         host=m["host"], index=m["gpu_index"], uuid=m["uuid"], name=m["name"],
         memory_used_bytes=m["memory_used_bytes"], memory_free_bytes=m["memory_free_bytes"],

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from collector.config import BackendConfig, Config
-from collector.samples import CertResult, GpuSample, ProbeResult
+from core.samples import CertResult, GpuSample, ProbeResult
 
 log = logging.getLogger("inferwatch.sources")
 

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from collector import conventions as c
 from collector.config import BackendConfig
-from collector.quantiles import merge, quantile_or_none
-from collector.samples import CertResult, GpuSample, ProbeResult
-from collector.store import HistogramRow, Store
+from collector.observations import ObservationStore
+from collector.store import HistogramRow, MetricsStore
+from core import conventions as c
+from core.numbers import exact_quantile
+from core.quantiles import merge, quantile_or_none
+from core.samples import CertResult, GpuSample, ProbeResult
 
 LATENCY = {"ttft": c.TTFT_SECONDS, "itl": c.ITL_SECONDS, "e2e": c.E2E_LATENCY_SECONDS, "queue_time": c.QUEUE_TIME_SECONDS}
 
@@ -45,6 +47,14 @@ def latency_block(rows: Iterable[HistogramRow]) -> dict[str, float | None] | Non
 
 
 @dataclass(frozen=True)
+class Reads:
+    """What the query layer reads: the metrics store and the observation store."""
+
+    metrics: MetricsStore
+    observations: ObservationStore
+
+
+@dataclass(frozen=True)
 class WindowData:
     """Everything a summary over ``(since, until]`` needs, fetched in four queries."""
 
@@ -58,28 +68,28 @@ class WindowData:
     probes: dict[str, list[ProbeResult]]
 
     @classmethod
-    def fetch(cls, store: Store, until: float, window: float, backends: Sequence[str] | None = None,
+    def fetch(cls, reads: Reads, until: float, window: float, backends: Sequence[str] | None = None,
               probed: Sequence[str] = ()) -> WindowData:
         since = until - window
         probes: dict[str, list[ProbeResult]] = defaultdict(list)
         if probed:
-            for p in store.probe_results_between(since, until, backends=probed):
+            for p in reads.observations.probe_results_between(since, until, backends=probed):
                 probes[p.backend].append(p)
         # with backends named, every signal of the vocabulary (all a store holds: adapters map
         # only to those) too: the read is then a range of the (backend, signal, ts) index, not
         # every row those backends ever had (SQLite would use the index's prefix only)
         signals = list(c.SIGNALS) if backends is not None else None
         hists: dict[str, list[HistogramRow]] = defaultdict(list)
-        for row in store.histogram_deltas(since, until, backends=backends, signals=signals):
+        for row in reads.metrics.histogram_deltas(since, until, backends=backends, signals=signals):
             hists[row.backend].append(row)
         counters: dict[str, dict[tuple[str, str], tuple[float, float]]] = defaultdict(dict)
-        for (b, s, m), totals in store.counter_totals(since, until, backends=backends, signals=signals).items():
+        for (b, s, m), totals in reads.metrics.counter_totals(since, until, backends=backends, signals=signals).items():
             counters[b][(s, m)] = totals
         return cls(
             since=since,
             until=until,
-            status=store.latest_status(),
-            gauges=store.latest_gauges(since),
+            status=reads.metrics.latest_status(),
+            gauges=reads.metrics.latest_gauges(since),
             counters=dict(counters),
             hists=dict(hists),
             probes=dict(probes),
@@ -182,34 +192,34 @@ def gpu_memory_by_host(gpus: Iterable[tuple[float, GpuSample]]) -> dict[str, flo
     return out
 
 
-def summaries(store: Store, backends: Sequence[BackendConfig], now: float, window: float,
+def summaries(reads: Reads, backends: Sequence[BackendConfig], now: float, window: float,
               local_host: str | None = None) -> list[dict[str, Any]]:
     """Every backend's ``backend_summary`` plus ``gpu_memory_used_ratio``: the fullest GPU of its
     host (``gpu_host_of``) over the window, None when no GPU of that host reported."""
-    data = WindowData.fetch(store, now, window, probed=[b.name for b in backends if b.probe is not None])
+    data = WindowData.fetch(reads, now, window, probed=[b.name for b in backends if b.probe is not None])
     out = [backend_summary(data, b) for b in backends]
-    add_gpu_memory(store, list(zip(backends, out, strict=True)), now, window, local_host)
+    add_gpu_memory(reads.observations, list(zip(backends, out, strict=True)), now, window, local_host)
     return out
 
 
-def add_gpu_memory(store: Store, pairs: Sequence[tuple[BackendConfig, dict[str, Any]]], now: float, window: float,
+def add_gpu_memory(observations: ObservationStore, pairs: Sequence[tuple[BackendConfig, dict[str, Any]]], now: float, window: float,
                    local_host: str | None = None) -> None:
     """Set each summary's ``gpu_memory_used_ratio`` (see ``summaries``)."""
-    gpu_memory = gpu_memory_by_host(store.latest_gpus(now - window))
+    gpu_memory = gpu_memory_by_host(observations.latest_gpus(now - window))
     here = local_host if local_host is not None else socket.gethostname()
     for b, s in pairs:
         s["gpu_memory_used_ratio"] = gpu_memory.get(gpu_host_of(b, here))
 
 
 # -- series ---------------------------------------------------------------------------------
-def histogram_series(store: Store, backend: str, signals: Sequence[str], now: float, window: float, step: float,
+def histogram_series(metrics: MetricsStore, backend: str, signals: Sequence[str], now: float, window: float, step: float,
                      quantiles: Sequence[float] = c.QUANTILES, model: str | None = None,
                      ) -> dict[str, dict[float, list[tuple[float, float | None]]]]:
     """Like ``series`` for several histogram signals and quantiles at once, from ONE read of the
     bucket deltas (a 24 h chart page needs nine quantile lines of three signals)."""
     since, edges, slot = step_grid(now, window, step)
     per: dict[str, list[list[HistogramRow]]] = {sig: [[] for _ in edges] for sig in signals}
-    for r in store.histogram_deltas(since, now, backends=[backend], signals=list(signals)):
+    for r in metrics.histogram_deltas(since, now, backends=[backend], signals=list(signals)):
         if model is None or r.model == model:
             per[r.signal][slot(r.ts)].append(r)
     out: dict[str, dict[float, list[tuple[float, float | None]]]] = {}
@@ -265,7 +275,7 @@ def _gauge_points(rows: Iterable[tuple[int, str, float]], signal: str, edges: Se
     return [(t, agg(d.values()) if d else None) for t, d in zip(edges, last, strict=True)]
 
 
-def series_many(store: Store, backend: str, signals: Sequence[str], now: float, window: float, step: float,
+def series_many(metrics: MetricsStore, backend: str, signals: Sequence[str], now: float, window: float, step: float,
                 model: str | None = None) -> dict[str, list[tuple[float, float | None]]]:
     """``series`` of several gauge and counter signals of one backend: one read per kind,
     reduced to one row per step and model in SQL (a backend page charts seven of them)."""
@@ -277,15 +287,15 @@ def series_many(store: Store, backend: str, signals: Sequence[str], now: float, 
     counters = [s for s in signals if c.SIGNALS[s] == "counter"]
     out: dict[str, list[tuple[float, float | None]]] = {}
     if gauges:
-        for sig, rows in store.gauge_steps(backend, gauges, since, now, step, len(edges)).items():
+        for sig, rows in metrics.gauge_steps(backend, gauges, since, now, step, len(edges)).items():
             out[sig] = _gauge_points(rows, sig, edges, model)
     if counters:
-        for sig, crows in store.counter_steps(backend, counters, since, now, step, len(edges)).items():
+        for sig, crows in metrics.counter_steps(backend, counters, since, now, step, len(edges)).items():
             out[sig] = _counter_points(crows, edges, model)
     return {s: out[s] for s in signals}
 
 
-def series(store: Store, backend: str, signal: str, now: float, window: float, step: float,
+def series(metrics: MetricsStore, backend: str, signal: str, now: float, window: float, step: float,
            quantile: float | None = None, model: str | None = None) -> list[tuple[float, float | None]]:
     """Points ``(t, value)`` every ``step`` over ``(now - window, now]``; each point covers the
     step ending at ``t``: a histogram's quantile of that step's merged deltas, a counter's rate,
@@ -293,13 +303,13 @@ def series(store: Store, backend: str, signal: str, now: float, window: float, s
     kind = c.SIGNALS.get(signal)
     if kind == "histogram":
         q = 0.5 if quantile is None else quantile
-        return histogram_series(store, backend, [signal], now, window, step, [q], model)[signal][q]
+        return histogram_series(metrics, backend, [signal], now, window, step, [q], model)[signal][q]
     if kind in ("gauge", "counter"):
-        return series_many(store, backend, [signal], now, window, step, model)[signal]
+        return series_many(metrics, backend, [signal], now, window, step, model)[signal]
     if signal == "up":
         since, edges, slot = step_grid(now, window, step)
         ups: list[bool | None] = [None] * len(edges)
-        for ts, up, _ in store.status_series(backend, since, now):
+        for ts, up, _ in metrics.status_series(backend, since, now):
             i = slot(ts)
             ups[i] = up if ups[i] is None else (ups[i] and up)
         return [(t, None if u is None else float(u)) for t, u in zip(edges, ups, strict=True)]
@@ -307,21 +317,6 @@ def series(store: Store, backend: str, signal: str, now: float, window: float, s
 
 
 # -- probes, certificates, GPUs -------------------------------------------------------------------
-def exact_quantile(values: Sequence[float], q: float) -> float | None:
-    """Quantile of raw observations, linear between closest ranks (NumPy's default method).
-
-    >>> exact_quantile([1.0, 2.0, 3.0, 4.0], 0.5)
-    2.5
-    """
-    if not values:
-        return None
-    xs = sorted(values)
-    pos = q * (len(xs) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
 def _qblock(values: Sequence[float]) -> dict[str, float | None] | None:
     if not values:
         return None

@@ -25,11 +25,12 @@ import httpx
 
 from collector import deltas
 from collector.config import BackendConfig, Config
+from collector.observations import ObservationStore
 from collector.outside import GpuReading, Sources
-from collector.samples import CertResult, EngineSnapshot, ProbeResult, ScrapeRecord
 from collector.scrape import ScrapeResult, Target, scrape
-from collector.store import Store
+from collector.store import MetricsStore
 from collector.transport import PerOriginTransport
+from core.samples import CertResult, EngineSnapshot, ProbeResult, ScrapeRecord
 from exporters.adapters import make_adapter
 
 log = logging.getLogger("inferwatch.collector")
@@ -70,12 +71,15 @@ def target_for(cfg: Config, b: BackendConfig) -> Target:
 
 
 class Collector:
-    """Scrapes every backend of ``cfg`` into ``store`` until ``stop()``."""
+    """Scrapes every backend of ``cfg`` into ``metrics`` (probes, TLS checks and GPU readings into
+    ``observations``) until ``stop()``."""
 
-    def __init__(self, cfg: Config, store: Store, client: httpx.AsyncClient | None = None,
+    def __init__(self, cfg: Config, metrics: MetricsStore, observations: ObservationStore,
+                 client: httpx.AsyncClient | None = None,
                  clock: Callable[[], float] = time.time, flush_interval: float = 0.1, nvml: Any = None) -> None:
         self.cfg = cfg
-        self.store = store
+        self.metrics = metrics
+        self.observations = observations
         self.clock = clock
         self.flush_interval = flush_interval
         self._own_client = client is None
@@ -105,7 +109,7 @@ class Collector:
     async def _load_cursors(self) -> None:
         """Continue from the cursors the last run persisted (restart without loss or double count)."""
         if not self._cursors_loaded:
-            self.cursors = await asyncio.to_thread(self.store.load_cursors)
+            self.cursors = await asyncio.to_thread(self.metrics.load_cursors)
             self._cursors_loaded = True
 
     async def start(self) -> None:
@@ -118,7 +122,6 @@ class Collector:
             interval = self.cfg.interval_for(b)
             self._tasks.append(asyncio.create_task(self._loop(target, interval, loop_start), name=f"scrape:{b.name}"))
         self._tasks.append(asyncio.create_task(self._writer(), name="writer"))
-        self._tasks.append(asyncio.create_task(self._maintenance(), name="maintenance"))
         self.ready.set()
 
     async def stop(self) -> None:
@@ -192,7 +195,7 @@ class Collector:
         if self._pending:
             batch, self._pending = self._pending, []
             try:
-                await asyncio.to_thread(self.store.write, batch)
+                await asyncio.to_thread(self.metrics.write, batch)
                 self.writes += 1
                 for callback in self.on_flush:
                     callback()
@@ -209,19 +212,11 @@ class Collector:
                 self.gpu_errors[r.source] = r.error
             gpus = [(r.ts, g) for r in readings for g in r.samples]
             try:
-                await asyncio.to_thread(self.store.write_observations, probes, certs, gpus)
+                await asyncio.to_thread(self.observations.write_observations, probes, certs, gpus)
             except Exception:
                 self.write_failures += 1
                 log.exception("[collector.writer] writing %d observations failed; will retry", len(observed))
                 self._observed = (observed + self._observed)[-100_000:]
-
-    async def _maintenance(self) -> None:
-        while True:
-            await asyncio.sleep(300)
-            try:
-                await asyncio.to_thread(self.store.maintain, self.clock())
-            except Exception:
-                log.exception("[collector.maintenance] retention/downsampling failed")
 
     async def scrape_once(self) -> list[ScrapeResult]:
         """Scrape every backend once, now, and write the results (tests, ``--once``)."""

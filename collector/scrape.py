@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from collector.samples import EngineSnapshot, GpuSample
+from core.samples import EngineSnapshot, GpuSample
 from exporters.adapters import Adapter
 from exporters.families import MetricFamily, ParseError
 from exporters.parser import parse

@@ -1,6 +1,7 @@
-"""The store: every SQL statement of inferwatch, on SQLite or PostgreSQL (SQLAlchemy 2.x Core).
+"""The metrics store: what the collector writes and the query layer reads, on SQLite or
+PostgreSQL (SQLAlchemy 2.x Core), over the shared ``storage.database.Database``.
 
-Layout (created by the Alembic migrations in ``collector/migrations``, run by ``Store.migrate``):
+Layout (created by the Alembic migrations in ``storage/migrations``, run by ``Database.migrate``):
 
 * ``scrape_status``: one row per scrape (ts, backend, up, reason, duration).
 * ``gauges``: (ts, backend, model, signal, value) of successful scrapes.
@@ -26,52 +27,37 @@ interval is not finite, and histogram deltas whose count is not finite, carry no
 information and are dropped. JSON text (cursors, bucket counts and bounds) spells ``+Inf``,
 ``-Inf`` and ``NaN`` as strings, as the Prometheus exposition format does.
 
->>> store = Store("sqlite:///:memory:")
->>> store.migrate()
+>>> from storage.database import Database
+>>> db = Database("sqlite:///:memory:"); db.migrate()
+>>> store = MetricsStore(db)
 >>> store.write([ScrapeRecord(backend="a", ts=15.0, up=True, reason=None, duration=0.1,
 ...                           gauges=(GaugePoint("queue_depth", "", 3.0),))])
 >>> store.latest_gauges(since=0.0)
 {'a': {('queue_depth', ''): (15.0, 3.0)}}
->>> store.close()
+>>> db.close()
 """
 
 from __future__ import annotations
 
 import json
-import json.scanner
 import math
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.dialects import postgresql
 
-from alerts.outbox import OutboxStore, define_outbox_tables
-from alerts.silences import SilenceStore, define_silence_tables
-from collector.observations import ObservationStore, define_tables
-from collector.samples import EngineSnapshot, GaugePoint, Histogram, ScrapeRecord
+from core.numbers import nan_to_none
+from core.samples import EngineSnapshot, GaugePoint, Histogram, ScrapeRecord
+from storage.codec import dumps_floats, enc, loads_floats, null_to_nan
+from storage.database import IN_CHUNK, Database, in_chunks, metadata
+from storage.retention import Retention
 
-__all__ = ["HistogramRow", "Retention", "StatusRow", "Store", "metadata"]
+__all__ = ["HistogramRow", "MetricsStore", "StatusRow"]
 
-_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-#: Maximum number of values bound in one ``IN (...)`` list (SQLite limits bound variables).
-_IN_CHUNK = 500
 #: ``maintain`` rolls raw data up in transactions of about this many seconds of data.
 _SLICE_SECONDS = 300.0
-
-
-@dataclass(frozen=True)
-class Retention:
-    """How long data is kept: raw for ``raw_seconds``, then ``rollup_step`` buckets until
-    ``rollup_seconds``, then deleted."""
-
-    raw_seconds: float = 86400
-    rollup_seconds: float = 30 * 86400
-    rollup_step: float = 60
 
 
 @dataclass(frozen=True)
@@ -100,8 +86,6 @@ class HistogramRow(NamedTuple):
 
 
 # --- schema (mirrors migrations/versions; tests check that they agree) ------------------------
-
-metadata = sa.MetaData()
 
 bucket_layouts = sa.Table(
     "bucket_layouts",
@@ -197,56 +181,9 @@ scrape_status, gauges, counter_deltas, histogram_deltas = _tables("")
 (scrape_status_rollup, gauges_rollup, counter_deltas_rollup, histogram_deltas_rollup) = _tables(
     "_rollup"
 )
-probe_results, certificates, gpu_samples = define_tables(metadata)
-outbox, alert_states, alert_history = define_outbox_tables(metadata)
-silences = define_silence_tables(metadata)
 
 
 # --- number and JSON helpers -----------------------------------------------------------------
-
-
-def _enc(x: float) -> float | str:
-    """A float as a JSON-safe value: non-finite ones as the strings ``+Inf``/``-Inf``/``NaN``."""
-    f = float(x)
-    if math.isfinite(f):
-        return f
-    return "NaN" if f != f else ("+Inf" if f > 0 else "-Inf")
-
-
-def _dumps_floats(values: Sequence[float]) -> str:
-    """Compact JSON list; the fast path serialises finite lists without a per-value call."""
-    floats = list(map(float, values))
-    try:
-        return json.dumps(floats, separators=(",", ":"), allow_nan=False)
-    except ValueError:
-        return json.dumps([_enc(v) for v in floats], separators=(",", ":"), allow_nan=False)
-
-
-#: json's C scanner, called directly: ``json.loads`` spends as long again on two whitespace regex
-#: matches per call, and dashboards decode tens of thousands of bucket-count lists per page
-_scan_json = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # typeshed types the C class
-
-
-def _loads_floats(text: str) -> tuple[float, ...]:
-    """A list written by ``_dumps_floats`` as floats (``"NaN"``/``"+Inf"``/``"-Inf"`` included)."""
-    try:
-        values, end = _scan_json(text, 0)
-    except StopIteration:
-        end, values = -1, None
-    if end != len(text):  # whitespace around it (hand-written rows): the full parser
-        values = json.loads(text)
-    return tuple(map(float, values))
-
-
-def _nan_to_null(x: float | None) -> float | None:
-    if x is None:
-        return None
-    f = float(x)
-    return None if f != f else f
-
-
-def _null_to_nan(x: float | None) -> float:
-    return math.nan if x is None else float(x)
 
 
 def _encode_snapshot(snapshot: EngineSnapshot) -> str:
@@ -273,16 +210,16 @@ def _encode_snapshot(snapshot: EngineSnapshot) -> str:
     except ValueError:
         pass
     doc = {
-        "gauges": [[s, m, _enc(v)] for (s, m), v in snapshot.gauges.items()],
-        "counters": [[s, m, _enc(v)] for (s, m), v in snapshot.counters.items()],
+        "gauges": [[s, m, enc(v)] for (s, m), v in snapshot.gauges.items()],
+        "counters": [[s, m, enc(v)] for (s, m), v in snapshot.counters.items()],
         "histograms": [
             [
                 s,
                 m,
-                [_enc(b) for b in h.bounds],
-                [_enc(c) for c in h.counts],
-                _enc(h.sum),
-                _enc(h.count),
+                [enc(b) for b in h.bounds],
+                [enc(c) for c in h.counts],
+                enc(h.sum),
+                enc(h.count),
             ]
             for (s, m), h in snapshot.histograms.items()
         ],
@@ -307,16 +244,6 @@ def _decode_snapshot(text: str) -> EngineSnapshot:
     )
 
 
-def _chunks(values: Sequence[str] | None) -> Iterator[Sequence[str] | None]:
-    """``None`` (no filter) once, else the distinct values in IN-list sized chunks."""
-    if values is None:
-        yield None
-        return
-    distinct = list(dict.fromkeys(values))
-    for i in range(0, len(distinct), _IN_CHUNK):
-        yield distinct[i : i + _IN_CHUNK]
-
-
 def _bucket_end(ts: float, step: float) -> float:
     """End of the rollup bucket ``((k-1)*step, k*step]`` holding ``ts``."""
     return math.ceil(ts / step) * step
@@ -325,64 +252,17 @@ def _bucket_end(ts: float, step: float) -> float:
 # --- the store ---------------------------------------------------------------------------------
 
 
-class Store(ObservationStore, OutboxStore, SilenceStore):
-    """All persistence: scrape records in, windows and series out.
+class MetricsStore:
+    """Scrape records in, windows and series out; rollups and retention of both.
 
     Thread-safe: the collector writes from a worker thread while the web app reads.
     """
 
-    def __init__(self, url: str, retention: Retention = Retention()) -> None:
-        self.retention = retention
-        parsed = sa.make_url(url)
-        if parsed.drivername in ("postgresql", "postgres"):  # psycopg 3 is the driver we ship
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        backend = parsed.get_backend_name()
-        if backend == "sqlite":
-            memory = parsed.database in (None, "", ":memory:")
-            kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
-            if memory:
-                kwargs["poolclass"] = StaticPool
-            self._engine = sa.create_engine(parsed, **kwargs)
-            sa.event.listen(self._engine, "connect", _sqlite_pragmas(wal=not memory))
-            self._insert: Callable[[sa.Table], Any] = sqlite.insert
-        elif backend == "postgresql":
-            self._engine = sa.create_engine(parsed, pool_pre_ping=True)
-            self._insert = postgresql.insert
-        else:
-            raise ValueError(f"unsupported storage URL {url!r}: use sqlite:/// or postgresql://")
-        self._dialect = backend
-        self.probe_results, self.certificates, self.gpu_samples = probe_results, certificates, gpu_samples
-        self.outbox_table, self.alert_states_table, self.alert_history_table = outbox, alert_states, alert_history
-        self.silences_table = silences
-        self._lock = threading.Lock()
+    def __init__(self, db: Database, retention: Retention | None = None) -> None:
+        self.db = db
+        self.retention = retention if retention is not None else Retention()
         self._layout_ids: dict[tuple[float, ...], int] = {}
         self._layout_bounds: dict[int, tuple[float, ...]] = {}
-
-    # --- lifecycle ---------------------------------------------------------------------------
-
-    def migrate(self) -> None:
-        """Bring the schema to the newest revision (creates it on a fresh database)."""
-        from alembic import command
-        from alembic.config import Config
-
-        config = Config()
-        config.set_main_option("script_location", str(_MIGRATIONS))
-        config.set_main_option("path_separator", "os")
-        with self._engine.begin() as conn:
-            if self._dialect == "postgresql":
-                # Two processes starting at once must not both create the schema.
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7393620517)"))
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
-
-    def close(self) -> None:
-        self._engine.dispose()
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # --- writing -----------------------------------------------------------------------------
 
@@ -405,7 +285,7 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
                     "backend": r.backend,
                     "up": bool(r.up),
                     "reason": r.reason,
-                    "duration": _nan_to_null(r.duration),
+                    "duration": nan_to_none(r.duration),
                 }
             )
             prev = latest.get(r.backend)
@@ -440,8 +320,8 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
                                 "backend": r.backend,
                                 "model": h.model,
                                 "signal": h.signal,
-                                "counts": _dumps_floats(h.counts),
-                                "sum": _nan_to_null(h.sum),
+                                "counts": dumps_floats(h.counts),
+                                "sum": nan_to_none(h.sum),
                                 "count": count,
                                 "interval_seconds": float(h.interval),
                             },
@@ -461,25 +341,25 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
                 "ts": float(r.ts),
                 "up": bool(r.up),
                 "reason": r.reason,
-                "duration": _nan_to_null(r.duration),
+                "duration": nan_to_none(r.duration),
                 "last_success_ts": last_success.get(b),
             }
             for b, r in latest.items()
         ]
 
         new_layouts: dict[tuple[float, ...], int] = {}
-        with self._engine.begin() as conn:
+        with self.db.engine.begin() as conn:
             if hist_rows:
                 layout_ids = self._resolve_layouts(conn, {b for b, _ in hist_rows}, new_layouts)
                 for bounds, row in hist_rows:
                     row["layout_id"] = layout_ids[bounds]
-                self._bulk_insert(conn, histogram_deltas, [row for _, row in hist_rows])
-            self._bulk_insert(conn, scrape_status, status_rows)
+                self.db.bulk_insert(conn, histogram_deltas, [row for _, row in hist_rows])
+            self.db.bulk_insert(conn, scrape_status, status_rows)
             if gauge_rows:
-                self._bulk_insert(conn, gauges, gauge_rows)
+                self.db.bulk_insert(conn, gauges, gauge_rows)
             if counter_rows:
-                self._bulk_insert(conn, counter_deltas, counter_rows)
-            ins = self._insert(backend_status)
+                self.db.bulk_insert(conn, counter_deltas, counter_rows)
+            ins = self.db.upsert(backend_status)
             conn.execute(
                 ins.on_conflict_do_update(
                     index_elements=["backend"],
@@ -497,7 +377,7 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
                 latest_rows,
             )
             if cursor_rows:
-                ins = self._insert(cursors)
+                ins = self.db.upsert(cursors)
                 conn.execute(
                     ins.on_conflict_do_update(
                         index_elements=["backend"],
@@ -507,32 +387,10 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
                     list(cursor_rows.values()),
                 )
         if new_layouts:  # only once committed: a rolled-back layout id must not be cached
-            with self._lock:
+            with self.db.lock:
                 for bounds, layout_id in new_layouts.items():
                     self._layout_ids[bounds] = layout_id
                     self._layout_bounds[layout_id] = bounds
-
-    def _bulk_insert(
-        self, conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
-    ) -> None:
-        """executemany; on PostgreSQL a COPY (several times faster than pipelined INSERTs),
-        inside the same transaction."""
-        if self._dialect != "postgresql":
-            conn.execute(table.insert(), rows)
-            return
-        names = list(rows[0])
-        columns = ", ".join(conn.dialect.identifier_preparer.quote(n) for n in names)
-        statement = f"COPY {table.name} ({columns}) FROM STDIN"
-        dbapi = conn.dialect.loaded_dbapi
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            with cursor.copy(statement) as copy:
-                for row in rows:
-                    copy.write_row([row[n] for n in names])
-        except dbapi.Error as exc:  # the same exception types as an executemany would raise
-            raise sa.exc.DBAPIError.instance(statement, None, exc, dbapi.Error) from exc
-        finally:
-            cursor.close()
 
     def _resolve_layouts(
         self,
@@ -540,17 +398,17 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
         needed: set[tuple[float, ...]],
         new_layouts: dict[tuple[float, ...], int],
     ) -> dict[tuple[float, ...], int]:
-        with self._lock:
+        with self.db.lock:
             known = {b: self._layout_ids[b] for b in needed if b in self._layout_ids}
-        missing = {b: _dumps_floats(b) for b in needed if b not in known}
+        missing = {b: dumps_floats(b) for b in needed if b not in known}
         if missing:
             texts = sorted(set(missing.values()))
             conn.execute(
-                self._insert(bucket_layouts).on_conflict_do_nothing(index_elements=["bounds"]),
+                self.db.upsert(bucket_layouts).on_conflict_do_nothing(index_elements=["bounds"]),
                 [{"bounds": t} for t in texts],
             )
             ids: dict[str, int] = {}
-            for chunk in _chunks(texts):
+            for chunk in in_chunks(texts):
                 assert chunk is not None
                 rows = conn.execute(
                     sa.select(bucket_layouts.c.bounds, bucket_layouts.c.id).where(
@@ -566,19 +424,19 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
 
     def load_cursors(self) -> dict[str, tuple[float, EngineSnapshot]]:
         """backend -> (ts, last cumulative snapshot): where the collector resumes after a restart."""
-        with self._engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             rows = conn.execute(sa.select(cursors.c.backend, cursors.c.ts, cursors.c.snapshot))
             return {b: (float(ts), _decode_snapshot(text)) for b, ts, text in rows}
 
     def latest_status(self) -> dict[str, StatusRow]:
-        with self._engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             rows = conn.execute(sa.select(backend_status))
             return {
                 r.backend: StatusRow(
                     ts=float(r.ts),
                     up=bool(r.up),
                     reason=r.reason,
-                    duration=_null_to_nan(r.duration),
+                    duration=null_to_nan(r.duration),
                     last_success_ts=None if r.last_success_ts is None else float(r.last_success_ts),
                 )
                 for r in rows
@@ -604,9 +462,9 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
             ranked.c.backend, ranked.c.signal, ranked.c.model, ranked.c.ts, ranked.c.value
         ).where(ranked.c.rn == 1)
         out: dict[str, dict[tuple[str, str], tuple[float, float]]] = {}
-        with self._engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             for backend, signal, model, ts, value in conn.execute(q):
-                out.setdefault(backend, {})[(signal, model)] = (float(ts), _null_to_nan(value))
+                out.setdefault(backend, {})[(signal, model)] = (float(ts), null_to_nan(value))
         return out
 
     def gauge_series(
@@ -621,8 +479,8 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
 
         u = sa.union_all(part(gauges), part(gauges_rollup)).subquery()
         q = sa.select(u.c.ts, u.c.model, u.c.value).order_by(u.c.ts, u.c.model)
-        with self._engine.connect() as conn:
-            return [(float(ts), m, _null_to_nan(v)) for ts, m, v in conn.execute(q)]
+        with self.db.engine.connect() as conn:
+            return [(float(ts), m, null_to_nan(v)) for ts, m, v in conn.execute(q)]
 
     def gauge_steps(
         self, backend: str, signals: Sequence[str], since: float, until: float, step: float, n: int
@@ -638,7 +496,7 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
         u = sa.union_all(part(gauges), part(gauges_rollup)).subquery()
         slot = self._step_index(u.c.ts, since, step, n).label("slot")
         q: sa.Select[Any]
-        if self._dialect == "sqlite":
+        if self.db.dialect == "sqlite":
             # SQLite documents it: with max(), bare columns come from the row holding the maximum
             q = sa.select(u.c.signal, slot, u.c.model, u.c.value, sa.func.max(u.c.ts)).group_by(
                 u.c.signal, slot, u.c.model)
@@ -647,9 +505,9 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
                  .ext(postgresql.distinct_on(u.c.signal, slot, u.c.model))
                  .order_by(u.c.signal, slot, u.c.model, u.c.ts.desc()))
         out: dict[str, list[tuple[int, str, float]]] = {s: [] for s in signals}
-        with self._engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             for sig, i, m, v, *_ in conn.execute(q):
-                out[sig].append((int(i), m, _null_to_nan(v)))
+                out[sig].append((int(i), m, null_to_nan(v)))
         return out
 
     def counter_totals(
@@ -664,8 +522,8 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
         ``(backend, signal, ts)`` index instead of every row of those backends)."""
         out: dict[tuple[str, str, str], tuple[float, float]] = {}
         signal_list = None if signals is None else list(dict.fromkeys(signals))
-        with self._engine.connect() as conn:
-            for chunk in _chunks(backends):
+        with self.db.engine.connect() as conn:
+            for chunk in in_chunks(backends):
 
                 def part(t: sa.Table, chunk: Sequence[str] | None = chunk) -> sa.Select[Any]:
                     q = sa.select(
@@ -706,7 +564,7 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
         u = sa.union_all(part(counter_deltas), part(counter_deltas_rollup)).subquery()
         q = sa.select(u).order_by(u.c.ts, u.c.model)
         out: dict[str, list[tuple[float, str, float, float]]] = {s: [] for s in signals}
-        with self._engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             for sig, ts, m, d, i in conn.execute(q):
                 out[sig].append((float(ts), m, float(d), float(i)))
         return out
@@ -727,7 +585,7 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
         q = sa.select(u.c.signal, slot, u.c.model, sa.func.sum(u.c.delta), sa.func.sum(u.c.interval_seconds)
                       ).group_by(u.c.signal, slot, u.c.model)
         out: dict[str, list[tuple[int, str, float, float]]] = {s: [] for s in signals}
-        with self._engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             for sig, i, m, d, iv in conn.execute(q):
                 out[sig].append((int(i), m, float(d), float(iv)))
         return out
@@ -737,7 +595,7 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
         step) - 1`` clamped to ``[0, n - 1]``, in the same double arithmetic as Python (SQLite
         without its optional math functions: CAST truncation is floor, as ``ts > since``)."""
         x = (ts - sa.literal(since, sa.Double)) / sa.literal(step, sa.Double)
-        floor: sa.ColumnElement[Any] = sa.cast(x, sa.Integer) if self._dialect == "sqlite" else sa.func.floor(x)
+        floor = self.db.floor(x)
         ceil_minus_1 = sa.case((floor < x, floor), else_=floor - 1)
         return sa.case((ceil_minus_1 < 0, 0), (ceil_minus_1 > n - 1, n - 1), else_=ceil_minus_1)
 
@@ -752,8 +610,8 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
         model; optionally only some backends and signals."""
         signal_list = None if signals is None else list(dict.fromkeys(signals))
         raw: list[tuple[str, str, str, float, int, str, float | None, float]] = []
-        with self._engine.connect() as conn:
-            for chunk in _chunks(backends):
+        with self.db.engine.connect() as conn:
+            for chunk in in_chunks(backends):
 
                 def part(t: sa.Table, chunk: Sequence[str] | None = chunk) -> sa.Select[Any]:
                     q = sa.select(
@@ -776,29 +634,29 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
                 q = sa.select(u).order_by(u.c.ts, u.c.backend, u.c.signal, u.c.model)
                 raw.extend(tuple(r) for r in conn.execute(q))
             bounds_of = self._layouts_by_id(conn, {r[4] for r in raw})
-        if backends is not None and len(backends) > _IN_CHUNK:
+        if backends is not None and len(backends) > IN_CHUNK:
             raw.sort(key=lambda r: (r[3], r[0], r[1], r[2]))
         nan = math.nan
         return [
-            HistogramRow(b, s, m, float(ts), bounds_of[layout_id], _loads_floats(counts),
+            HistogramRow(b, s, m, float(ts), bounds_of[layout_id], loads_floats(counts),
                          nan if total is None else float(total), float(count))
             for b, s, m, ts, layout_id, counts, total, count in raw
         ]
 
     def _layouts_by_id(self, conn: sa.Connection, ids: set[int]) -> dict[int, tuple[float, ...]]:
-        with self._lock:
+        with self.db.lock:
             found = {i: self._layout_bounds[i] for i in ids if i in self._layout_bounds}
         missing = sorted(ids - found.keys())
-        for i in range(0, len(missing), _IN_CHUNK):
+        for i in range(0, len(missing), IN_CHUNK):
             rows = conn.execute(
                 sa.select(bucket_layouts.c.id, bucket_layouts.c.bounds).where(
-                    bucket_layouts.c.id.in_(missing[i : i + _IN_CHUNK])
+                    bucket_layouts.c.id.in_(missing[i : i + IN_CHUNK])
                 )
             )
             for layout_id, text in rows:
-                bounds = _loads_floats(text)
+                bounds = loads_floats(text)
                 found[layout_id] = bounds
-                with self._lock:  # committed rows: safe to cache
+                with self.db.lock:  # committed rows: safe to cache
                     self._layout_bounds[layout_id] = bounds
                     self._layout_ids[bounds] = layout_id
         return found
@@ -816,7 +674,7 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
 
         u = sa.union_all(part(scrape_status), part(scrape_status_rollup)).subquery()
         q = sa.select(u).order_by(u.c.ts)
-        with self._engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             return [(float(ts), bool(up), reason) for ts, up, reason in conn.execute(q)]
 
     # --- retention ---------------------------------------------------------------------------
@@ -839,7 +697,7 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
         expire = now - ret.rollup_seconds
         raw_cut = math.floor((now - ret.raw_seconds) / step) * step
         raw_tables = (scrape_status, gauges, counter_deltas, histogram_deltas)
-        with self._engine.begin() as conn:
+        with self.db.engine.begin() as conn:
             for t in (
                 *raw_tables,
                 scrape_status_rollup,
@@ -850,11 +708,9 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
                 backend_status,
             ):
                 conn.execute(sa.delete(t).where(t.c.ts <= expire))
-            self._expire_observations(conn, expire)
-            self._expire_outbox(conn, expire)
         slice_len = step * max(1, round(_SLICE_SECONDS / step))
         while True:
-            with self._engine.connect() as conn:
+            with self.db.engine.connect() as conn:
                 oldest = [
                     conn.execute(sa.select(sa.func.min(t.c.ts)).where(t.c.ts <= raw_cut)).scalar()
                     for t in raw_tables
@@ -864,17 +720,14 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
                 return
             start = _bucket_end(min(present), step) - step
             end = min(start + slice_len, raw_cut)
-            with self._engine.begin() as conn:
+            with self.db.engine.begin() as conn:
                 self._roll_up(conn, end, step)
 
     def _bucket_expr(self, ts: sa.ColumnElement[float], step: float) -> sa.ColumnElement[float]:
         """SQL for ``_bucket_end``: ceil(ts / step) * step, without relying on SQLite's
         optional math functions (timestamps are positive, so CAST truncation is floor)."""
         x = ts / sa.literal(step, sa.Double)
-        if self._dialect == "sqlite":
-            floor: sa.ColumnElement[Any] = sa.cast(x, sa.Integer)
-        else:
-            floor = sa.func.floor(x)
+        floor = self.db.floor(x)
         return sa.case((floor < x, floor + 1), else_=floor) * sa.literal(step, sa.Double)
 
     def _roll_up(self, conn: sa.Connection, end: float, step: float) -> None:
@@ -978,8 +831,8 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
         )
         for ts, backend, model, signal, layout_id, counts, total, count, interval in rows:
             key = (_bucket_end(float(ts), step), backend, model, signal, layout_id)
-            values = _loads_floats(counts)
-            total_f = _null_to_nan(total)
+            values = loads_floats(counts)
+            total_f = null_to_nan(total)
             held = acc.get(key)
             if held is None:
                 acc[key] = [list(values), total_f, float(count), float(interval)]
@@ -998,8 +851,8 @@ class Store(ObservationStore, OutboxStore, SilenceStore):
                         "model": model,
                         "signal": signal,
                         "layout_id": layout_id,
-                        "counts": _dumps_floats(counts),
-                        "sum": _nan_to_null(total),
+                        "counts": dumps_floats(counts),
+                        "sum": nan_to_none(total),
                         "count": count,
                         "interval_seconds": interval,
                         "step": step,
@@ -1022,20 +875,5 @@ def _gauge_row(ts: float, backend: str, g: GaugePoint) -> dict[str, Any]:
         "backend": backend,
         "model": g.model,
         "signal": g.signal,
-        "value": _nan_to_null(g.value),
+        "value": nan_to_none(g.value),
     }
-
-
-def _sqlite_pragmas(*, wal: bool) -> Callable[[Any, Any], None]:
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        cur = dbapi_connection.cursor()
-        try:
-            if wal:
-                cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA foreign_keys=ON")
-        finally:
-            cur.close()
-
-    return on_connect

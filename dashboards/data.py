@@ -12,12 +12,13 @@ from dataclasses import dataclass
 
 from alerts.model import AlertState, Transition
 from alerts.rules import Query, Rule
-from collector import conventions as c
 from collector import query
 from collector.config import BackendConfig
-from collector.quantiles import merge, quantile_or_none
-from collector.samples import ProbeResult
-from collector.store import Store
+from collector.store import MetricsStore
+from core import conventions as c
+from core.numbers import exact_quantile
+from core.quantiles import merge, quantile_or_none
+from core.samples import ProbeResult
 
 MAX_POINTS = 500
 RANGES: dict[str, float] = {"15m": 900.0, "1h": 3600.0, "6h": 21600.0, "24h": 86400.0, "7d": 604800.0}
@@ -60,13 +61,13 @@ def downsample(points: Sequence[tuple[float, float | None]], max_points: int = M
     return out
 
 
-def fleet_quantiles(store: Store, now: float, window: float, step: float, signal: str = c.TTFT_SECONDS,
+def fleet_quantiles(metrics: MetricsStore, now: float, window: float, step: float, signal: str = c.TTFT_SECONDS,
                     quantiles: Sequence[float] = c.QUANTILES, backends: Sequence[str] | None = None
                     ) -> dict[float, Points]:
     """Per step, each quantile of ``signal`` over the merged histograms of every backend."""
     since, ends, slot = query.step_grid(now, window, step)
     per: list[list[tuple[Sequence[float], Sequence[float]]]] = [[] for _ in ends]
-    for r in store.histogram_deltas(since, now, backends=backends, signals=[signal]):
+    for r in metrics.histogram_deltas(since, now, backends=backends, signals=[signal]):
         per[slot(r.ts)].append((r.bounds, r.counts))
     merged = [merge(rows) for rows in per]
     return {q: [(t, quantile_or_none(q, *m) if m else None) for t, m in zip(ends, merged, strict=True)]
@@ -81,7 +82,7 @@ def probe_ttft(results: Sequence[ProbeResult], now: float, window: float, step: 
     for r in results:
         if r.ok and r.ttft_seconds is not None and since < r.ts <= now:
             per[slot(r.ts)].append(r.ttft_seconds)
-    return [(t, query.exact_quantile(v, q)) for t, v in zip(ends, per, strict=True)]
+    return [(t, exact_quantile(v, q)) for t, v in zip(ends, per, strict=True)]
 
 
 def scrape_errors(status: Sequence[tuple[float, bool, str | None]], now: float, window: float,

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collector import conventions as c
+from core import conventions as c
 from exporters import sglang, tgi, vllm
 from exporters.mapping import EngineTable
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from collector.samples import EngineSnapshot
+from core.samples import EngineSnapshot
 from exporters.families import MetricFamily
 
 

@@ -30,8 +30,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from collector.conventions import SIGNALS
-from collector.samples import EngineSnapshot
+from core.conventions import SIGNALS
+from core.samples import EngineSnapshot
 from exporters.adapters import OptionsError
 from exporters.families import MetricFamily
 from exporters.mapping import EngineTable, SignalMap, Source

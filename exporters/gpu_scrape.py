@@ -51,7 +51,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from collector.samples import GpuSample
+from core.samples import GpuSample
 from exporters.families import MetricFamily
 
 __all__ = ["WANTED_DCGM", "WANTED_TRITON", "from_dcgm", "from_triton"]
@@ -86,10 +86,6 @@ class _Device:
     values: dict[str, float] = field(default_factory=dict)
 
 
-def _finite(v: float) -> bool:
-    return not (math.isnan(v) or math.isinf(v))
-
-
 def _mib(values: Mapping[str, float], name: str) -> int | None:
     v = values.get(name)
     return None if v is None else round(v * MIB)
@@ -103,7 +99,7 @@ def from_dcgm(families: Mapping[str, MetricFamily], host: str) -> list[GpuSample
         if fam is None:
             continue
         for s in fam.samples:
-            if not _finite(s.value):
+            if not math.isfinite(s.value):
                 continue
             labels = s.labels
             gpu = labels.get("gpu")
@@ -159,7 +155,7 @@ def from_triton(families: Mapping[str, MetricFamily], host: str) -> list[GpuSamp
             continue
         for s in fam.samples:
             uuid = s.labels.get("gpu_uuid")
-            if uuid is None or not _finite(s.value):
+            if uuid is None or not math.isfinite(s.value):
                 continue
             values.setdefault(uuid, {}).setdefault(fam_name, s.value)
     out: list[GpuSample] = []

@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from collector import conventions as c
+from core import conventions as c
 from exporters.adapters import reject_options
 from exporters.mapping import EngineTable, SignalMap, Source
 

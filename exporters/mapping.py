@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from collector.conventions import SIGNALS
-from collector.samples import EngineSnapshot, Histogram, SeriesKey
+from core.conventions import SIGNALS
+from core.samples import EngineSnapshot, Histogram, SeriesKey
 from exporters.families import MetricFamily
 
 SourceKind = Literal["gauge", "counter", "histogram", "mean", "hsum"]

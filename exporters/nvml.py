@@ -49,7 +49,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from collector.samples import GpuProcess, GpuSample
+from core.samples import GpuProcess, GpuSample
 
 __all__ = ["NvmlReader", "NvmlStatus"]
 

@@ -39,23 +39,23 @@ import math
 import re
 from collections.abc import Container
 
+from core.labels import LABEL_NAME
 from exporters.families import MetricFamily, ParseError, Sample
 
 __all__ = ["parse", "ParseError"]
 
 _METRIC_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
-_LABEL_NAME = r"[a-zA-Z_][a-zA-Z0-9_]*"
 # Possessive quantifiers: no backtracking state, so memory stays flat on a 10 MB line.
 _LABEL_VALUE = r'"([^"\\]*+(?:\\.[^"\\]*+)*+)"'
 # One label of a label set and what follows it (the general path; the fast path is str.split).
 _PAIR_RE = re.compile(
-    r"[ \t]*+(" + _LABEL_NAME + r")[ \t]*+=[ \t]*+" + _LABEL_VALUE + r"[ \t]*+([,}])", re.S
+    r"[ \t]*+(" + LABEL_NAME + r")[ \t]*+=[ \t]*+" + _LABEL_VALUE + r"[ \t]*+([,}])", re.S
 )
 _CLOSE_RE = re.compile(r"[ \t]*+\}")
 # Used only to explain an error in a label set.
 _EMPTY_TERM_RE = re.compile(r"[ \t]*+,")
-_PAIR_FULL_RE = re.compile(r"[ \t]*+" + _LABEL_NAME + r"[ \t]*+=[ \t]*+" + _LABEL_VALUE + r"[ \t]*+", re.S)
-_PAIR_HEAD_RE = re.compile(r"[ \t]*+" + _LABEL_NAME + r"[ \t]*+=[ \t]*+\"")
+_PAIR_FULL_RE = re.compile(r"[ \t]*+" + LABEL_NAME + r"[ \t]*+=[ \t]*+" + _LABEL_VALUE + r"[ \t]*+", re.S)
+_PAIR_HEAD_RE = re.compile(r"[ \t]*+" + LABEL_NAME + r"[ \t]*+=[ \t]*+\"")
 _ESC_RE = re.compile(r"\\(.)", re.S)
 _ESCAPES = {"\\": "\\", "n": "\n", '"': '"'}
 
@@ -195,8 +195,8 @@ class _CommaSep(dict):
         return name
 
 
-_FIRST_SEP_RE = re.compile(r"(" + _LABEL_NAME + r")=\Z")
-_COMMA_SEP_RE = re.compile(r",(" + _LABEL_NAME + r")=\Z")
+_FIRST_SEP_RE = re.compile(r"(" + LABEL_NAME + r")=\Z")
+_COMMA_SEP_RE = re.compile(r",(" + LABEL_NAME + r")=\Z")
 
 
 def _split_labels(key: str, first: _FirstSep, comma: _CommaSep) -> dict[str, str] | None:

@@ -37,7 +37,7 @@ import anyio
 import httpcore
 import httpx
 
-from collector.samples import ProbeResult
+from core.samples import ProbeResult
 from exporters.sse import Api, MalformedChunk, SSEDecoder, SSEError, SSEEvent, parse_chunk
 
 __all__ = ["ConnectTimings", "OneShotTransport", "TimingBackend", "probe"]

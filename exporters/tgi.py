@@ -48,7 +48,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from collector.conventions import (
+from core.conventions import (
     E2E_LATENCY_SECONDS,
     GENERATION_TOKENS_TOTAL,
     PROMPT_TOKENS_TOTAL,
@@ -58,7 +58,7 @@ from collector.conventions import (
     REQUESTS_RUNNING,
     REQUESTS_TOTAL,
 )
-from collector.samples import EngineSnapshot
+from core.samples import EngineSnapshot
 from exporters.adapters import reject_options
 from exporters.families import MetricFamily
 from exporters.mapping import EngineTable, SignalMap, Source

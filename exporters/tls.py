@@ -1,7 +1,7 @@
 """TLS endpoint check: one real handshake, the certificate chain's facts, never raises.
 
 ``check("api.example.com:443")`` (or ``check("https://api.example.com/v1")``) connects, completes
-a TLS handshake under ``timeout`` and returns a :class:`~collector.samples.CertResult`:
+a TLS handshake under ``timeout`` and returns a :class:`~core.samples.CertResult`:
 
 - ``not_after``: the leaf's expiry; ``chain_not_after`` / ``chain_not_after_subject``: the
   earliest expiry anywhere in the chain *the server presented* (an intermediate that expires
@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 
-from collector.samples import CertResult
+from core.samples import CertResult
 
 __all__ = ["check", "days_left", "hostname_matches", "normalise_target"]
 

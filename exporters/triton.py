@@ -63,7 +63,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from collector.conventions import (
+from core.conventions import (
     E2E_LATENCY_SECONDS,
     GENERATION_TOKENS_TOTAL,
     KV_CACHE_USAGE_RATIO,
@@ -75,7 +75,7 @@ from collector.conventions import (
     REQUESTS_TOTAL,
     TTFT_SECONDS,
 )
-from collector.samples import EngineSnapshot
+from core.samples import EngineSnapshot
 from exporters.adapters import OptionsError
 from exporters.families import MetricFamily
 from exporters.mapping import EngineTable, SignalMap, Source

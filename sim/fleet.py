@@ -86,7 +86,7 @@ def demo_config(fleet: SimFleet, *, storage: str, listen: str, interval: str, ca
         if s.name in ON_GPU_NODE and GPU_NODE in fleet.backends:
             b["gpu_host"] = GPU_NODE  # the fleet page's GPU memory column reads the node's GPUs
         backends.append(b)
-    from collector.config import parse_duration
+    from core.units import parse_duration
 
     timeout = min(2.0, 0.8 * parse_duration(interval))  # a scrape never outlives its interval
     gpus: dict[str, Any] = {"nvml": "auto"}

@@ -87,9 +87,9 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def store(store_url: str):  # -> Iterator[collector.store.Store]
     """A migrated ``Store`` on ``store_url``, closed after the test."""
-    from collector.store import Store
+    from inferwatch.stores import Stores
 
-    s = Store(store_url)
+    s = Stores.open(store_url)
     s.migrate()
     try:
         yield s

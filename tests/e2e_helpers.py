@@ -12,7 +12,7 @@ import httpx
 
 from collector.config import Config, parse
 from collector.scheduler import Collector
-from collector.store import Store
+from inferwatch.stores import Stores
 from sim.server import SimFleet
 from sim.state import SimBackend
 from web.app import create_app
@@ -34,7 +34,7 @@ class Harness:
     clock: Clock
     fleet: SimFleet
     cfg: Config
-    store: Store
+    store: Stores
     collector: Collector
     api: httpx.AsyncClient
 
@@ -67,12 +67,12 @@ async def harness(backends: Sequence[SimBackend], storage: str, clock: Clock, *,
     if nvml is not None:
         extra["gpus"] = {"nvml": "on"}
     cfg = config_for(fleet, storage, {b.name: b.engine for b in backends}, **extra)
-    store = Store(cfg.storage)
+    store = Stores.open(cfg.storage)
     store.migrate()
-    collector = Collector(cfg, store, clock=clock, nvml=nvml)
+    collector = Collector(cfg, store.metrics, store.observations, clock=clock, nvml=nvml)
     if nvml is not None:
         collector.sources.start_nvml()
-    app = create_app(cfg, store, collector, clock=clock)
+    app = create_app(cfg, store.reads, store.alerts, store.silences, collector, clock=clock)
     api = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://inferwatch")
     try:
         yield Harness(clock, fleet, cfg, store, collector, api)

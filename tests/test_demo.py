@@ -27,7 +27,7 @@ def test_demo_shows_the_fleet_within_one_scrape_interval(tmp_path: Path) -> None
     port = _free_port()
     db = tmp_path / "demo.db"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "collector.cli", "demo", "--port", str(port), "--storage", f"sqlite:///{db}",
+        [sys.executable, "-m", "inferwatch", "demo", "--port", str(port), "--storage", f"sqlite:///{db}",
          "--interval", "2s", "--duration", "60"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

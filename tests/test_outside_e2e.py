@@ -175,7 +175,7 @@ async def test_a_probe_never_overlaps_itself(tmp_path: Path) -> None:
         await asyncio.sleep(1.5)
         task.cancel()
         await h.collector.flush()
-        probes = h.store.probe_results_between(0, 2e9, ["stall"])
+        probes = h.store.observations.probe_results_between(0, 2e9, ["stall"])
     assert 2 <= len(probes) <= 4, probes  # 1.5 s / 0.4 s per probe, not 1.5 s / 0.1 s
     assert all(p.error_kind == "timeout" for p in probes)
     starts = [p.ts for p in probes]

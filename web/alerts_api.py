@@ -25,10 +25,12 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from alerts.routing import RoutingError
-from alerts.silences import Silence, new_silence
-from collector.config import Config, parse_duration
-from collector.store import Store
+from alerts.matchers import RoutingError
+from alerts.model import Silence, new_silence
+from alerts.silences import SilenceStore
+from collector.config import Config
+from collector.query import Reads
+from core.units import parse_duration
 
 __all__ = ["alerts_router"]
 
@@ -88,9 +90,9 @@ def silence_from_body(body: dict[str, Any], now: float) -> Silence:
     return silence
 
 
-def alerts_router(store: Store, alerts: Any = None, clock: Callable[[], float] = time.time,
+def alerts_router(reads: Reads, silences: SilenceStore, alerts: Any = None, clock: Callable[[], float] = time.time,
                   cfg: Config | None = None) -> APIRouter:
-    """The silence endpoints on ``store``; ``alerts`` (the engine, optional) adds to every
+    """The silence endpoints on ``silences`` (and ``/api/v1/slos`` on ``reads``); ``alerts`` (the engine, optional) adds to every
     silence the fingerprints of the alerts it mutes right now (``silenced_alerts``)."""
     router = APIRouter()
 
@@ -112,14 +114,14 @@ def alerts_router(store: Store, alerts: Any = None, clock: Callable[[], float] =
             return []
         now = clock()
         models = [SLO.model_validate(raw) for raw in cfg.slos]
-        return await run_in_threadpool(lambda: [slo_view(m, store, cfg, now) for m in models])
+        return await run_in_threadpool(lambda: [slo_view(m, reads.metrics, cfg, now) for m in models])
 
     @router.get("/api/v1/silences")
     async def list_silences(state: str | None = None) -> list[dict[str, Any]]:
         if state is not None and state not in ("pending", "active", "expired"):
             raise HTTPException(400, f"state: unknown state {state!r}; expected pending, active or expired")
         now = clock()
-        out = [view(s, now) for s in await run_in_threadpool(store.list_silences)]
+        out = [view(s, now) for s in await run_in_threadpool(silences.list_silences)]
         return [x for x in out if state is None or x["state"] == state]
 
     @router.post("/api/v1/silences", status_code=201)
@@ -132,13 +134,13 @@ def alerts_router(store: Store, alerts: Any = None, clock: Callable[[], float] =
             raise HTTPException(400, "body: expected a JSON object")
         now = clock()
         silence = silence_from_body(body, now)
-        await run_in_threadpool(store.create_silence, silence)
+        await run_in_threadpool(silences.create_silence, silence)
         return JSONResponse(view(silence, now), status_code=201)
 
     @router.delete("/api/v1/silences/{silence_id}")
     async def expire_silence(silence_id: str) -> dict[str, Any]:
         now = clock()
-        s = await run_in_threadpool(store.expire_silence, silence_id, now)
+        s = await run_in_threadpool(silences.expire_silence, silence_id, now)
         if s is None:
             raise HTTPException(404, f"no silence with id {silence_id!r}")
         return view(s, now)

@@ -18,10 +18,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from collector import conventions as c
+from alerts.outbox import AlertStore
+from alerts.silences import SilenceStore
 from collector import query
-from collector.config import Config, parse_duration
-from collector.store import Store
+from collector.config import Config
+from core import conventions as c
+from core.units import parse_duration
 from web.alerts_api import alerts_router
 from web.dashboard import dashboard_router
 from web.metrics import AlertMetrics, FleetCollector
@@ -42,8 +44,8 @@ def _duration(name: str, value: str) -> float:
     return seconds
 
 
-def create_app(cfg: Config, store: Store, collector: Any = None, clock: Callable[[], float] = time.time,
-               alerts: Any = None) -> FastAPI:
+def create_app(cfg: Config, reads: query.Reads, alert_store: AlertStore, silences: SilenceStore, collector: Any = None,
+               clock: Callable[[], float] = time.time, alerts: Any = None) -> FastAPI:
     app = FastAPI(title="inferwatch", version="0.1.0", docs_url="/api/docs", openapi_url="/api/openapi.json")
     backends = {b.name: b for b in cfg.backends}
     auth = cfg.web.auth
@@ -85,17 +87,17 @@ def create_app(cfg: Config, store: Store, collector: Any = None, clock: Callable
     local_host = collector.sources.host if collector is not None else None
 
     def _summaries(window: float) -> list[dict[str, Any]]:
-        return query.summaries(store, cfg.backends, clock(), window, local_host)
+        return query.summaries(reads, cfg.backends, clock(), window, local_host)
 
     registry = CollectorRegistry(auto_describe=False)
     health = (lambda: collector.health) if collector is not None else None
     def _certs() -> list[dict[str, Any]]:
         now = clock()
-        return [query.certificate_view(r, now) for r in store.certificate_results()]
+        return [query.certificate_view(r, now) for r in reads.observations.certificate_results()]
 
     def _gpus(window: float) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = [{**query.gpu_view(ts, g), "enabled": True}
-                                     for ts, g in store.latest_gpus(clock() - window)]
+                                     for ts, g in reads.observations.latest_gpus(clock() - window)]
         if collector is not None:
             src = collector.sources
             if not src.nvml_enabled:
@@ -117,7 +119,7 @@ def create_app(cfg: Config, store: Store, collector: Any = None, clock: Callable
     async def readyz() -> JSONResponse:
         problems = []
         try:
-            await run_in_threadpool(store.latest_status)
+            await run_in_threadpool(reads.metrics.latest_status)
         except Exception as exc:  # the store is what readiness depends on
             problems.append(f"store: {type(exc).__name__}")
         if collector is not None and not collector.ready.is_set():
@@ -144,9 +146,9 @@ def create_app(cfg: Config, store: Store, collector: Any = None, clock: Callable
         now = clock()
 
         def one() -> dict[str, Any]:
-            data = query.WindowData.fetch(store, now, w, [name], [name] if b.probe is not None else [])
+            data = query.WindowData.fetch(reads, now, w, [name], [name] if b.probe is not None else [])
             summary = query.backend_summary(data, b)
-            query.add_gpu_memory(store, [(b, summary)], now, w, local_host)
+            query.add_gpu_memory(reads.observations, [(b, summary)], now, w, local_host)
             return summary
 
         return await run_in_threadpool(one)
@@ -169,7 +171,7 @@ def create_app(cfg: Config, store: Store, collector: Any = None, clock: Callable
             raise HTTPException(400, f"step: {window}/{step} gives more than {MAX_POINTS} points; use a larger step")
         if quantile is not None and c.SIGNALS.get(signal) != "histogram":
             raise HTTPException(400, f"quantile: only histogram signals have quantiles; {signal!r} is a {c.SIGNALS.get(signal, 'status')}")
-        points = await run_in_threadpool(query.series, store, name, signal, clock(), w, s, quantile, model)
+        points = await run_in_threadpool(query.series, reads.metrics, name, signal, clock(), w, s, quantile, model)
         return {"backend": name, "signal": signal, "quantile": quantile, "model": model, "step_seconds": s,
                 "points": [[t, v] for t, v in points]}
 
@@ -197,17 +199,17 @@ def create_app(cfg: Config, store: Store, collector: Any = None, clock: Callable
                 since_ts = float(since)
             except ValueError:
                 since_ts = clock() - _duration("since", since)
-        states = alerts.states if alerts is not None else await run_in_threadpool(store.load_alert_states)
+        states = alerts.states if alerts is not None else await run_in_threadpool(alert_store.load_alert_states)
         active = [query.alert_view(s) for s in states.values() if s.state in ("pending", "firing")
                   and (state is None or s.state == state)]
-        history = await run_in_threadpool(store.alert_history, state, since_ts, limit)  # type: ignore[arg-type]
+        history = await run_in_threadpool(alert_store.alert_history, state, since_ts, limit)  # type: ignore[arg-type]
         return {"active": sorted(active, key=lambda a: (a["state"] != "firing", a["labels"].get("alertname", ""))),
                 "history": [query.transition_view(t) for t in history]}
 
-    app.include_router(alerts_router(store, alerts, clock, cfg))
-    app.include_router(pages_router(store, alerts, clock))
+    app.include_router(alerts_router(reads, silences, alerts, clock, cfg))
+    app.include_router(pages_router(alert_store, silences, alerts, clock))
 
-    app.include_router(dashboard_router(cfg, store, collector, alerts, clock))
+    app.include_router(dashboard_router(cfg, reads, alert_store, collector, alerts, clock))
 
     return app
 

@@ -25,10 +25,11 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from collector import conventions as c
+from alerts.outbox import AlertStore
 from collector import query
-from collector.config import BackendConfig, Config, parse_duration
-from collector.store import Store
+from collector.config import BackendConfig, Config
+from core import conventions as c
+from core.units import parse_duration
 from dashboards import data as d
 from dashboards import figures as f
 
@@ -170,7 +171,7 @@ def parse_range(rng: str, start: str | None, end: str | None, now: float) -> tup
     return until, until - since, "custom"
 
 
-def dashboard_router(cfg: Config, store: Store, collector: Any = None, alerts: Any = None,
+def dashboard_router(cfg: Config, reads: query.Reads, alert_store: AlertStore, collector: Any = None, alerts: Any = None,
                      clock: Callable[[], float] = time.time) -> APIRouter:
     router = APIRouter()
     backends = {b.name: b for b in cfg.backends}
@@ -179,14 +180,14 @@ def dashboard_router(cfg: Config, store: Store, collector: Any = None, alerts: A
     thresholds = d.column_thresholds(rules_from_config(cfg), cfg.backends, [col["key"] for col in COLUMNS])
 
     def _states() -> dict[str, Any]:
-        return dict(alerts.states) if alerts is not None else store.load_alert_states()
+        return dict(alerts.states) if alerts is not None else alert_store.load_alert_states()
 
     # -- fleet -----------------------------------------------------------------------------------
     def _fleet(window: float) -> dict[str, Any]:
         now = clock()
-        summaries = query.summaries(store, cfg.backends, now, window,
+        summaries = query.summaries(reads, cfg.backends, now, window,
                                     collector.sources.host if collector is not None else None)
-        certs = {r.target: query.certificate_view(r, now) for r in store.certificate_results()}
+        certs = {r.target: query.certificate_view(r, now) for r in reads.observations.certificate_results()}
         firing: dict[str, int] = {}
         for s in _states().values():
             if s.state == "firing" and "backend" in s.labels:
@@ -209,11 +210,11 @@ def dashboard_router(cfg: Config, store: Store, collector: Any = None, alerts: A
                 "firing": firing.get(s["name"], 0),
             })
         step = d.choose_step(3600.0, min_step=cfg.scrape_interval)
-        qs = d.fleet_quantiles(store, now, 3600.0, step)
+        qs = d.fleet_quantiles(reads.metrics, now, 3600.0, step)
         chart = f.percentiles("Fleet TTFT (all backends, last hour)",
                               {query.quantile_key(q): d.downsample(pts) for q, pts in qs.items()},
                               x_range=(now - 3600.0, now))
-        return {"rows": rows, "waiting": not store.latest_status(), "chart": chart, "now": now}
+        return {"rows": rows, "waiting": not reads.metrics.latest_status(), "chart": chart, "now": now}
 
     @router.get("/", response_class=HTMLResponse)
     async def fleet_page(window: str = FLEET_WINDOW, refresh: str = "15s") -> Response:
@@ -238,14 +239,14 @@ def dashboard_router(cfg: Config, store: Store, collector: Any = None, alerts: A
         step = d.choose_step(window, min_step=b.interval or cfg.scrape_interval)
         name = b.name
 
-        plain = query.series_many(store, name, [c.QUEUE_DEPTH, c.REQUESTS_RUNNING, c.PROMPT_TOKENS_TOTAL,
+        plain = query.series_many(reads.metrics, name, [c.QUEUE_DEPTH, c.REQUESTS_RUNNING, c.PROMPT_TOKENS_TOTAL,
                                                 c.GENERATION_TOKENS_TOTAL, c.REQUEST_ERRORS_TOTAL,
                                                 c.REQUESTS_TOTAL, c.KV_CACHE_USAGE_RATIO], until, window, step)
 
         def ser(signal: str) -> d.Points:
             return d.downsample(plain[signal])
 
-        errors = d.scrape_errors(store.status_series(name, until - window, until), until, window, step)
+        errors = d.scrape_errors(reads.metrics.status_series(name, until - window, until), until, window, step)
         marks = [f.error_marks(errors)] if errors else []
         xr = (until - window, until)
         charts: list[tuple[str, dict[str, Any]]] = []
@@ -253,7 +254,7 @@ def dashboard_router(cfg: Config, store: Store, collector: Any = None, alerts: A
         latency = (("ttft", c.TTFT_SECONDS, "Time to first token"),
                    ("itl", c.ITL_SECONDS, "Inter-token latency"),
                    ("e2e", c.E2E_LATENCY_SECONDS, "End-to-end latency"))
-        hist = query.histogram_series(store, name, [sig for _, sig, _ in latency], until, window, step)
+        hist = query.histogram_series(reads.metrics, name, [sig for _, sig, _ in latency], until, window, step)
         for key, signal, title in latency:
             lat[key] = {query.quantile_key(q): d.downsample(pts) for q, pts in hist[signal].items()}
             charts.append((key, f.percentiles(title, lat[key], extra=marks, x_range=xr)))
@@ -269,19 +270,19 @@ def dashboard_router(cfg: Config, store: Store, collector: Any = None, alerts: A
         charts.append(("kv", f.lines("KV-cache usage", {"KV cache": ser(c.KV_CACHE_USAGE_RATIO)},
                                      y_format=".0%", extra=marks, x_range=xr)))
         if b.probe is not None:
-            probes = store.probe_results_between(until - window, until, backends=[name])
+            probes = reads.observations.probe_results_between(until - window, until, backends=[name])
             measured = d.downsample(d.probe_ttft(probes, until, window, step))
             charts.append(("probe", f.figure("TTFT p50: probe-measured vs engine-reported", [
                 f.line("probe (measured)", measured, color="#1b7f3b", mode="lines+markers"),
                 f.line("engine (reported)", lat["ttft"]["p50"], color="#2a5db0", dash="dot"),
                 *marks], y_title="seconds", x_range=xr)))
-        spans = d.alert_spans(store.alert_history(since=until - window, limit=HISTORY_LIMIT), _states().values(),
+        spans = d.alert_spans(alert_store.alert_history(since=until - window, limit=HISTORY_LIMIT), _states().values(),
                               name, until - window, until)
         for _, fig in charts:
             f.add_alert_marks(fig, spans, xr)
         summary = query.backend_summary(
-            query.WindowData.fetch(store, until, min(window, 300.0), [name], [name] if b.probe else []), b)
-        st = store.latest_status().get(name)
+            query.WindowData.fetch(reads, until, min(window, 300.0), [name], [name] if b.probe else []), b)
+        st = reads.metrics.latest_status().get(name)
         never_up = st is None or st.last_success_ts is None
         return {"charts": charts, "summary": summary, "step": step, "never_up": never_up, "alert_spans": spans,
                 "scraped": st is not None, "error_count": sum(n for _, n, _ in errors)}
@@ -303,7 +304,7 @@ def dashboard_router(cfg: Config, store: Store, collector: Any = None, alerts: A
 
     # -- GPUs ------------------------------------------------------------------------------------
     def _gpus(until: float, window: float) -> dict[str, Any]:
-        latest = store.latest_gpus(until - window)
+        latest = reads.observations.latest_gpus(until - window)
         gpus = [query.gpu_view(ts, g) for ts, g in latest]
         xr = (until - window, until)
         mem_charts: list[tuple[str, dict[str, Any]]] = []
@@ -311,7 +312,7 @@ def dashboard_router(cfg: Config, store: Store, collector: Any = None, alerts: A
         temp: dict[str, d.Points] = {}
         power: dict[str, d.Points] = {}
         for i, (_, g) in enumerate(latest):
-            rows = store.gpu_series(g.uuid, until - window, until)
+            rows = reads.observations.gpu_series(g.uuid, until - window, until)
             label = f"{g.host}/{g.index}"
             used = d.downsample([(t, s.memory_used_bytes) for t, s in rows])
             total = d.downsample([(t, s.memory_total_bytes) for t, s in rows])
@@ -358,7 +359,7 @@ def dashboard_router(cfg: Config, store: Store, collector: Any = None, alerts: A
         out: list[dict[str, Any]] = []
         for raw in cfg.slos:
             try:
-                v = slo_view(SLO.model_validate(raw), store, cfg, now)
+                v = slo_view(SLO.model_validate(raw), reads.metrics, cfg, now)
             except Exception as exc:  # one broken SLO must not hide the others
                 out.append({"name": str(raw.get("name", "?")), "error": f"{type(exc).__name__}: {exc}"})
                 continue

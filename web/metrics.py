@@ -21,8 +21,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector as PromCollector
 from prometheus_client.samples import Sample
 
-from collector import conventions as c
 from collector.config import BackendConfig
+from core import conventions as c
 
 
 def _labels(s: dict[str, Any]) -> dict[str, str]:

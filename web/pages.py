@@ -23,7 +23,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from collector.store import Store
+from alerts.outbox import AlertStore
+from alerts.silences import SilenceStore
 from web.alerts_api import silence_from_body
 
 CSRF_COOKIE = "inferwatch_csrf"
@@ -50,27 +51,27 @@ def _matchers(text: str) -> dict[str, str]:
     return out
 
 
-def pages_router(store: Store, alerts: Any = None, clock: Callable[[], float] = time.time) -> APIRouter:
+def pages_router(alert_store: AlertStore, silences: SilenceStore, alerts: Any = None, clock: Callable[[], float] = time.time) -> APIRouter:
     router = APIRouter()
 
     async def _page(request: Request, error: str | None = None, form: dict[str, str] | None = None,
                     status: int = 200) -> Response:
         now = clock()
-        states = alerts.states if alerts is not None else await run_in_threadpool(store.load_alert_states)
+        states = alerts.states if alerts is not None else await run_in_threadpool(alert_store.load_alert_states)
         muted = getattr(alerts, "muted", {}) if alerts is not None else {}
         active: list[dict[str, Any]] = sorted(
             ({"fingerprint": s.fingerprint, "state": s.state, "labels": dict(s.labels), "annotations": dict(s.annotations),
               "value": s.value, "since": _when(s.fired_at or s.active_since), "muted": muted.get(s.fingerprint)}
              for s in states.values() if s.state in ("pending", "firing")),
             key=lambda a: (a["state"] != "firing", str(a["labels"].get("alertname", ""))))
-        silences = [{"id": s.id, "state": s.state(now), "matchers": s.matchers_doc(), "ends": _when(s.ends_at),
+        listed = [{"id": s.id, "state": s.state(now), "matchers": s.matchers_doc(), "ends": _when(s.ends_at),
                      "created_by": s.created_by, "comment": s.comment}
-                    for s in await run_in_threadpool(store.list_silences)]
+                    for s in await run_in_threadpool(silences.list_silences)]
         history = [{"when": _when(t.ts), "labels": dict(t.labels), "old": t.old, "new": t.new, "value": t.value}
-                   for t in await run_in_threadpool(store.alert_history, None, None, 50)]
+                   for t in await run_in_threadpool(alert_store.alert_history, None, None, 50)]
         token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
         html = _env.get_template("alerts.html").render(
-            page="alerts", active=active, silences=silences, history=history, csrf=token, error=error,
+            page="alerts", active=active, silences=listed, history=history, csrf=token, error=error,
             form=form or {"matchers": "", "duration": "", "created_by": "", "comment": ""})
         resp = HTMLResponse(html, status_code=status)
         resp.headers["Cache-Control"] = "no-store"
@@ -102,13 +103,13 @@ def pages_router(store: Store, alerts: Any = None, clock: Callable[[], float] = 
             silence = silence_from_body(body, clock())
         except HTTPException as exc:
             return await _page(request, error=str(exc.detail), form=form, status=400)
-        await run_in_threadpool(store.create_silence, silence)
+        await run_in_threadpool(silences.create_silence, silence)
         return RedirectResponse("/alerts", status_code=303)
 
     @router.post("/alerts/silences/{silence_id}/expire")
     async def expire_silence_form(silence_id: str, request: Request) -> Response:
         await _form(request)
-        if await run_in_threadpool(store.expire_silence, silence_id, clock()) is None:
+        if await run_in_threadpool(silences.expire_silence, silence_id, clock()) is None:
             raise HTTPException(404, f"no silence {silence_id!r}")
         return RedirectResponse("/alerts", status_code=303)
 

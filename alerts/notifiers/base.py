@@ -190,11 +190,6 @@ def _json_bytes(payload: Any) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
-def _finite(value: float | None) -> float | None:
-    """JSON has no NaN/Inf: those become ``null``."""
-    return value if value is not None and math.isfinite(value) else None
-
-
 def _alertname(n: Notification) -> str:
     return n.labels.get("alertname") or n.rule
 

@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 from alerts.model import Notification
 from alerts.notifiers.base import (
     _check_keys,
-    _finite,
     _host,
     _HTTPNotifier,
     _json_bytes,
@@ -28,6 +27,7 @@ from alerts.notifiers.base import (
     _url_secrets,
     iso,
 )
+from core.numbers import finite
 
 __all__ = ["DEFAULT_URL", "PagerDutyNotifier"]
 
@@ -84,7 +84,7 @@ class PagerDutyNotifier(_HTTPNotifier):
             payload["group"] = group
         payload["class"] = n.rule
         payload["custom_details"] = {"labels": dict(n.labels), "annotations": dict(n.annotations),
-                                     "value": _finite(n.value)}
+                                     "value": finite(n.value)}
         event: dict[str, Any] = {
             "routing_key": self._routing_key,
             "event_action": "trigger",

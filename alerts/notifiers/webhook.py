@@ -27,7 +27,6 @@ from urllib.parse import urlsplit
 from alerts.model import Notification
 from alerts.notifiers.base import (
     _check_keys,
-    _finite,
     _headers_field,
     _host,
     _HTTPNotifier,
@@ -37,6 +36,7 @@ from alerts.notifiers.base import (
     _url_secrets,
     iso,
 )
+from core.numbers import finite
 
 __all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "WebhookNotifier", "sign"]
 
@@ -83,7 +83,7 @@ class WebhookNotifier(_HTTPNotifier):
             "rule": n.rule,
             "labels": dict(n.labels),
             "annotations": dict(n.annotations),
-            "value": _finite(n.value),
+            "value": finite(n.value),
             "startsAt": iso(n.starts_at),
             "endsAt": iso(n.ends_at) if n.ends_at is not None else None,
             "dashboardURL": n.dashboard_url,

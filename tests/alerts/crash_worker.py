@@ -16,7 +16,7 @@ import httpx
 
 from alerts.dispatcher import Dispatcher
 from alerts.model import Notification, SendOutcome
-from collector.store import Store
+from inferwatch.stores import Stores
 
 T0 = 1_700_000_000.0
 
@@ -60,15 +60,14 @@ def notifications(count: int) -> list[Notification]:
     ]
 
 
-async def _dispatch(store: Store, url: str, *, until_empty: bool) -> None:
+async def _dispatch(store: Stores, url: str, *, until_empty: bool) -> None:
     stop = asyncio.Event()
     async with httpx.AsyncClient() as http:
-        dispatcher = Dispatcher(
-            store, {"hook": LoopbackWebhook(url)}, http, rng=random.Random(1),
+        dispatcher = Dispatcher(store.alerts, {"hook": LoopbackWebhook(url)}, http, rng=random.Random(1),
             timeout=2.0, backoff_base=0.01, backoff_cap=0.05, max_age=10 * 365 * 86400.0,
         )
         task = asyncio.create_task(dispatcher.run(stop))
-        while until_empty and await asyncio.to_thread(store.pending_count) > 0:
+        while until_empty and await asyncio.to_thread(store.alerts.pending_count) > 0:
             await asyncio.sleep(0.02)
         if not until_empty:
             await asyncio.Event().wait()  # until killed
@@ -78,11 +77,11 @@ async def _dispatch(store: Store, url: str, *, until_empty: bool) -> None:
 
 def main(argv: list[str]) -> int:
     mode, db, url = argv[:3]
-    store = Store(db)
+    store = Stores.open(db)
     try:
         store.migrate()
         if mode == "enqueue":
-            store.enqueue(notifications(int(argv[3])))
+            store.alerts.enqueue(notifications(int(argv[3])))
             print("enqueued", flush=True)
         asyncio.run(_dispatch(store, url, until_empty=mode == "drain"))
     finally:

@@ -91,7 +91,7 @@ async def test_engine_queue_buildup_goes_through_real_alertmanager(tmp_path: Any
         async with harness([busy], f"sqlite:///{tmp_path / 'am.db'}", clock, rules=[rule], default_rules=False,
                            notifiers={"alertmanager": {"url": am.url}}, evaluation_interval="15s") as h:
             async with httpx.AsyncClient() as http:
-                engine = AlertEngine(h.cfg, h.store, http, clock=clock)
+                engine = AlertEngine(h.cfg, h.store.reads, h.store.alerts, h.store.silences, http, clock=clock)
 
                 async def tick(seconds: float = 15) -> list[str]:
                     clock.advance(seconds)

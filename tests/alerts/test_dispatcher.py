@@ -23,7 +23,7 @@ import pytest
 
 from alerts.dispatcher import Dispatcher, LatencyHistogram, Notifier, backoff_delay
 from alerts.model import Notification, SendOutcome
-from collector.store import Store
+from inferwatch.stores import Stores
 from tests.alerts.crash_worker import LoopbackWebhook, notifications
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,9 +70,9 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+def sqlite_store(tmp_path: Path) -> Iterator[Stores]:
     """For tests of the dispatcher's own logic (the store calls are covered on both databases)."""
-    s = Store(f"sqlite:///{tmp_path / 'outbox.db'}")
+    s = Stores.open(f"sqlite:///{tmp_path / 'outbox.db'}")
     s.migrate()
     try:
         yield s
@@ -80,9 +80,9 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
         s.close()
 
 
-def dispatcher(store: Store, http: httpx.AsyncClient, *notifiers: FakeNotifier, clock: Clock,
+def dispatcher(store: Stores, http: httpx.AsyncClient, *notifiers: FakeNotifier, clock: Clock,
                seed: int = 7, **kw) -> Dispatcher:
-    return Dispatcher(store, {n.name: n for n in notifiers}, http, clock=clock,
+    return Dispatcher(store.alerts, {n.name: n for n in notifiers}, http, clock=clock,
                       rng=random.Random(seed), **kw)
 
 
@@ -106,35 +106,35 @@ def test_latency_histogram_is_cumulative() -> None:
 # --- one pass --------------------------------------------------------------------------------------
 
 
-async def test_every_due_item_is_sent_once_and_marked_delivered(store: Store, http: httpx.AsyncClient) -> None:
+async def test_every_due_item_is_sent_once_and_marked_delivered(store: Stores, http: httpx.AsyncClient) -> None:
     clock = Clock(T0 + 2.5)
     hook = FakeNotifier("hook")
     d = dispatcher(store, http, hook, clock=clock)
-    store.enqueue([note(1), note(2, created_at=T0 + 1), note(3, created_at=T0 + 10)])
+    store.alerts.enqueue([note(1), note(2, created_at=T0 + 1), note(3, created_at=T0 + 10)])
     assert await d.run_once(clock()) == 2
     assert hook.sent == ["n001", "n002"]
     assert await d.run_once(clock()) == 0  # nothing sent twice
     assert hook.sent == ["n001", "n002"]
-    item = store.get_item("n001")
+    item = store.alerts.get_item("n001")
     assert item is not None and (item.status, item.attempts, item.latency) == ("delivered", 1, 2.5)
     assert d.sent_total == {"hook": 2}
     assert d.queue_size == 1
     assert (d.delivery_latency_seconds.count, d.delivery_latency_seconds.last) == (2, 1.5)
 
 
-async def test_backoff_is_exponential_with_full_jitter(store: Store, http: httpx.AsyncClient) -> None:
+async def test_backoff_is_exponential_with_full_jitter(store: Stores, http: httpx.AsyncClient) -> None:
     clock = Clock(T0)
     hook = FakeNotifier("hook", RETRY)
     d = dispatcher(store, http, hook, clock=clock, seed=7)
-    store.enqueue([note(1)])
+    store.alerts.enqueue([note(1)])
     expected_rng = random.Random(7)
     schedule = []
     for attempt in range(1, 12):
-        item = store.get_item("n001")
+        item = store.alerts.get_item("n001")
         assert item is not None and item.status == "pending"
         clock.t = item.next_attempt_at
         await d.run_once(clock.t)
-        after = store.get_item("n001")
+        after = store.alerts.get_item("n001")
         assert after is not None and after.attempts == attempt
         ceiling = min(300.0, 2.0 ** (attempt - 1))
         delay = expected_rng.uniform(0, ceiling)
@@ -148,15 +148,15 @@ async def test_backoff_is_exponential_with_full_jitter(store: Store, http: httpx
     assert backoff_delay(50, random.Random(0)) <= 300.0
 
 
-async def test_retry_after_is_honoured_and_holds_the_receiver(store: Store, http: httpx.AsyncClient) -> None:
+async def test_retry_after_is_honoured_and_holds_the_receiver(store: Stores, http: httpx.AsyncClient) -> None:
     clock = Clock(T0)
     slow_down = SendOutcome(ok=False, retry=True, status=429, retry_after=120.0, error="HTTP 429")
     hook = FakeNotifier("hook", slow_down, SendOutcome(ok=True, status=200))
     d = dispatcher(store, http, hook, clock=clock)
-    store.enqueue([note(1), note(2), note(3)])
+    store.alerts.enqueue([note(1), note(2), note(3)])
     assert await d.run_once(clock()) == 0
     assert hook.sent == ["n001"]  # the others were not tried against a receiver that said wait
-    assert [(i.id, i.next_attempt_at, i.attempts) for i in store.due(T0 + 1000, 10)] == [
+    assert [(i.id, i.next_attempt_at, i.attempts) for i in store.alerts.due(T0 + 1000, 10)] == [
         ("n001", T0 + 120, 1), ("n002", T0 + 120, 0), ("n003", T0 + 120, 0),
     ]
     clock.t = T0 + 119.9
@@ -167,58 +167,58 @@ async def test_retry_after_is_honoured_and_holds_the_receiver(store: Store, http
     assert d.failures_total == {("hook", "rate_limited"): 1}
 
 
-async def test_gives_up_after_max_age(store: Store, http: httpx.AsyncClient) -> None:
+async def test_gives_up_after_max_age(store: Stores, http: httpx.AsyncClient) -> None:
     clock = Clock(T0 + 86000)
     hook = FakeNotifier("hook", SendOutcome(ok=False, retry=True, status=503, retry_after=1000, error="HTTP 503"))
     d = dispatcher(store, http, hook, clock=clock)
-    store.enqueue([note(1), note(2, created_at=T0 - 1000)])
+    store.alerts.enqueue([note(1), note(2, created_at=T0 - 1000)])
     assert await d.run_once(clock()) == 0
-    old = store.get_item("n002")  # already past its max age when it came due: not sent
+    old = store.alerts.get_item("n002")  # already past its max age when it came due: not sent
     assert old is not None and old.status == "dead" and old.attempts == 0
     assert old.last_error is not None and old.last_error.startswith("expired")
-    item = store.get_item("n001")  # its next try would fall past T0 + 24 h
+    item = store.alerts.get_item("n001")  # its next try would fall past T0 + 24 h
     assert item is not None and item.status == "dead" and item.attempts == 1
     assert item.last_error == "gave up after 1 attempts over 86400s, last error: HTTP 503"
     assert hook.sent == ["n001"]
     assert d.failures_total == {("hook", "expired"): 2, ("hook", "server_error"): 1}
-    assert store.pending_count() == 0 and d.queue_size == 0
+    assert store.alerts.pending_count() == 0 and d.queue_size == 0
 
 
 async def test_non_retryable_failure_is_dead_at_once_and_logged_without_secret(
-    store: Store, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+    store: Stores, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = Clock(T0)
     hook = FakeNotifier("hook", SendOutcome(ok=False, retry=False, status=400, error="HTTP 400: invalid routing key"))
     d = dispatcher(store, http, hook, clock=clock)
-    store.enqueue([note(1), note(2)])
+    store.alerts.enqueue([note(1), note(2)])
     with caplog.at_level(logging.ERROR, logger="inferwatch.alerts.dispatcher"):
         assert await d.run_once(clock()) == 0
     assert hook.sent == ["n001", "n002"]  # a rejected payload does not hold the receiver
     for i in ("n001", "n002"):
-        item = store.get_item(i)
+        item = store.alerts.get_item(i)
         assert item is not None and (item.status, item.last_error) == ("dead", "HTTP 400: invalid routing key")
     assert "hook notifier" in caplog.text and "invalid routing key" in caplog.text
     assert "s3cr3t" not in caplog.text
     assert d.failures_total == {("hook", "rejected"): 2}
 
 
-async def test_unknown_receiver_and_raising_notifier(sqlite_store: Store, http: httpx.AsyncClient) -> None:
+async def test_unknown_receiver_and_raising_notifier(sqlite_store: Stores, http: httpx.AsyncClient) -> None:
     class Broken(FakeNotifier):
         async def send(self, n: Notification, http: httpx.AsyncClient, timeout: float) -> SendOutcome:
             raise RuntimeError("bug")
 
     clock = Clock(T0)
     d = dispatcher(sqlite_store, http, Broken("broken"), clock=clock)
-    sqlite_store.enqueue([note(1, receiver="gone"), note(2, receiver="broken")])
+    sqlite_store.alerts.enqueue([note(1, receiver="gone"), note(2, receiver="broken")])
     assert await d.run_once(clock()) == 0
-    gone = sqlite_store.get_item("n001")
+    gone = sqlite_store.alerts.get_item("n001")
     assert gone is not None and gone.status == "dead" and "no notifier named 'gone'" in (gone.last_error or "")
-    broken = sqlite_store.get_item("n002")
+    broken = sqlite_store.alerts.get_item("n002")
     assert broken is not None and broken.status == "pending" and broken.last_error == "RuntimeError in notifier"
     assert d.failures_total == {("gone", "no_notifier"): 1, ("broken", "transport"): 1}
 
 
-async def test_receivers_in_parallel_each_one_sequential(sqlite_store: Store, http: httpx.AsyncClient) -> None:
+async def test_receivers_in_parallel_each_one_sequential(sqlite_store: Stores, http: httpx.AsyncClient) -> None:
     in_flight: Counter[str] = Counter()
     peak: Counter[str] = Counter()
     other_sent = asyncio.Event()
@@ -238,7 +238,7 @@ async def test_receivers_in_parallel_each_one_sequential(sqlite_store: Store, ht
     clock = Clock(T0)
     slow, fast = Tracking("slow"), Tracking("fast")
     d = dispatcher(sqlite_store, http, slow, fast, clock=clock)
-    sqlite_store.enqueue([note(i, receiver="slow" if i < 3 else "fast") for i in range(6)])
+    sqlite_store.alerts.enqueue([note(i, receiver="slow" if i < 3 else "fast") for i in range(6)])
     assert await d.run_once(clock()) == 6
     assert slow.sent == ["n000", "n001", "n002"] and fast.sent == ["n003", "n004", "n005"]
     assert peak == {"slow": 1, "fast": 1}
@@ -247,7 +247,7 @@ async def test_receivers_in_parallel_each_one_sequential(sqlite_store: Store, ht
 # --- the loop ------------------------------------------------------------------------------------
 
 
-async def test_run_sleeps_until_the_next_due_time(sqlite_store: Store, http: httpx.AsyncClient) -> None:
+async def test_run_sleeps_until_the_next_due_time(sqlite_store: Stores, http: httpx.AsyncClient) -> None:
     clock = Clock(T0)
     stop = asyncio.Event()
     slept: list[float] = []
@@ -264,23 +264,23 @@ async def test_run_sleeps_until_the_next_due_time(sqlite_store: Store, http: htt
             return outcome
 
     hook = StopWhenDelivered("hook", SendOutcome(ok=False, retry=True, status=429, retry_after=30), SendOutcome(ok=True))
-    d = Dispatcher(sqlite_store, {"hook": hook}, http, clock=clock, sleep=fake_sleep, rng=random.Random(1))
-    sqlite_store.enqueue([note(1)])
+    d = Dispatcher(sqlite_store.alerts, {"hook": hook}, http, clock=clock, sleep=fake_sleep, rng=random.Random(1))
+    sqlite_store.alerts.enqueue([note(1)])
     await asyncio.wait_for(d.run(stop), 5)
     assert slept == [30.0]
     assert hook.sent == ["n001", "n001"]
-    item = sqlite_store.get_item("n001")
+    item = sqlite_store.alerts.get_item("n001")
     assert item is not None and item.delivered_at == T0 + 30
 
 
-async def test_notify_wakes_an_idle_loop(sqlite_store: Store, http: httpx.AsyncClient) -> None:
+async def test_notify_wakes_an_idle_loop(sqlite_store: Stores, http: httpx.AsyncClient) -> None:
     stop = asyncio.Event()
     hook = FakeNotifier("hook")
-    d = Dispatcher(sqlite_store, {"hook": hook}, http, idle_wait=3600.0)
+    d = Dispatcher(sqlite_store.alerts, {"hook": hook}, http, idle_wait=3600.0)
     task = asyncio.create_task(d.run(stop))
     await asyncio.sleep(0.05)  # first pass: nothing to do, now sleeping for an hour
     now = time.time()
-    sqlite_store.enqueue([note(1, created_at=now)])
+    sqlite_store.alerts.enqueue([note(1, created_at=now)])
     threading.Thread(target=d.notify).start()  # from another thread, as an evaluator would
     for _ in range(200):
         if hook.sent:
@@ -351,26 +351,26 @@ def receiver() -> Iterator[Receiver]:
         r.close()
 
 
-async def test_end_to_end_over_loopback(store: Store, http: httpx.AsyncClient, receiver: Receiver) -> None:
+async def test_end_to_end_over_loopback(store: Stores, http: httpx.AsyncClient, receiver: Receiver) -> None:
     clock = Clock(T0)
-    d = Dispatcher(store, {"hook": LoopbackWebhook(receiver.url)}, http, clock=clock, rng=random.Random(3))
-    store.enqueue([note(1), note(2)])
+    d = Dispatcher(store.alerts, {"hook": LoopbackWebhook(receiver.url)}, http, clock=clock, rng=random.Random(3))
+    store.alerts.enqueue([note(1), note(2)])
     assert await d.run_once(clock()) == 0  # refused: nobody listens yet
-    first = store.get_item("n001")
+    first = store.alerts.get_item("n001")
     assert first is not None and first.last_error == "ConnectError" and first.attempts == 1
     receiver.start()
     receiver.answers = [(429, {"Retry-After": "7"})]
-    clock.t = store.next_due_at() or T0
+    clock.t = store.alerts.next_due_at() or T0
     assert await d.run_once(clock()) == 0
     retry_at = clock.t + 7
-    assert store.next_due_at() == retry_at
+    assert store.alerts.next_due_at() == retry_at
     clock.t = retry_at
     assert await d.run_once(clock()) == 2
     assert receiver.keys == {"n001": 1, "n002": 1}
     receiver.answers = [(400, {})]
-    store.enqueue([note(3, created_at=clock.t)])
+    store.alerts.enqueue([note(3, created_at=clock.t)])
     assert await d.run_once(clock()) == 0
-    dead = store.get_item("n003")
+    dead = store.alerts.get_item("n003")
     assert dead is not None and (dead.status, dead.last_error) == ("dead", "HTTP 400")
 
 
@@ -388,11 +388,11 @@ def test_sigkill_then_restart_delivers_everything_exactly_once(tmp_path: Path, r
     try:
         assert first.stdout is not None
         assert first.stdout.readline().strip() == "enqueued", first.stderr.read() if first.stderr else ""
-        store = Store(db)
+        store = Stores.open(db)
         try:
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:  # the dispatcher is retrying against a dead port
-                head = store.get_item("crash-000")
+                head = store.alerts.get_item("crash-000")
                 if head is not None and head.attempts >= 3:
                     break
                 time.sleep(0.02)
@@ -410,9 +410,9 @@ def test_sigkill_then_restart_delivers_everything_exactly_once(tmp_path: Path, r
             if pipe is not None:
                 pipe.close()
 
-    store = Store(db)
+    store = Stores.open(db)
     try:
-        assert store.pending_count() == count  # nothing lost, nothing marked
+        assert store.alerts.pending_count() == count  # nothing lost, nothing marked
     finally:
         store.close()
 
@@ -421,10 +421,10 @@ def test_sigkill_then_restart_delivers_everything_exactly_once(tmp_path: Path, r
     out, err = second.communicate(timeout=20)
     assert second.returncode == 0, err
     assert receiver.keys == {n.id: 1 for n in notifications(count)}
-    store = Store(db)
+    store = Stores.open(db)
     try:
-        assert store.pending_count() == 0
-        assert {i.status for i in store.history(0.0, limit=count)} == {"delivered"}
+        assert store.alerts.pending_count() == 0
+        assert {i.status for i in store.alerts.history(0.0, limit=count)} == {"delivered"}
     finally:
         store.close()
 

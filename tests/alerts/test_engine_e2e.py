@@ -31,7 +31,7 @@ async def test_incident_pages_once_and_resolves_once(store_url: str, tmp_path: P
         async with harness([busy, calm], store_url, clock, rules=[RULE], default_rules=False,
                            notifiers=notifiers, evaluation_interval="15s") as h:
             async with httpx.AsyncClient() as http:
-                engine = AlertEngine(h.cfg, h.store, http, clock=clock)
+                engine = AlertEngine(h.cfg, h.store.reads, h.store.alerts, h.store.silences, http, clock=clock)
 
                 async def tick(seconds: float = 15) -> list[str]:
                     clock.advance(seconds)
@@ -78,19 +78,19 @@ async def test_restart_keeps_pending_timer_and_does_not_page_twice(tmp_path: Pat
         cfg_extra = {"rules": [RULE], "default_rules": False, "notifiers": {"webhook": {"url": hook.url}}}
         sim.incident.queue_extra = 150
         async with harness([sim], store_url, clock, **cfg_extra) as h, httpx.AsyncClient() as http:
-            engine = AlertEngine(h.cfg, h.store, http, clock=clock)
+            engine = AlertEngine(h.cfg, h.store.reads, h.store.alerts, h.store.silences, http, clock=clock)
             await h.collector.scrape_once()
             assert [t.new for t in await engine.evaluate_once()] == ["pending"]
             clock.advance(45)
         # restart: new process state, same database; the pending timer continues
         async with harness([sim], store_url, clock, **cfg_extra) as h, httpx.AsyncClient() as http:
-            engine = AlertEngine(h.cfg, h.store, http, clock=clock)
+            engine = AlertEngine(h.cfg, h.store.reads, h.store.alerts, h.store.silences, http, clock=clock)
             clock.advance(20)
             await h.collector.scrape_once()
             assert [t.new for t in await engine.evaluate_once()] == ["firing"]  # 65 s since pending
             await engine.dispatcher.run_once(clock())
         async with harness([sim], store_url, clock, **cfg_extra) as h, httpx.AsyncClient() as http:
-            engine = AlertEngine(h.cfg, h.store, http, clock=clock)
+            engine = AlertEngine(h.cfg, h.store.reads, h.store.alerts, h.store.silences, http, clock=clock)
             clock.advance(15)
             await h.collector.scrape_once()
             assert await engine.evaluate_once() == []  # still firing after a restart: no second page

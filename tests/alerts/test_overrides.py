@@ -12,7 +12,7 @@ import pytest
 
 from alerts.engine import AlertEngine, rules_from_config
 from collector.config import ConfigError, parse
-from collector.store import Store
+from inferwatch.stores import Stores
 from web.app import create_app
 
 BACKENDS = [{"name": "vllm-a", "engine": "vllm", "url": "http://127.0.0.1:1", "alert_thresholds": {"QueueDepthHigh": 50}},
@@ -45,12 +45,12 @@ def test_override_mistakes_name_the_field(extra: dict, problem: str) -> None:
 
 async def test_alert_metrics_pass_promtool(tmp_path: Path) -> None:
     cfg = parse({"storage": f"sqlite:///{tmp_path}/m.db", "backends": BACKENDS})
-    store = Store(cfg.storage)
+    store = Stores.open(cfg.storage)
     store.migrate()
     async with httpx.AsyncClient() as http:
-        engine = AlertEngine(cfg, store, http)
+        engine = AlertEngine(cfg, store.reads, store.alerts, store.silences, http)
         await engine.evaluate_once()
-        app = create_app(cfg, store, alerts=engine)
+        app = create_app(cfg, store.reads, store.alerts, store.silences, alerts=engine)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as api:
             text = (await api.get("/metrics")).text
     store.close()
@@ -67,18 +67,18 @@ def test_rule_values_come_from_the_store_like_the_api(tmp_path: Path) -> None:
     from alerts.data import fetch_values
     from alerts.evaluate import labelset
     from alerts.rulepack import DEFAULT_RULES
-    from collector.samples import CounterDelta, GaugePoint, ScrapeRecord
+    from core.samples import CounterDelta, GaugePoint, ScrapeRecord
 
     cfg = parse({"storage": f"sqlite:///{tmp_path}/v.db", "backends": BACKENDS})
-    store = Store(cfg.storage)
+    store = Stores.open(cfg.storage)
     store.migrate()
     now = 1_700_000_000.0
-    store.write([ScrapeRecord("vllm-a", now - 30, True, None, 0.01, gauges=(GaugePoint("queue_depth", "m", 7.0),),
+    store.metrics.write([ScrapeRecord("vllm-a", now - 30, True, None, 0.01, gauges=(GaugePoint("queue_depth", "m", 7.0),),
                               counters=(CounterDelta("requests_total", "m", 1000.0, 60.0),
                                         CounterDelta("request_errors_total", "m", 50.0, 60.0))),
                  ScrapeRecord("vllm-b", now - 30, False, "connection refused", 0.01)])
     rules = [r for r in DEFAULT_RULES if r.name in ("ErrorRateHigh", "QueueDepthHigh", "BackendDown")]
-    values = fetch_values(rules, store, cfg, now)
+    values = fetch_values(rules, store.reads, cfg, now)
     store.close()
     a, b = labelset({"backend": "vllm-a"}), labelset({"backend": "vllm-b"})
     assert values["ErrorRateHigh"][a] == pytest.approx(0.05) and values["ErrorRateHigh"][b] is None
@@ -90,10 +90,10 @@ def test_throughput_baseline_against_its_own_median_and_cached_reference(tmp_pat
     from alerts.data import fetch_values
     from alerts.evaluate import labelset
     from alerts.rulepack import DEFAULT_RULES
-    from collector.samples import CounterDelta, ScrapeRecord
+    from core.samples import CounterDelta, ScrapeRecord
 
     cfg = parse({"storage": f"sqlite:///{tmp_path}/t.db", "backends": BACKENDS[1:], "scrape_interval": "60s"})
-    store = Store(cfg.storage)
+    store = Stores.open(cfg.storage)
     store.migrate()
     now = 1_700_000_000.0
     records = []
@@ -101,17 +101,17 @@ def test_throughput_baseline_against_its_own_median_and_cached_reference(tmp_pat
         rate = 20.0 if i <= 5 else 100.0
         records.append(ScrapeRecord("vllm-b", now - 60 * i + 60, True, None, 0.01,
                                     counters=(CounterDelta("generation_tokens_total", "m", rate * 60, 60.0),)))
-    store.write(records)
+    store.metrics.write(records)
     [rule] = [r for r in DEFAULT_RULES if r.name == "TokenThroughputDegraded"]
     cache: dict = {}
-    value = fetch_values([rule], store, cfg, now, cache)[rule.name][labelset({"backend": "vllm-b"})]
+    value = fetch_values([rule], store.reads, cfg, now, cache)[rule.name][labelset({"backend": "vllm-b"})]
     assert value == pytest.approx(20.0 / 100.0)  # 20 % of its own 24 h median: below the 50 % threshold
     assert rule.holds(value, {"backend": "vllm-b"})
     assert len(cache) == 1
     # within the cache's life the reference is not recomputed (it would now include more 20 tok/s)
-    store.write([ScrapeRecord("vllm-b", now + 60, True, None, 0.01,
+    store.metrics.write([ScrapeRecord("vllm-b", now + 60, True, None, 0.01,
                               counters=(CounterDelta("generation_tokens_total", "m", 1200.0, 60.0),))])
-    again = fetch_values([rule], store, cfg, now + 60, cache)[rule.name][labelset({"backend": "vllm-b"})]
+    again = fetch_values([rule], store.reads, cfg, now + 60, cache)[rule.name][labelset({"backend": "vllm-b"})]
     store.close()
     assert again == pytest.approx(20.0 / 100.0)
 
@@ -120,18 +120,18 @@ def test_a_backend_certificate_alert_names_its_backend(tmp_path: Path) -> None:
     from alerts.data import fetch_values
     from alerts.evaluate import labelset
     from alerts.rulepack import DEFAULT_RULES
-    from collector.samples import CertResult
+    from core.samples import CertResult
 
     cfg = parse({"storage": f"sqlite:///{tmp_path}/c.db",
                  "backends": [{"name": "secure", "engine": "vllm", "url": "https://127.0.0.1:8443"}],
                  "tls": [{"url": "https://api.example.com"}]})
-    store = Store(cfg.storage)
+    store = Stores.open(cfg.storage)
     store.migrate()
     now = 1_700_000_000.0
-    store.write_observations(certs=[CertResult("127.0.0.1:8443", now, True, not_after=now + 5 * 86400),
+    store.observations.write_observations(certs=[CertResult("127.0.0.1:8443", now, True, not_after=now + 5 * 86400),
                                     CertResult("api.example.com:443", now, True, not_after=now + 2 * 86400)])
     [rule] = [r for r in DEFAULT_RULES if r.name == "CertificateExpiringSoon"]
-    values = fetch_values([rule], store, cfg, now)[rule.name]
+    values = fetch_values([rule], store.reads, cfg, now)[rule.name]
     store.close()
     assert values[labelset({"target": "127.0.0.1:8443", "backend": "secure"})] == pytest.approx(5.0)
     assert values[labelset({"target": "api.example.com:443"})] == pytest.approx(2.0)

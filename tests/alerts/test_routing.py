@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from alerts.model import AlertState, Transition, fingerprint
-from alerts.routing import Router, RoutingError, Sent, parse_silence_matchers, plan
-from alerts.silences import Silence
+from alerts.matchers import RoutingError, parse_silence_matchers
+from alerts.model import AlertState, Silence, Transition, fingerprint
+from alerts.routing import Router, Sent, plan
 from collector.config import ConfigError, parse
 
 NOTIFIERS = ["pagerduty", "slack", "webhook"]

@@ -59,7 +59,7 @@ async def test_routes_repeats_silences_and_inhibition(store_url: str) -> None:
         async with harness([a, b, c], store_url, clock, rules=RULES, default_rules=False, notifiers=notifiers,
                            routes=ROUTES, repeat_interval="1h", evaluation_interval="15s") as h:
             async with httpx.AsyncClient() as http:
-                engine = AlertEngine(h.cfg, h.store, http, clock=clock)
+                engine = AlertEngine(h.cfg, h.store.reads, h.store.alerts, h.store.silences, http, clock=clock)
 
                 async def tick(seconds: float = 15) -> list[str]:
                     clock.advance(seconds)
@@ -140,7 +140,7 @@ async def test_restart_does_not_repeat_early(tmp_path: Any) -> None:
         for advance, expected in ((0, ["trigger"]), (1800, ["trigger"]), (1799, ["trigger"]),
                                   (1, ["trigger", "repeat"]), (1800, ["trigger", "repeat"])):
             async with harness([sim], store_url, clock, **extra) as h, httpx.AsyncClient() as http:
-                engine = AlertEngine(h.cfg, h.store, http, clock=clock)  # a fresh process each time
+                engine = AlertEngine(h.cfg, h.store.reads, h.store.alerts, h.store.silences, http, clock=clock)  # a fresh process each time
                 clock.advance(advance)
                 await h.collector.scrape_once()
                 await engine.evaluate_once()

@@ -25,7 +25,7 @@ KEY = "R0123456789abcdef0123456789abcde"
 
 
 def _start(config: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "collector.cli", "--log-level", "WARNING", "run", "-c", str(config)],
+    return subprocess.Popen([sys.executable, "-m", "inferwatch", "--log-level", "WARNING", "run", "-c", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

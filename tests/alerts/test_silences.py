@@ -9,44 +9,43 @@ from typing import Any
 import httpx
 import pytest
 
-from alerts.model import Notification
+from alerts.model import Notification, new_silence
 from alerts.routing import Sent
-from alerts.silences import new_silence
 from collector.config import parse
-from collector.store import Store
+from inferwatch.stores import Stores
 from tests.e2e_helpers import Clock
 from web.app import create_app
 
 
-def test_silence_round_trip(store: Store) -> None:
+def test_silence_round_trip(store: Stores) -> None:
     s = new_silence({"backend": "vllm-a", "alertname": "=~TTFT.*"}, starts_at=100.0, ends_at=200.0,
                     created_by="alice", comment="deploy", now=90.0)
-    store.create_silence(s)
-    assert store.get_silence(s.id) == s
+    store.silences.create_silence(s)
+    assert store.silences.get_silence(s.id) == s
     assert s.matchers_doc() == {"backend": "vllm-a", "alertname": "=~TTFT.*"}
-    assert store.active_silences(99.0) == [] and store.active_silences(100.0) == [s]
-    assert store.active_silences(200.0) == []
-    assert store.list_silences() == [s] and store.list_silences(since=200.0) == []
-    expired = store.expire_silence(s.id, now=150.0)
+    assert store.silences.active_silences(99.0) == [] and store.silences.active_silences(100.0) == [s]
+    assert store.silences.active_silences(200.0) == []
+    assert store.silences.list_silences() == [s] and store.silences.list_silences(since=200.0) == []
+    expired = store.silences.expire_silence(s.id, now=150.0)
     assert expired is not None and expired.ends_at == 150.0 and expired.state(150.0) == "expired"
-    assert store.get_silence(s.id) == expired and store.active_silences(149.0) == [expired]
-    assert store.expire_silence(s.id, now=180.0) == expired  # already over: unchanged
-    assert store.expire_silence("nope", now=1.0) is None
+    assert store.silences.get_silence(s.id) == expired and store.silences.active_silences(149.0) == [expired]
+    assert store.silences.expire_silence(s.id, now=180.0) == expired  # already over: unchanged
+    assert store.silences.expire_silence("nope", now=1.0) is None
 
 
-def test_last_sent_is_the_newest_outbox_row_per_alert_and_receiver(store: Store) -> None:
+def test_last_sent_is_the_newest_outbox_row_per_alert_and_receiver(store: Stores) -> None:
     def note(i: int, receiver: str, kind: Any, fp: str, at: float) -> Notification:
         return Notification(f"n{i}", receiver, kind, fp, "R", {}, {}, 1.0, 0.0, None, at)
 
-    store.enqueue([note(1, "slack", "trigger", "f1", 10.0), note(2, "slack", "repeat", "f1", 20.0),
+    store.alerts.enqueue([note(1, "slack", "trigger", "f1", 10.0), note(2, "slack", "repeat", "f1", 20.0),
                    note(3, "pd", "trigger", "f1", 10.0), note(4, "slack", "trigger", "f2", 30.0)])
-    assert store.last_sent(["f1", "f3"]) == {("f1", "slack"): Sent("repeat", 20.0), ("f1", "pd"): Sent("trigger", 10.0)}
+    assert store.alerts.last_sent(["f1", "f3"]) == {("f1", "slack"): Sent("repeat", 20.0), ("f1", "pd"): Sent("trigger", 10.0)}
 
 
 @pytest.fixture
-async def api(store: Store) -> AsyncIterator[tuple[httpx.AsyncClient, Clock]]:
+async def api(store: Stores) -> AsyncIterator[tuple[httpx.AsyncClient, Clock]]:
     clock = Clock(1_000_000.0)
-    app = create_app(parse({}, "<test>"), store, clock=clock)
+    app = create_app(parse({}, "<test>"), store.reads, store.alerts, store.silences, clock=clock)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         yield client, clock
 

@@ -20,7 +20,7 @@ from alerts.slo import (
     mwmb_alerts,
     parse_good,
 )
-from collector.quantiles import histogram_quantile
+from core.quantiles import histogram_quantile
 
 H, D = 3600.0, 86400.0
 INF = math.inf

@@ -10,15 +10,15 @@ import pytest
 
 from alerts.engine import AlertEngine
 from collector.config import parse
-from collector.samples import CounterDelta, ScrapeRecord
-from collector.store import Store
+from core.samples import CounterDelta, ScrapeRecord
+from inferwatch.stores import Stores
 from tests.receivers import webhook_receiver
 
 NOW = 1_700_000_000.0
 
 
-def _requests(store: Store, ts: float, requests: float, errors: float) -> None:
-    store.write([ScrapeRecord("a", ts, True, None, 0.01, counters=(
+def _requests(store: Stores, ts: float, requests: float, errors: float) -> None:
+    store.metrics.write([ScrapeRecord("a", ts, True, None, 0.01, counters=(
         CounterDelta("requests_total", "m", requests, 60.0), CounterDelta("request_errors_total", "m", errors, 60.0)))])
 
 
@@ -37,11 +37,11 @@ async def test_burn_rate_alerts_fire_by_window_and_notify(tmp_path: Path, error_
                      "backends": [{"name": "a", "engine": "vllm", "url": "http://127.0.0.1:1"}],
                      "slos": [{"name": "avail", "objective": "99%", "good": "availability"}],
                      "notifiers": {"webhook": {"url": hook.url}}})
-        store = Store(cfg.storage)
+        store = Stores.open(cfg.storage)
         store.migrate()
         _requests(store, NOW - 60, 10_000, 10_000 * error_ratio)
         async with httpx.AsyncClient() as http:
-            engine = AlertEngine(cfg, store, http, clock=lambda: NOW)
+            engine = AlertEngine(cfg, store.reads, store.alerts, store.silences, http, clock=lambda: NOW)
             await engine.evaluate_once()
             await engine.dispatcher.run_once(NOW)
         store.close()

@@ -33,7 +33,7 @@ def demo_url() -> Iterator[str]:
     port = _free_port()
     work = Path(tempfile.mkdtemp(prefix="iw-browser-"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "collector.cli", "--log-level", "WARNING", "demo", "--port", str(port),
+        [sys.executable, "-m", "inferwatch", "--log-level", "WARNING", "demo", "--port", str(port),
          "--storage", f"sqlite:///{work / 'demo.db'}", "--interval", "1s", "--duration", "600"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"

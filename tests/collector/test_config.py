@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.config import ConfigError, load, parse, parse_duration
+from collector.config import ConfigError, load, parse
+from core.units import parse_duration
 
 DATA = Path(__file__).resolve().parent.parent / "testdata" / "config"
 INVALID = sorted(DATA.glob("invalid-*.yaml"))
@@ -59,20 +60,20 @@ def test_durations(text: object, seconds: float) -> None:
 
 
 def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
-    bad = subprocess.run([sys.executable, "-m", "collector.cli", "check-config", "-c", str(DATA / "invalid-engine.yaml")],
+    bad = subprocess.run([sys.executable, "-m", "inferwatch", "check-config", "-c", str(DATA / "invalid-engine.yaml")],
                          capture_output=True, text=True)
     assert bad.returncode == 1
     assert "backends[2].engine: unknown engine 'vlm'" in bad.stderr
     assert "Traceback" not in bad.stderr
     good = tmp_path / "ok.yaml"
     good.write_text("backends:\n  - {name: a, engine: vllm, url: http://127.0.0.1:1}\n")
-    ok = subprocess.run([sys.executable, "-m", "collector.cli", "check-config", "-c", str(good)], capture_output=True, text=True)
+    ok = subprocess.run([sys.executable, "-m", "inferwatch", "check-config", "-c", str(good)], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert "OK (1 backends)" in ok.stdout
 
 
 def test_run_refuses_a_bad_config_with_the_same_message() -> None:
-    res = subprocess.run([sys.executable, "-m", "collector.cli", "run", "-c", str(DATA / "invalid-engine.yaml")],
+    res = subprocess.run([sys.executable, "-m", "inferwatch", "run", "-c", str(DATA / "invalid-engine.yaml")],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
     assert "backends[2].engine: unknown engine 'vlm'" in res.stderr

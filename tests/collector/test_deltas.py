@@ -3,7 +3,7 @@ from __future__ import annotations
 import math
 
 from collector.deltas import diff
-from collector.samples import EngineSnapshot, Histogram
+from core.samples import EngineSnapshot, Histogram
 
 INF = math.inf
 

@@ -7,9 +7,11 @@ import math
 
 import pytest
 
-from collector.query import certificate_view, exact_quantile, probe_summary
-from collector.samples import CertResult, GpuProcess, GpuSample, ProbeResult
-from collector.store import Retention, Store
+from collector.query import certificate_view, probe_summary
+from core.numbers import exact_quantile
+from core.samples import CertResult, GpuProcess, GpuSample, ProbeResult
+from inferwatch.stores import Stores
+from storage.retention import Retention
 
 
 def probe(ts: float, ttft: float | None, ok: bool = True, itl: tuple[float, ...] = (0.02, 0.04),
@@ -19,48 +21,48 @@ def probe(ts: float, ttft: float | None, ok: bool = True, itl: tuple[float, ...]
                        **kw)  # type: ignore[arg-type]
 
 
-def test_probe_results_round_trip(store: Store) -> None:
+def test_probe_results_round_trip(store: Stores) -> None:
     results = [probe(10.0, 0.25, dns_seconds=0.001, connect_seconds=0.002, tls_seconds=0.01, tls_version="TLSv1.3"),
                probe(20.0, None, ok=False, error_kind="http_5xx", error="HTTP 503: overloaded", status=503, itl=())]
-    store.write_observations(probes=results)
-    got = store.probe_results_between(0.0, 20.0)
+    store.observations.write_observations(probes=results)
+    got = store.observations.probe_results_between(0.0, 20.0)
     assert got == results
-    assert store.probe_results_between(10.0, 20.0) == results[1:]  # since < ts <= until
-    assert store.probe_results_between(0.0, 100.0, backends=["other"]) == []
+    assert store.observations.probe_results_between(10.0, 20.0) == results[1:]  # since < ts <= until
+    assert store.observations.probe_results_between(0.0, 100.0, backends=["other"]) == []
 
 
-def test_certificates_keep_the_latest_check_per_target(store: Store) -> None:
+def test_certificates_keep_the_latest_check_per_target(store: Stores) -> None:
     old = CertResult("api.example.com:443", 10.0, True, not_after=2e9, chain_not_after=1.9e9, issuer="CN=CA",
                      subject="CN=api.example.com", sans=("api.example.com",), verified=True, hostname_ok=True,
                      tls_version="TLSv1.3", cipher="TLS_AES_256_GCM_SHA384")
     new = CertResult("api.example.com:443", 20.0, False, error="connection refused")
-    store.write_observations(certs=[old])
-    store.write_observations(certs=[new])
-    store.write_observations(certs=[old])  # a late, older result never overwrites a newer one
-    assert store.certificate_results() == [new]
+    store.observations.write_observations(certs=[old])
+    store.observations.write_observations(certs=[new])
+    store.observations.write_observations(certs=[old])  # a late, older result never overwrites a newer one
+    assert store.observations.certificate_results() == [new]
 
 
-def test_gpu_samples_latest_and_series(store: Store) -> None:
+def test_gpu_samples_latest_and_series(store: Stores) -> None:
     g = GpuSample(host="h", index="0", uuid="GPU-1", name="H100", memory_used_bytes=40 * 2**30,
                   memory_free_bytes=40 * 2**30, memory_total_bytes=80 * 2**30, utilization_ratio=0.5,
                   temperature_celsius=60.0, power_watts=300.5, processes=(GpuProcess(42, "python", 2**30),),
                   errors=("power: Not Supported",))
     later = GpuSample(host="h", index="0", uuid="GPU-1", memory_used_bytes=41 * 2**30)
-    store.write_observations(gpus=[(10.0, g), (20.0, later)])
-    assert store.latest_gpus(0.0) == [(20.0, later)]
-    assert store.gpu_series("GPU-1", 0.0, 20.0) == [(10.0, g), (20.0, later)]
-    assert store.latest_gpus(20.0) == []
+    store.observations.write_observations(gpus=[(10.0, g), (20.0, later)])
+    assert store.observations.latest_gpus(0.0) == [(20.0, later)]
+    assert store.observations.gpu_series("GPU-1", 0.0, 20.0) == [(10.0, g), (20.0, later)]
+    assert store.observations.latest_gpus(20.0) == []
 
 
 def test_maintain_expires_observations(tmp_path: object) -> None:
-    s = Store(f"sqlite:///{tmp_path}/o.db", Retention(raw_seconds=60, rollup_seconds=600, rollup_step=60))
+    s = Stores.open(f"sqlite:///{tmp_path}/o.db", Retention(raw_seconds=60, rollup_seconds=600, rollup_step=60))
     s.migrate()
-    s.write_observations(probes=[probe(100.0, 0.1)], gpus=[(100.0, GpuSample("h", "0", "G"))],
+    s.observations.write_observations(probes=[probe(100.0, 0.1)], gpus=[(100.0, GpuSample("h", "0", "G"))],
                          certs=[CertResult("a:443", 100.0, True)])
     s.maintain(now=650.0)
-    assert s.probe_results_between(0, 1e9) and s.latest_gpus(0)
+    assert s.observations.probe_results_between(0, 1e9) and s.observations.latest_gpus(0)
     s.maintain(now=701.0)
-    assert s.probe_results_between(0, 1e9) == [] and s.latest_gpus(0) == [] and s.certificate_results() == []
+    assert s.observations.probe_results_between(0, 1e9) == [] and s.observations.latest_gpus(0) == [] and s.observations.certificate_results() == []
     s.close()
 
 
@@ -85,7 +87,7 @@ def test_certificate_view_days_left() -> None:
     assert math.isclose(exact_quantile([1.0, 2.0, 3.0, 4.0], 0.99) or 0, 3.97)
 
 
-def test_a_backends_gpus_are_those_of_its_host(store: Store) -> None:
+def test_a_backends_gpus_are_those_of_its_host(store: Stores) -> None:
     from collector.config import parse
     from collector.query import gpu_host_of, summaries
 
@@ -97,12 +99,12 @@ def test_a_backends_gpus_are_those_of_its_host(store: Store) -> None:
     ]})
     assert [gpu_host_of(b, "this-box") for b in cfg.backends] == ["node-7", "this-box", "node-7", "10.0.0.6"]
     gib = 2**30
-    store.write_observations(gpus=[
+    store.observations.write_observations(gpus=[
         (100.0, GpuSample("node-7", "0", "G0", memory_used_bytes=20 * gib, memory_total_bytes=80 * gib)),
         (100.0, GpuSample("node-7", "1", "G1", memory_used_bytes=60 * gib, memory_total_bytes=80 * gib)),
         (100.0, GpuSample("node-7", "2", "G2")),  # no memory reading: not a 0
         (100.0, GpuSample("this-box", "0", "G3", memory_used_bytes=8 * gib, memory_total_bytes=32 * gib)),
         (10.0, GpuSample("10.0.0.6", "0", "G4", memory_used_bytes=gib, memory_total_bytes=2 * gib)),  # too old
     ])
-    got = {s["name"]: s["gpu_memory_used_ratio"] for s in summaries(store, cfg.backends, 120.0, 60.0, "this-box")}
+    got = {s["name"]: s["gpu_memory_used_ratio"] for s in summaries(store.reads, cfg.backends, 120.0, 60.0, "this-box")}
     assert got == {"remote": 0.75, "local": 0.25, "pinned": 0.75, "bare": None}

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.quantiles import histogram_quantile, merge, quantile_or_none
+from core.quantiles import histogram_quantile, merge, quantile_or_none
 
 INF = math.inf
 # 100 observations: 10 in (0,0.1], 40 in (0.1,0.5], 30 in (0.5,1], 15 in (1,2.5], 5 in (2.5,+Inf]

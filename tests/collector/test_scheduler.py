@@ -9,7 +9,7 @@ import pytest
 
 from collector.config import parse
 from collector.scheduler import Collector, _offset
-from collector.store import Store
+from inferwatch.stores import Stores
 from sim.fleet import uniform
 from sim.server import SimFleet
 
@@ -26,9 +26,9 @@ async def test_slow_backend_does_not_delay_the_others(tmp_path: Path) -> None:
         "scrape_concurrency": 2,  # fewer slots than backends: a hung scrape must release its slot on timeout
         "backends": [{"name": b.name, "engine": "vllm", "url": fleet.url(b.name)} for b in backends],
     })
-    store = Store(cfg.storage)
+    store = Stores.open(cfg.storage)
     store.migrate()
-    collector = Collector(cfg, store, flush_interval=0.05)
+    collector = Collector(cfg, store.metrics, store.observations, flush_interval=0.05)
     try:
         await collector.start()
         await asyncio.sleep(2.0)
@@ -42,7 +42,7 @@ async def test_slow_backend_does_not_delay_the_others(tmp_path: Path) -> None:
         assert health[b.name].errors == 0
     assert health[slow.name].errors >= 3
     assert health[slow.name].last_reason == "timeout after 0.25s"
-    status = store.latest_status()
+    status = store.metrics.latest_status()
     assert status[slow.name].up is False
     assert all(status[b.name].up for b in backends[1:])
     store.close()
@@ -63,7 +63,8 @@ def test_a_dead_backend_is_logged_when_its_state_changes_not_every_scrape(tmp_pa
 
     cfg = parse({"storage": f"sqlite:///{tmp_path}/l.db",
                  "backends": [{"name": "b", "engine": "vllm", "url": "http://127.0.0.1:9"}]})
-    collector = Collector(cfg, Store(cfg.storage))
+    stores = Stores.open(cfg.storage)
+    collector = Collector(cfg, stores.metrics, stores.observations)
     caplog.set_level(logging.INFO, logger="inferwatch.collector")
     for up, reason in [(True, None), (False, "connection refused"), (False, "connection refused"),
                        (False, "connection refused"), (False, "timeout after 10s"), (True, None), (True, None)]:

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from collector.samples import (
+from collector.store import HistogramRow, StatusRow
+from core.samples import (
     CounterDelta,
     EngineSnapshot,
     GaugePoint,
@@ -19,7 +20,9 @@ from collector.samples import (
     HistogramDelta,
     ScrapeRecord,
 )
-from collector.store import HistogramRow, Retention, StatusRow, Store, metadata
+from inferwatch.stores import Stores
+from storage.database import MIGRATIONS, metadata
+from storage.retention import Retention
 
 INF = math.inf
 BOUNDS = (0.1, 0.5, 1.0, INF)
@@ -47,16 +50,16 @@ def snapshot(n: float) -> EngineSnapshot:
     )
 
 
-def count_rows(store: Store, table: str) -> int:
-    with store._engine.connect() as conn:
+def count_rows(store: Stores, table: str) -> int:
+    with store.db.engine.connect() as conn:
         return conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
 
 
 # --- write and read back ---------------------------------------------------------------------
 
 
-def test_latest_gauges_per_series(store: Store) -> None:
-    store.write(
+def test_latest_gauges_per_series(store: Stores) -> None:
+    store.metrics.write(
         [
             ok(
                 "a",
@@ -67,25 +70,25 @@ def test_latest_gauges_per_series(store: Store) -> None:
             ok("b", 110.0, gauges=(GaugePoint("requests_running", "", 5.0),)),
         ]
     )
-    store.write([ok("a", 130.0, gauges=(GaugePoint("queue_depth", "", 3.5),))])
-    assert store.latest_gauges(since=0.0) == {
+    store.metrics.write([ok("a", 130.0, gauges=(GaugePoint("queue_depth", "", 3.5),))])
+    assert store.metrics.latest_gauges(since=0.0) == {
         "a": {("queue_depth", ""): (130.0, 3.5), ("queue_depth", "m2"): (100.0, 7.0)},
         "b": {("requests_running", ""): (110.0, 5.0)},
     }
     # only points with ts > since
-    assert store.latest_gauges(since=110.0) == {"a": {("queue_depth", ""): (130.0, 3.5)}}
-    assert store.gauge_series("a", "queue_depth", 100.0, 130.0) == [
+    assert store.metrics.latest_gauges(since=110.0) == {"a": {("queue_depth", ""): (130.0, 3.5)}}
+    assert store.metrics.gauge_series("a", "queue_depth", 100.0, 130.0) == [
         (115.0, "", 2.0),
         (130.0, "", 3.5),
     ]
-    assert store.gauge_series("a", "queue_depth", 99.0, 115.0) == [
+    assert store.metrics.gauge_series("a", "queue_depth", 99.0, 115.0) == [
         (100.0, "", 1.0),
         (100.0, "m2", 7.0),
         (115.0, "", 2.0),
     ]
 
 
-def test_failed_scrape_stores_status_but_no_samples(store: Store) -> None:
+def test_failed_scrape_stores_status_but_no_samples(store: Stores) -> None:
     rec = ScrapeRecord(
         backend="a",
         ts=10.0,
@@ -95,13 +98,13 @@ def test_failed_scrape_stores_status_but_no_samples(store: Store) -> None:
         gauges=(GaugePoint("queue_depth", "", 1.0),),
         counters=(CounterDelta("requests_total", "", 5.0, 15.0),),
     )
-    store.write([rec])
-    assert store.latest_gauges(since=0.0) == {}
-    assert store.counter_totals(0.0, 100.0) == {}
-    assert store.status_series("a", 0.0, 100.0) == [(10.0, False, "connect refused")]
+    store.metrics.write([rec])
+    assert store.metrics.latest_gauges(since=0.0) == {}
+    assert store.metrics.counter_totals(0.0, 100.0) == {}
+    assert store.metrics.status_series("a", 0.0, 100.0) == [(10.0, False, "connect refused")]
 
 
-def test_counter_totals_window_boundaries(store: Store) -> None:
+def test_counter_totals_window_boundaries(store: Stores) -> None:
     records = [
         ok(
             "a",
@@ -114,42 +117,42 @@ def test_counter_totals_window_boundaries(store: Store) -> None:
         for t, d in [(15.0, 10.0), (30.0, 20.0), (45.0, 40.0), (60.0, 80.0)]
     ]
     records.append(ok("b", 30.0, counters=(CounterDelta("requests_total", "", 3.0, 30.0),)))
-    store.write(records)
+    store.metrics.write(records)
     # since < ts <= until: 15 excluded, 45 included
-    assert store.counter_totals(15.0, 45.0) == {
+    assert store.metrics.counter_totals(15.0, 45.0) == {
         ("a", "requests_total", "m"): (60.0, 30.0),
         ("a", "request_errors_total", "m"): (2.0, 30.0),
         ("b", "requests_total", ""): (3.0, 30.0),
     }
-    assert store.counter_totals(0.0, 60.0, backends=["a"]) == {
+    assert store.metrics.counter_totals(0.0, 60.0, backends=["a"]) == {
         ("a", "requests_total", "m"): (150.0, 60.0),
         ("a", "request_errors_total", "m"): (4.0, 60.0),
     }
-    assert store.counter_totals(0.0, 60.0, backends=[]) == {}
-    only = store.counter_totals(0.0, 60.0, backends=["a"], signals=["requests_total"])
+    assert store.metrics.counter_totals(0.0, 60.0, backends=[]) == {}
+    only = store.metrics.counter_totals(0.0, 60.0, backends=["a"], signals=["requests_total"])
     assert only and {s for (_, s, _) in only} == {"requests_total"}
-    assert only == {k: v for k, v in store.counter_totals(0.0, 60.0, backends=["a"]).items() if k[1] == "requests_total"}
-    assert store.counter_totals(60.0, 1000.0) == {}
-    assert store.counter_series("a", "requests_total", 14.0, 30.0) == [
+    assert only == {k: v for k, v in store.metrics.counter_totals(0.0, 60.0, backends=["a"]).items() if k[1] == "requests_total"}
+    assert store.metrics.counter_totals(60.0, 1000.0) == {}
+    assert store.metrics.counter_series("a", "requests_total", 14.0, 30.0) == [
         (15.0, "m", 10.0, 15.0),
         (30.0, "m", 20.0, 15.0),
     ]
 
 
-def test_counter_totals_many_backends(store: Store) -> None:
+def test_counter_totals_many_backends(store: Stores) -> None:
     names = [f"b{i:04d}" for i in range(1200)]
-    store.write(
+    store.metrics.write(
         [ok(n, 15.0, counters=(CounterDelta("requests_total", "", 1.0, 15.0),)) for n in names]
     )
-    totals = store.counter_totals(0.0, 15.0, backends=names[:1100])
+    totals = store.metrics.counter_totals(0.0, 15.0, backends=names[:1100])
     assert len(totals) == 1100
     assert totals[("b1099", "requests_total", "")] == (1.0, 15.0)
-    assert len(store.histogram_deltas(0.0, 15.0, backends=names)) == 0
+    assert len(store.metrics.histogram_deltas(0.0, 15.0, backends=names)) == 0
 
 
-def test_histogram_deltas_with_layouts_and_inf(store: Store) -> None:
+def test_histogram_deltas_with_layouts_and_inf(store: Stores) -> None:
     other = (0.005, 0.025, INF)
-    store.write(
+    store.metrics.write(
         [
             ok(
                 "a",
@@ -173,23 +176,23 @@ def test_histogram_deltas_with_layouts_and_inf(store: Store) -> None:
             ),
         ]
     )
-    rows = store.histogram_deltas(0.0, 30.0)
+    rows = store.metrics.histogram_deltas(0.0, 30.0)
     assert rows == [
         HistogramRow("a", "itl_seconds", "m", 15.0, other, (10.0, 20.0, 20.0), 0.3, 20.0),
         HistogramRow("a", "ttft_seconds", "m", 15.0, BOUNDS, (1.0, 3.0, 4.0, 5.0), 2.5, 5.0),
         HistogramRow("b", "e2e_latency_seconds", "", 30.0, (INF,), (3.0,), 9.0, 3.0),
         HistogramRow("b", "ttft_seconds", "", 30.0, BOUNDS, (0.0, 0.0, 0.5, 1.0), 0.75, 1.0),
     ]
-    assert [r.backend for r in store.histogram_deltas(15.0, 30.0)] == ["b", "b"]
-    assert store.histogram_deltas(0.0, 30.0, backends=["a"], signals=["ttft_seconds"]) == [rows[1]]
-    assert store.histogram_deltas(0.0, 30.0, signals=["e2e_latency_seconds"]) == [rows[2]]
+    assert [r.backend for r in store.metrics.histogram_deltas(15.0, 30.0)] == ["b", "b"]
+    assert store.metrics.histogram_deltas(0.0, 30.0, backends=["a"], signals=["ttft_seconds"]) == [rows[1]]
+    assert store.metrics.histogram_deltas(0.0, 30.0, signals=["e2e_latency_seconds"]) == [rows[2]]
     assert count_rows(store, "bucket_layouts") == 3
 
     # a fresh store (empty layout cache) reads the same rows and reuses the stored layouts
-    again = Store(str(store._engine.url.render_as_string(hide_password=False)))
+    again = Stores.open(str(store.db.engine.url.render_as_string(hide_password=False)))
     try:
-        assert again.histogram_deltas(0.0, 30.0) == rows
-        again.write(
+        assert again.metrics.histogram_deltas(0.0, 30.0) == rows
+        again.metrics.write(
             [
                 ok(
                     "c",
@@ -203,25 +206,25 @@ def test_histogram_deltas_with_layouts_and_inf(store: Store) -> None:
             ]
         )
         assert count_rows(again, "bucket_layouts") == 3
-        assert store.histogram_deltas(30.0, 45.0)[0].bounds == BOUNDS
+        assert store.metrics.histogram_deltas(30.0, 45.0)[0].bounds == BOUNDS
     finally:
         again.close()
 
 
-def test_status_and_last_success(store: Store) -> None:
-    store.write([ok("a", 10.0), down("a", 25.0, "timeout"), down("b", 12.0, "refused")])
-    assert store.latest_status() == {
+def test_status_and_last_success(store: Stores) -> None:
+    store.metrics.write([ok("a", 10.0), down("a", 25.0, "timeout"), down("b", 12.0, "refused")])
+    assert store.metrics.latest_status() == {
         "a": StatusRow(ts=25.0, up=False, reason="timeout", duration=2.0, last_success_ts=10.0),
         "b": StatusRow(ts=12.0, up=False, reason="refused", duration=2.0, last_success_ts=None),
     }
-    store.write([down("a", 40.0, "HTTP 503"), ok("b", 27.0)])
-    status = store.latest_status()
+    store.metrics.write([down("a", 40.0, "HTTP 503"), ok("b", 27.0)])
+    status = store.metrics.latest_status()
     assert status["a"] == StatusRow(40.0, False, "HTTP 503", 2.0, 10.0)
     assert status["b"] == StatusRow(27.0, True, None, 0.05, 27.0)
     # an out-of-order (older) record does not overwrite the latest status
-    store.write([ok("a", 30.0)])
-    assert store.latest_status()["a"].ts == 40.0
-    assert store.status_series("a", 10.0, 40.0) == [
+    store.metrics.write([ok("a", 30.0)])
+    assert store.metrics.latest_status()["a"].ts == 40.0
+    assert store.metrics.status_series("a", 10.0, 40.0) == [
         (25.0, False, "timeout"),
         (30.0, True, None),
         (40.0, False, "HTTP 503"),
@@ -232,16 +235,16 @@ def test_status_and_last_success(store: Store) -> None:
 
 
 def test_cursor_round_trip_across_restart(store_url: str) -> None:
-    first = Store(store_url)
+    first = Stores.open(store_url)
     first.migrate()
-    first.write([ok("a", 15.0, cursor=snapshot(1.0)), ok("b", 15.0, cursor=EngineSnapshot())])
-    first.write([ok("a", 30.0, cursor=snapshot(2.0)), down("b", 30.0)])
+    first.metrics.write([ok("a", 15.0, cursor=snapshot(1.0)), ok("b", 15.0, cursor=EngineSnapshot())])
+    first.metrics.write([ok("a", 30.0, cursor=snapshot(2.0)), down("b", 30.0)])
     first.close()
 
-    restarted = Store(store_url)
+    restarted = Stores.open(store_url)
     try:
         restarted.migrate()
-        cursors = restarted.load_cursors()
+        cursors = restarted.metrics.load_cursors()
     finally:
         restarted.close()
     assert cursors == {"a": (30.0, snapshot(2.0)), "b": (15.0, EngineSnapshot())}
@@ -249,21 +252,21 @@ def test_cursor_round_trip_across_restart(store_url: str) -> None:
     assert hist.bounds[-1] == INF and cursors["a"][1].counters[("prompt_tokens_total", "")] == 1e12
 
 
-def test_cursor_keeps_the_newest_of_a_batch(store: Store) -> None:
-    store.write([ok("a", 45.0, cursor=snapshot(3.0)), ok("a", 30.0, cursor=snapshot(2.0))])
-    store.write([ok("a", 15.0, cursor=snapshot(1.0))])  # older: ignored
-    assert store.load_cursors() == {"a": (45.0, snapshot(3.0))}
+def test_cursor_keeps_the_newest_of_a_batch(store: Stores) -> None:
+    store.metrics.write([ok("a", 45.0, cursor=snapshot(3.0)), ok("a", 30.0, cursor=snapshot(2.0))])
+    store.metrics.write([ok("a", 15.0, cursor=snapshot(1.0))])  # older: ignored
+    assert store.metrics.load_cursors() == {"a": (45.0, snapshot(3.0))}
 
 
 # --- atomicity ---------------------------------------------------------------------------------
 
 
-def _all_counts(store: Store) -> dict[str, int]:
+def _all_counts(store: Stores) -> dict[str, int]:
     return {t: count_rows(store, t) for t in metadata.tables}
 
 
-def test_batch_is_atomic_on_database_error(store: Store) -> None:
-    store.write([ok("a", 15.0, cursor=snapshot(1.0))])
+def test_batch_is_atomic_on_database_error(store: Stores) -> None:
+    store.metrics.write([ok("a", 15.0, cursor=snapshot(1.0))])
     before = _all_counts(store)
     bad = ScrapeRecord(
         backend="b",
@@ -287,20 +290,20 @@ def test_batch_is_atomic_on_database_error(store: Store) -> None:
         bad,  # NOT NULL violation while inserting gauges: after status and histogram rows
     ]
     with pytest.raises(sa.exc.IntegrityError):
-        store.write(batch)
+        store.metrics.write(batch)
     assert _all_counts(store) == before
-    assert store.load_cursors() == {"a": (15.0, snapshot(1.0))}
-    assert store.latest_status()["a"].ts == 15.0
+    assert store.metrics.load_cursors() == {"a": (15.0, snapshot(1.0))}
+    assert store.metrics.latest_status()["a"].ts == 15.0
     # the rolled-back layout id was not cached: the same layout works in the next batch
-    store.write(batch[:1])
-    assert store.histogram_deltas(15.0, 30.0)[0].bounds == new_layout
-    assert store.load_cursors()["a"] == (30.0, snapshot(2.0))
+    store.metrics.write(batch[:1])
+    assert store.metrics.histogram_deltas(15.0, 30.0)[0].bounds == new_layout
+    assert store.metrics.load_cursors()["a"] == (30.0, snapshot(2.0))
 
 
-def test_batch_is_atomic_on_serialisation_error(store: Store) -> None:
+def test_batch_is_atomic_on_serialisation_error(store: Stores) -> None:
     broken = EngineSnapshot(counters={("requests_total", ""): "many"})  # type: ignore[dict-item]
     with pytest.raises(ValueError):
-        store.write(
+        store.metrics.write(
             [
                 ok("a", 15.0, counters=(CounterDelta("requests_total", "", 1.0, 15.0),)),
                 ok("b", 15.0, cursor=broken),
@@ -312,50 +315,48 @@ def test_batch_is_atomic_on_serialisation_error(store: Store) -> None:
 # --- migrations --------------------------------------------------------------------------------
 
 
-def test_migrate_is_idempotent_and_matches_metadata(store: Store) -> None:
+def test_migrate_is_idempotent_and_matches_metadata(store: Stores) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    store.write([ok("a", 15.0, gauges=(GaugePoint("queue_depth", "", 1.0),))])
+    store.metrics.write([ok("a", 15.0, gauges=(GaugePoint("queue_depth", "", 1.0),))])
     store.migrate()
     store.migrate()
-    assert store.latest_gauges(0.0) == {"a": {("queue_depth", ""): (15.0, 1.0)}}
+    assert store.metrics.latest_gauges(0.0) == {"a": {("queue_depth", ""): (15.0, 1.0)}}
     from alembic.script import ScriptDirectory
 
-    from collector.store import _MIGRATIONS
-
-    head = ScriptDirectory(str(_MIGRATIONS)).get_current_head()
-    with store._engine.connect() as conn:
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    with store.db.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [head]
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
 
 
 def test_memory_sqlite_and_plain_postgres_urls() -> None:
-    s = Store("sqlite:///:memory:")
+    s = Stores.open("sqlite:///:memory:")
     try:
         s.migrate()
-        s.write([ok("a", 15.0, counters=(CounterDelta("requests_total", "", 2.0, 15.0),))])
-        assert s.counter_totals(0.0, 15.0) == {("a", "requests_total", ""): (2.0, 15.0)}
+        s.metrics.write([ok("a", 15.0, counters=(CounterDelta("requests_total", "", 2.0, 15.0),))])
+        assert s.metrics.counter_totals(0.0, 15.0) == {("a", "requests_total", ""): (2.0, 15.0)}
     finally:
         s.close()
-    assert Store("postgresql://u@h/db")._engine.url.drivername == "postgresql+psycopg"
+    assert Stores.open("postgresql://u@h/db").db.engine.url.drivername == "postgresql+psycopg"
     with pytest.raises(ValueError):
-        Store("mysql://u@h/db")
+        Stores.open("mysql://u@h/db")
 
 
 # --- threads -----------------------------------------------------------------------------------
 
 
-async def test_writes_from_a_worker_thread_while_reading(store: Store) -> None:
+async def test_writes_from_a_worker_thread_while_reading(store: Stores) -> None:
     errors: list[BaseException] = []
     stop = threading.Event()
 
     def reader() -> None:
         while not stop.is_set():
             try:
-                store.counter_totals(0.0, 1e9)
-                store.latest_status()
+                store.metrics.counter_totals(0.0, 1e9)
+                store.metrics.latest_status()
             except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
                 return
@@ -373,12 +374,12 @@ async def test_writes_from_a_worker_thread_while_reading(store: Store) -> None:
                 )
                 for j in range(20)
             ]
-            await asyncio.to_thread(store.write, batch)
+            await asyncio.to_thread(store.metrics.write, batch)
     finally:
         stop.set()
         thread.join()
     assert errors == []
-    totals = store.counter_totals(0.0, 1e9)
+    totals = store.metrics.counter_totals(0.0, 1e9)
     assert len(totals) == 20 and all(v == (20.0, 300.0) for v in totals.values())
 
 
@@ -439,65 +440,65 @@ def _hist_totals(rows: list[HistogramRow]) -> dict[tuple[str, str, str], tuple]:
 
 def test_maintain_rolls_up_and_preserves_window_totals(store_url: str) -> None:
     retention = Retention(raw_seconds=3600.0, rollup_seconds=4 * 3600.0, rollup_step=60.0)
-    store = Store(store_url, retention)
+    store = Stores.open(store_url, retention)
     try:
         store.migrate()
         start, end = T0, T0 + 3 * 3600.0
-        store.write(_fleet_records(start, end))
+        store.metrics.write(_fleet_records(start, end))
         windows = [
             (start, end),
             (start, start + 60.0),
             (start + 600.0, start + 4200.0),
             (start + 1800.0, end - 1800.0),
         ]
-        before_c = [store.counter_totals(a, b) for a, b in windows]
-        before_h = [_hist_totals(store.histogram_deltas(a, b)) for a, b in windows]
+        before_c = [store.metrics.counter_totals(a, b) for a, b in windows]
+        before_h = [_hist_totals(store.metrics.histogram_deltas(a, b)) for a, b in windows]
         raw_before = count_rows(store, "counter_deltas")
 
         now = end + 60.0  # raw kept for (now - 3600, now]: two hours get rolled up
         store.maintain(now)
-        assert [store.counter_totals(a, b) for a, b in windows] == before_c
-        assert [_hist_totals(store.histogram_deltas(a, b)) for a, b in windows] == before_h
+        assert [store.metrics.counter_totals(a, b) for a, b in windows] == before_c
+        assert [_hist_totals(store.metrics.histogram_deltas(a, b)) for a, b in windows] == before_h
 
         cut = now - 3600.0
         assert count_rows(store, "counter_deltas") < raw_before
-        with store._engine.connect() as conn:
+        with store.db.engine.connect() as conn:
             oldest_raw = conn.execute(sa.text("SELECT min(ts) FROM counter_deltas")).scalar()
             rolled_ts = conn.execute(sa.text("SELECT ts FROM counter_deltas_rollup")).scalars()
             assert oldest_raw > cut
             assert all(ts % 60.0 == 0 and ts <= cut for ts in rolled_ts)
         # 4 raw points per minute became one rollup point per series
-        series = store.counter_series("a", "requests_total", start, start + 600.0)
+        series = store.metrics.counter_series("a", "requests_total", start, start + 600.0)
         assert [s[0] for s in series] == [start + 60.0 * k for k in range(1, 11)]
         assert all(interval == 60.0 for _, _, _, interval in series)
         # gauges are averaged per bucket
-        g = store.gauge_series("a", "queue_depth", start, start + 60.0)
+        g = store.metrics.gauge_series("a", "queue_depth", start, start + 60.0)
         assert g == [(start + 60.0, "", (1.0 + 2.0 + 3.0 + 4.0) / 4)]
         # status: a bucket is up only if every scrape in it was
-        st = store.status_series("b", start, start + 120.0)
+        st = store.metrics.status_series("b", start, start + 120.0)
         assert st == [(start + 60.0, True, None), (start + 120.0, False, "timeout")]
 
         # idempotent: running again changes nothing
         rollup_rows = count_rows(store, "histogram_deltas_rollup")
         store.maintain(now)
         assert count_rows(store, "histogram_deltas_rollup") == rollup_rows
-        assert [store.counter_totals(a, b) for a, b in windows] == before_c
-        assert [_hist_totals(store.histogram_deltas(a, b)) for a, b in windows] == before_h
+        assert [store.metrics.counter_totals(a, b) for a, b in windows] == before_c
+        assert [_hist_totals(store.metrics.histogram_deltas(a, b)) for a, b in windows] == before_h
 
         # late raw data in an already rolled-up bucket is added, not lost or doubled
-        store.write(
+        store.metrics.write(
             [ok("a", start + 30.0, counters=(CounterDelta("requests_total", "m", 100.0, 15.0),))]
         )
         store.maintain(now)
-        late = store.counter_totals(start, start + 60.0)[("a", "requests_total", "m")]
+        late = store.metrics.counter_totals(start, start + 60.0)[("a", "requests_total", "m")]
         assert late[0] == before_c[1][("a", "requests_total", "m")][0] + 100.0
 
         # retention: rollups older than rollup_seconds are deleted, raw ones too
         store.maintain(start + 4 * 3600.0 + 1800.0)
-        assert store.counter_totals(0.0, start + 1800.0) == {}
-        assert store.histogram_deltas(0.0, start + 1800.0) == []
-        assert store.status_series("a", 0.0, start + 1800.0) == []
-        assert store.counter_totals(start + 1800.0, end) != {}
+        assert store.metrics.counter_totals(0.0, start + 1800.0) == {}
+        assert store.metrics.histogram_deltas(0.0, start + 1800.0) == []
+        assert store.metrics.status_series("a", 0.0, start + 1800.0) == []
+        assert store.metrics.counter_totals(start + 1800.0, end) != {}
         store.maintain(end + 10 * 86400.0)
         assert sum(_all_counts(store).values()) - count_rows(store, "bucket_layouts") == 0
     finally:
@@ -507,8 +508,8 @@ def test_maintain_rolls_up_and_preserves_window_totals(store_url: str) -> None:
 # --- non-finite numbers ------------------------------------------------------------------------
 
 
-def test_nan_and_inf_gauges(store: Store) -> None:
-    store.write(
+def test_nan_and_inf_gauges(store: Stores) -> None:
+    store.metrics.write(
         [
             ok(
                 "a",
@@ -521,21 +522,21 @@ def test_nan_and_inf_gauges(store: Store) -> None:
             )
         ]
     )
-    latest = store.latest_gauges(0.0)["a"]
+    latest = store.metrics.latest_gauges(0.0)["a"]
     assert latest[("queue_depth", "")][0] == 15.0 and math.isnan(latest[("queue_depth", "")][1])
     assert latest[("requests_running", "")] == (15.0, INF)
     assert latest[("kv_cache_usage_ratio", "")] == (15.0, -INF)
-    (point,) = store.gauge_series("a", "queue_depth", 0.0, 15.0)
+    (point,) = store.metrics.gauge_series("a", "queue_depth", 0.0, 15.0)
     assert math.isnan(point[2])
     # a NaN point does not poison the rollup average
-    store.write([ok("a", 30.0, gauges=(GaugePoint("queue_depth", "", 4.0),))])
-    store.retention = Retention(raw_seconds=0.0, rollup_step=60.0)
+    store.metrics.write([ok("a", 30.0, gauges=(GaugePoint("queue_depth", "", 4.0),))])
+    store.metrics.retention = Retention(raw_seconds=0.0, rollup_step=60.0)
     store.maintain(60.0)
-    assert store.gauge_series("a", "queue_depth", 0.0, 60.0) == [(60.0, "", 4.0)]
+    assert store.metrics.gauge_series("a", "queue_depth", 0.0, 60.0) == [(60.0, "", 4.0)]
 
 
-def test_non_finite_deltas_are_dropped(store: Store) -> None:
-    store.write(
+def test_non_finite_deltas_are_dropped(store: Stores) -> None:
+    store.metrics.write(
         [
             ok(
                 "a",
@@ -551,12 +552,12 @@ def test_non_finite_deltas_are_dropped(store: Store) -> None:
             )
         ]
     )
-    assert store.counter_totals(0.0, 15.0) == {("a", "request_errors_total", ""): (1.0, 15.0)}
-    (row,) = store.histogram_deltas(0.0, 15.0)
+    assert store.metrics.counter_totals(0.0, 15.0) == {("a", "request_errors_total", ""): (1.0, 15.0)}
+    (row,) = store.metrics.histogram_deltas(0.0, 15.0)
     assert row.signal == "ttft_seconds" and math.isnan(row.sum) and row.count == 1.0
 
 
-def _reference_steps(store: Store, backend: str, signal: str, since: float, until: float, step: float,
+def _reference_steps(store: Stores, backend: str, signal: str, since: float, until: float, step: float,
                      n: int) -> dict[tuple[int, str], Any]:
     """What the SQL per-step reduction must equal: the raw rows slotted in Python."""
 
@@ -565,17 +566,17 @@ def _reference_steps(store: Store, backend: str, signal: str, since: float, unti
 
     out: dict[tuple[int, str], Any] = {}
     if signal == "queue_depth":
-        for ts, m, v in store.gauge_series(backend, signal, since, until):
+        for ts, m, v in store.metrics.gauge_series(backend, signal, since, until):
             out[(slot(ts), m)] = v  # rows come in time order: the last one stays
     else:
-        for ts, m, d, iv in store.counter_series(backend, signal, since, until):
+        for ts, m, d, iv in store.metrics.counter_series(backend, signal, since, until):
             d0, iv0 = out.get((slot(ts), m), (0.0, 0.0))
             out[(slot(ts), m)] = (d0 + d, iv0 + iv)
     return out
 
 
 @pytest.mark.parametrize(("offset", "window", "step"), [(0.0, 900.0, 60.0), (7.5, 1000.0, 60.0), (0.0, 600.0, 15.0)])
-def test_per_step_reductions_in_sql_equal_python_slotting(store: Store, offset: float, window: float, step: float) -> None:
+def test_per_step_reductions_in_sql_equal_python_slotting(store: Stores, offset: float, window: float, step: float) -> None:
     """Rows exactly on step ends belong to the step they end (half-open ``(t - step, t]``), the
     same in SQLite and PostgreSQL as in Python; windows that are not a multiple of the step, rows
     of another backend and outside the window are left out; rolled-up rows count too."""
@@ -595,15 +596,15 @@ def test_per_step_reductions_in_sql_equal_python_slotting(store: Store, offset: 
                                       GaugePoint("queue_depth", "m2", float(rnd.randint(0, 50)))),
                               counters=(CounterDelta("requests_total", "m1", float(rnd.randint(0, 9)), 3.0),
                                         CounterDelta("requests_total", "m2", rnd.random(), 5.0))))
-    store.write(records)
+    store.metrics.write(records)
     for rolled_up in (False, True):
         if rolled_up:  # a day later every raw row is a 1-minute rollup row stamped at its minute's end
             store.maintain(now=until + 86400.0 + 120.0)
-            assert store.gauge_series("a", "queue_depth", since - 60.0, until + 60.0)[0][0] % 60.0 == 0.0
-        gauges = store.gauge_steps("a", ["queue_depth"], since, until, step, n)["queue_depth"]
+            assert store.metrics.gauge_series("a", "queue_depth", since - 60.0, until + 60.0)[0][0] % 60.0 == 0.0
+        gauges = store.metrics.gauge_steps("a", ["queue_depth"], since, until, step, n)["queue_depth"]
         assert gauges and {(i, m): v for i, m, v in gauges} == _reference_steps(
             store, "a", "queue_depth", since, until, step, n)
-        counters = store.counter_steps("a", ["requests_total"], since, until, step, n)["requests_total"]
+        counters = store.metrics.counter_steps("a", ["requests_total"], since, until, step, n)["requests_total"]
         ref = _reference_steps(store, "a", "requests_total", since, until, step, n)
         assert {(i, m) for i, m, _, _ in counters} == set(ref)
         for i, m, d, iv in counters:

@@ -10,9 +10,9 @@ import httpx
 
 from alerts.model import AlertState, Transition, fingerprint
 from collector.config import parse
-from collector.store import Store
 from dashboards import data as d
 from dashboards import figures as f
+from inferwatch.stores import Stores
 from tests.web.test_dashboard import Page
 from web.app import create_app
 
@@ -73,13 +73,13 @@ def test_marks_are_clipped_to_the_range_and_escaped() -> None:
 
 
 async def test_backend_page_marks_the_stored_alert_periods(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path}/marks.db")
+    store = Stores.open(f"sqlite:///{tmp_path}/marks.db")
     store.migrate()
-    store.record_transitions(HISTORY)
-    store.save_alert_states({s.fingerprint: s for s in STATES})
+    store.alerts.record_transitions(HISTORY)
+    store.alerts.save_alert_states({s.fingerprint: s for s in STATES})
     cfg = parse({"storage": f"sqlite:///{tmp_path}/marks.db", "gpus": {"nvml": "off"},
                  "backends": [{"name": "a", "engine": "vllm", "url": "http://127.0.0.1:9"}]})
-    app = create_app(cfg, store, clock=lambda: 2_000.0)
+    app = create_app(cfg, store.reads, store.alerts, store.silences, clock=lambda: 2_000.0)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         resp = await client.get("/backends/a", params={"range": "custom", "from": "1000", "to": "2000"})
         assert resp.status_code == 200, resp.text

@@ -54,10 +54,10 @@ def test_committed_files_match_the_generator(tmp_path: Path) -> None:
     written = grafana.write_all(tmp_path)
     generated = sorted(p.relative_to(tmp_path).as_posix() for p in written)
     committed = sorted(p.relative_to(COMMITTED).as_posix() for p in COMMITTED.rglob("*") if p.is_file())
-    assert committed == generated, "regenerate with: .venv/bin/python -m collector.cli grafana -o grafana"
+    assert committed == generated, "regenerate with: .venv/bin/python -m inferwatch grafana -o grafana"
     for rel in generated:
         assert (COMMITTED / rel).read_bytes() == (tmp_path / rel).read_bytes(), \
-            f"grafana/{rel} is stale; regenerate with: .venv/bin/python -m collector.cli grafana -o grafana"
+            f"grafana/{rel} is stale; regenerate with: .venv/bin/python -m inferwatch grafana -o grafana"
 
 
 def test_output_is_deterministic_and_formatted() -> None:
@@ -70,7 +70,7 @@ def test_output_is_deterministic_and_formatted() -> None:
 
 
 def test_cli_writes_the_same_files(tmp_path: Path) -> None:
-    from collector.cli import main
+    from inferwatch.cli import main
 
     assert main(["grafana", "-o", str(tmp_path)]) == 0
     for rel, text in grafana.render().items():
@@ -159,8 +159,8 @@ class _Stack(threading.Thread):
 
     async def _main(self) -> None:
         from collector.config import parse
-        from collector.service import Service
-        from collector.store import Store
+        from inferwatch.service import Service
+        from inferwatch.stores import Stores
         from sim.fleet import build, demo_config, demo_tls
         from sim.server import SimFleet
 
@@ -175,7 +175,7 @@ class _Stack(threading.Thread):
         data["evaluation_interval"] = "1s"
         data["gpus"] = {"nvml": "off"}
         cfg = parse(data, "<grafana-test>")
-        store = Store(cfg.storage)
+        store = Stores.open(cfg.storage)
         store.migrate()
         service = Service(cfg, store)
         server = service.server()

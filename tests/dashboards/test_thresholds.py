@@ -9,9 +9,9 @@ import httpx
 
 from alerts.engine import rules_from_config
 from collector.config import parse
-from collector.samples import GaugePoint, ScrapeRecord
-from collector.store import Store
+from core.samples import GaugePoint, ScrapeRecord
 from dashboards import data as d
+from inferwatch.stores import Stores
 from tests.web.test_dashboard import Page
 from web.app import create_app
 from web.dashboard import COLUMNS
@@ -53,11 +53,11 @@ def test_overrides_user_rules_selectors_and_disabled_rules() -> None:
 async def test_fleet_cells_are_coloured_against_their_backends_thresholds(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/t.db"
     cfg = _cfg(db, rule_overrides={"QueueDepthHigh": {"threshold": 30}})
-    store = Store(db)
+    store = Stores.open(db)
     store.migrate()
-    store.write([ScrapeRecord(name, 100.0, True, None, 0.01, gauges=(GaugePoint("queue_depth", "", 35.0),))
+    store.metrics.write([ScrapeRecord(name, 100.0, True, None, 0.01, gauges=(GaugePoint("queue_depth", "", 35.0),))
                  for name in ("us", "eu")])
-    app = create_app(cfg, store, clock=lambda: 110.0)  # type: ignore[arg-type]
+    app = create_app(cfg, store.reads, store.alerts, store.silences, clock=lambda: 110.0)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         resp = await client.get("/")
     store.close()

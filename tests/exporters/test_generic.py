@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from collector.conventions import (
+from core.conventions import (
     E2E_LATENCY_SECONDS,
     KV_CACHE_USAGE_RATIO,
     QUEUE_DEPTH,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.samples import GpuSample
+from core.samples import GpuSample
 from exporters.gpu_scrape import WANTED_DCGM, WANTED_TRITON, from_dcgm, from_triton
 from exporters.parser import parse
 

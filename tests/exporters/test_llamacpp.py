@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from collector import conventions as c
-from collector.samples import EngineSnapshot
+from core import conventions as c
+from core.samples import EngineSnapshot
 from exporters.adapters import OptionsError
 from exporters.llamacpp import TABLE, adapter
 from exporters.parser import parse

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from collector.samples import GpuProcess
+from core.samples import GpuProcess
 from exporters.nvml import NvmlReader, NvmlStatus
 from tests import fake_nvml as fk
 from tests.fake_nvml import FakeGpu, FakeMig, FakeNvml, GiB, MiB

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 import trustme
 
-from collector.samples import PROBE_ERROR_KINDS
+from core.samples import PROBE_ERROR_KINDS
 from exporters.probe import probe
 from exporters.sse import Api
 from sim.engines import make_renderer

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.conventions import (
+from core.conventions import (
     E2E_LATENCY_SECONDS,
     GENERATION_TOKENS_TOTAL,
     ITL_SECONDS,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.conventions import (
+from core.conventions import (
     E2E_LATENCY_SECONDS,
     GENERATION_TOKENS_TOTAL,
     ITL_SECONDS,
@@ -20,7 +20,7 @@ from collector.conventions import (
     REQUESTS_TOTAL,
     TTFT_SECONDS,
 )
-from collector.samples import EngineSnapshot
+from core.samples import EngineSnapshot
 from exporters.adapters import OptionsError
 from exporters.families import MetricFamily
 from exporters.parser import parse

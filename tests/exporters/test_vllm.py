@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from collector import conventions as c
-from collector.samples import EngineSnapshot, Histogram
+from core import conventions as c
+from core.samples import EngineSnapshot, Histogram
 from exporters.adapters import OptionsError, make_adapter
 from exporters.parser import parse
 from exporters.vllm import TABLE, adapter

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.config import parse as parse_config
-from collector.samples import GpuSample
+from core.samples import GpuSample
 from exporters.gpu_scrape import WANTED_DCGM, from_dcgm
 from exporters.parser import parse
 from sim.engines import dcgm

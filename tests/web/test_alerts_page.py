@@ -12,7 +12,7 @@ import pytest
 
 from alerts.model import AlertState, fingerprint
 from collector.config import parse
-from collector.store import Store
+from inferwatch.stores import Stores
 from web.app import create_app
 
 NOW = 1_700_000_000.0
@@ -20,16 +20,16 @@ EVIL = "<script>alert(1)</script>"
 
 
 @pytest.fixture
-async def page(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Store]]:
+async def page(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Stores]]:
     cfg = parse({"storage": f"sqlite:///{tmp_path}/p.db",
                  "backends": [{"name": "a", "engine": "vllm", "url": "http://127.0.0.1:1"}]})
-    store = Store(cfg.storage)
+    store = Stores.open(cfg.storage)
     store.migrate()
     labels = {"alertname": "QueueDepthHigh", "severity": "critical", "backend": EVIL}
-    store.save_alert_states({fingerprint(labels): AlertState(
+    store.alerts.save_alert_states({fingerprint(labels): AlertState(
         fingerprint(labels), "QueueDepthHigh", labels, "firing", value=153.0, active_since=NOW - 90,
         fired_at=NOW - 30, annotations={"summary": f"{EVIL} queue depth 153 > 100"})})
-    app = create_app(cfg, store, clock=lambda: NOW)
+    app = create_app(cfg, store.reads, store.alerts, store.silences, clock=lambda: NOW)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://inferwatch") as client:
         yield client, store
     store.close()
@@ -41,7 +41,7 @@ def _token(html: str) -> str:
     return m.group(1)
 
 
-async def test_alerts_render_escaped_with_security_headers(page: tuple[httpx.AsyncClient, Store]) -> None:
+async def test_alerts_render_escaped_with_security_headers(page: tuple[httpx.AsyncClient, Stores]) -> None:
     client, _ = page
     resp = await client.get("/alerts")
     assert resp.status_code == 200
@@ -51,25 +51,25 @@ async def test_alerts_render_escaped_with_security_headers(page: tuple[httpx.Asy
     assert "samesite=strict" in resp.headers["set-cookie"].lower() and "httponly" in resp.headers["set-cookie"].lower()
 
 
-async def test_silence_created_and_expired_from_the_form(page: tuple[httpx.AsyncClient, Store]) -> None:
+async def test_silence_created_and_expired_from_the_form(page: tuple[httpx.AsyncClient, Stores]) -> None:
     client, store = page
     token = _token((await client.get("/alerts")).text)
     resp = await client.post("/alerts/silences", data={
         "csrf": token, "matchers": "alertname=QueueDepthHigh\nbackend=~vllm-.*", "duration": "2h",
         "created_by": "oncall@example.com", "comment": "draining vllm-a"})
     assert resp.status_code == 303 and resp.headers["location"] == "/alerts"
-    [silence] = store.list_silences()
+    [silence] = store.silences.list_silences()
     assert silence.matchers_doc() == {"alertname": "QueueDepthHigh", "backend": "=~vllm-.*"}
     assert silence.ends_at == NOW + 7200 and silence.created_by == "oncall@example.com"
     html = (await client.get("/alerts")).text
     assert "draining vllm-a" in html and f'action="/alerts/silences/{silence.id}/expire"' in html
     resp = await client.post(f"/alerts/silences/{silence.id}/expire", data={"csrf": token})
     assert resp.status_code == 303
-    assert store.list_silences()[0].state(NOW) == "expired"
+    assert store.silences.list_silences()[0].state(NOW) == "expired"
 
 
 @pytest.mark.parametrize("csrf", [None, "forged-token"], ids=["no token", "wrong token"])
-async def test_posts_without_the_csrf_token_are_refused(page: tuple[httpx.AsyncClient, Store], csrf: str | None) -> None:
+async def test_posts_without_the_csrf_token_are_refused(page: tuple[httpx.AsyncClient, Stores], csrf: str | None) -> None:
     client, store = page
     await client.get("/alerts")  # the browser has the cookie; the attacker's form lacks the token
     data = {"matchers": "alertname=QueueDepthHigh", "duration": "1h", "created_by": "mallory"}
@@ -77,14 +77,14 @@ async def test_posts_without_the_csrf_token_are_refused(page: tuple[httpx.AsyncC
         data["csrf"] = csrf
     resp = await client.post("/alerts/silences", data=data)
     assert resp.status_code == 403
-    assert store.list_silences() == []
+    assert store.silences.list_silences() == []
 
 
-async def test_bad_form_input_shows_the_error_and_creates_nothing(page: tuple[httpx.AsyncClient, Store]) -> None:
+async def test_bad_form_input_shows_the_error_and_creates_nothing(page: tuple[httpx.AsyncClient, Stores]) -> None:
     client, store = page
     token = _token((await client.get("/alerts")).text)
     resp = await client.post("/alerts/silences", data={"csrf": token, "matchers": "backend=~(", "duration": "1h",
                                                        "created_by": "me"})
     assert resp.status_code == 400
     assert 'role="alert"' in resp.text and "backend" in resp.text
-    assert store.list_silences() == []
+    assert store.silences.list_silences() == []

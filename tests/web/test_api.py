@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.config import parse
-from collector.store import Store
+from inferwatch.stores import Stores
 from sim.engines import make_renderer
 from sim.state import Profile, SimBackend
 from tests.e2e_helpers import Clock, harness
@@ -100,9 +100,9 @@ async def test_series_points_cover_each_step(tmp_path: Path) -> None:
 )
 async def test_series_rejects_bad_parameters_with_a_clear_message(tmp_path: Path, params: dict, message: str) -> None:
     cfg = parse({"storage": f"sqlite:///{tmp_path}/x.db", "backends": [{"name": "a", "engine": "vllm", "url": "http://127.0.0.1:9"}]})
-    store = Store(cfg.storage)
+    store = Stores.open(cfg.storage)
     store.migrate()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(cfg, store)), base_url="http://t") as api:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(cfg, store.reads, store.alerts, store.silences)), base_url="http://t") as api:
         resp = await api.get("/api/v1/backends/a/series", params=params)
         assert resp.status_code == 400
         assert resp.json()["detail"].startswith(message)
@@ -114,9 +114,9 @@ async def test_series_rejects_bad_parameters_with_a_clear_message(tmp_path: Path
 async def test_bearer_token_guards_api_but_not_health(tmp_path: Path) -> None:
     cfg = parse({"storage": f"sqlite:///{tmp_path}/x.db", "web": {"auth": {"tokens": ["${T}"]}},
                  "backends": [{"name": "a", "engine": "vllm", "url": "http://127.0.0.1:9"}]}, env={"T": "tok-123"})
-    store = Store(cfg.storage)
+    store = Stores.open(cfg.storage)
     store.migrate()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(cfg, store)), base_url="http://t") as api:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(cfg, store.reads, store.alerts, store.silences)), base_url="http://t") as api:
         assert (await api.get("/api/v1/backends")).status_code == 401
         assert (await api.get("/api/v1/backends", headers={"Authorization": "Bearer wrong"})).status_code == 401
         ok = await api.get("/api/v1/backends", headers={"Authorization": "Bearer tok-123"})
@@ -170,8 +170,8 @@ async def test_histogram_series_in_one_read_equals_series_per_quantile(tmp_path:
     clock = Clock()
     async with harness(_fleet(clock), f"sqlite:///{tmp_path}/hs.db", clock) as h:
         await _scraped(h, n=4)
-        both = query.histogram_series(h.store, "multi", ["ttft_seconds", "e2e_latency_seconds"], clock(), 240, 60)
+        both = query.histogram_series(h.store.metrics, "multi", ["ttft_seconds", "e2e_latency_seconds"], clock(), 240, 60)
         for signal in ("ttft_seconds", "e2e_latency_seconds"):
             for q in (0.5, 0.95, 0.99):
-                assert both[signal][q] == query.series(h.store, "multi", signal, clock(), 240, 60, q)
+                assert both[signal][q] == query.series(h.store.metrics, "multi", signal, clock(), 240, 60, q)
         assert all(v is not None for _, v in both["ttft_seconds"][0.99])

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from collector.config import ConfigError, parse
-from collector.store import Store
+from inferwatch.stores import Stores
 from web.app import create_app
 
 
@@ -18,13 +18,13 @@ def _basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-async def _client(tmp_path: Path, **auth: object) -> tuple[httpx.AsyncClient, Store]:
+async def _client(tmp_path: Path, **auth: object) -> tuple[httpx.AsyncClient, Stores]:
     cfg = parse({"storage": f"sqlite:///{tmp_path}/a.db", "web": {"auth": auth},
                  "backends": [{"name": "a", "engine": "vllm", "url": "http://127.0.0.1:1"}]},
                 env={"PW": "correct horse battery", "TOKEN": "t0ken-123"})
-    store = Store(cfg.storage)
+    store = Stores.open(cfg.storage)
     store.migrate()
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(cfg, store)), base_url="http://t"), store
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(cfg, store.reads, store.alerts, store.silences)), base_url="http://t"), store
 
 
 @pytest.mark.parametrize("path", ["/", "/alerts", "/backends/a", "/api/v1/backends", "/api/v1/alerts"])

@@ -16,8 +16,8 @@ import pytest
 from collector import query
 from collector.config import parse
 from collector.scheduler import Collector
-from collector.store import Store
 from dashboards import data as d
+from inferwatch.stores import Stores
 from sim.engines import make_renderer
 from sim.state import Profile, SimBackend
 from tests.e2e_helpers import Clock, harness
@@ -203,9 +203,9 @@ async def test_pages_show_the_api_numbers_escaped_and_under_csp(tmp_path: Path) 
 async def test_static_assets_and_never_up_backend(tmp_path: Path) -> None:
     cfg = parse({"storage": f"sqlite:///{tmp_path}/x.db",
                  "backends": [{"name": "a", "engine": "vllm", "url": "http://127.0.0.1:9"}]})
-    store = Store(cfg.storage)
+    store = Stores.open(cfg.storage)
     store.migrate()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(cfg, store)), base_url="http://t") as api:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(cfg, store.reads, store.alerts, store.silences)), base_url="http://t") as api:
         js = await api.get("/static/plotly.min.js")
         assert js.status_code == 200 and "javascript" in js.headers["content-type"] and len(js.content) > 1_000_000
         own = await api.get("/static/dashboard.js")
@@ -220,7 +220,7 @@ async def test_static_assets_and_never_up_backend(tmp_path: Path) -> None:
         assert "max-age" in https.headers["strict-transport-security"]
         assert (await api.get("/slos")).status_code == 200
         # a backend that refuses every scrape: down with the reason, "never been up"
-        collector = Collector(cfg, store, clock=lambda: 1_700_000_000.0)
+        collector = Collector(cfg, store.metrics, store.observations, clock=lambda: 1_700_000_000.0)
         try:
             await collector.scrape_once()
         finally:

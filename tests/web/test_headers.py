@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from collector.config import parse
-from collector.store import Store
+from inferwatch.stores import Stores
 from web.app import CSP, create_app
 
 PATHS = ["/", "/alerts", "/gpus", "/slos", "/backends/a", "/backends/nope", "/api/v1/backends", "/metrics",
@@ -20,9 +20,9 @@ PATHS = ["/", "/alerts", "/gpus", "/slos", "/backends/a", "/backends/nope", "/ap
 async def test_every_response_carries_the_security_headers(tmp_path: Path, path: str) -> None:
     cfg = parse({"storage": f"sqlite:///{tmp_path}/h.db",
                  "backends": [{"name": "a", "engine": "vllm", "url": "http://127.0.0.1:1"}]})
-    store = Store(cfg.storage)
+    store = Stores.open(cfg.storage)
     store.migrate()
-    app = create_app(cfg, store)
+    app = create_app(cfg, store.reads, store.alerts, store.silences)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
         resp = await http.get(path)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://t") as https:

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
+import time
+from collections.abc import Callable
 
 import httpx
 import uvicorn
@@ -13,22 +16,33 @@ import uvicorn
 from alerts.engine import AlertEngine
 from collector.config import Config
 from collector.scheduler import Collector
-from collector.store import Store
+from inferwatch.stores import Stores
 from web.app import create_app
+
+log = logging.getLogger("inferwatch.service")
+
+#: how often rollups and retention run (each pass is idempotent and cheap when there is nothing to do)
+MAINTENANCE_INTERVAL = 300.0
 
 
 class Service:
-    def __init__(self, cfg: Config, store: Store) -> None:
+    """The collector, the alert engine (with its dispatcher), the web app and the stores'
+    maintenance for one config, started and stopped in one order: collector first (the engine
+    evaluates what it writes), web last; on stop, alerting first, then the collector's last flush."""
+
+    def __init__(self, cfg: Config, stores: Stores, clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
-        self.store = store
-        self.collector = Collector(cfg, store)
+        self.stores = stores
+        self.clock = clock
+        self.collector = Collector(cfg, stores.metrics, stores.observations)
         # notifications go out through their own client: it honours HTTPS_PROXY & co.
         self.http = httpx.AsyncClient()
-        self.alerts = AlertEngine(cfg, store, self.http)
+        self.alerts = AlertEngine(cfg, stores.reads, stores.alerts, stores.silences, self.http)
         self.collector.on_flush.append(self.alerts.data_arrived)
-        self.app = create_app(cfg, store, self.collector, alerts=self.alerts)
+        self.app = create_app(cfg, stores.reads, stores.alerts, stores.silences, self.collector, alerts=self.alerts)
         self._stop = asyncio.Event()
         self._alerting: asyncio.Task[None] | None = None
+        self._maintenance: asyncio.Task[None] | None = None
 
     def server(self) -> uvicorn.Server:
         return uvicorn.Server(uvicorn.Config(self.app, host=self.cfg.web.host, port=self.cfg.web.port,
@@ -37,14 +51,29 @@ class Service:
     async def start(self) -> None:
         await self.collector.start()
         self._alerting = asyncio.create_task(self.alerts.run(self._stop), name="alerts")
+        self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
 
     async def stop(self) -> None:
         self._stop.set()
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._maintenance
         if self._alerting is not None:
             with contextlib.suppress(Exception):
                 await self._alerting
         await self.collector.stop()
         await self.http.aclose()
+
+    async def _maintain(self) -> None:
+        """Rollups and retention of every store, every ``MAINTENANCE_INTERVAL``."""
+        while True:
+            await asyncio.sleep(MAINTENANCE_INTERVAL)
+            try:
+                await asyncio.to_thread(self.stores.maintain, self.clock())
+            except Exception:
+                log.exception("[service.maintenance] retention/downsampling failed; next pass in %gs",
+                              MAINTENANCE_INTERVAL)
 
 
 def settle_heap() -> None:

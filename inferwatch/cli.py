@@ -17,10 +17,11 @@ log = logging.getLogger("inferwatch")
 
 
 def _serve(cfg: Config, extra: object = None, banner: str | None = None) -> int:
-    from collector.service import Service, settle_heap
-    from collector.store import Retention, Store
+    from inferwatch.service import Service, settle_heap
+    from inferwatch.stores import Stores
+    from storage.retention import Retention
 
-    store = Store(cfg.storage, Retention(cfg.retention.raw, cfg.retention.rollups, cfg.retention.rollup_step))
+    store = Stores.open(cfg.storage, Retention(cfg.retention.raw, cfg.retention.rollups, cfg.retention.rollup_step))
     store.migrate()
 
     async def main() -> None:
@@ -72,8 +73,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from sim.server import SimFleet
 
     async def main() -> int:
-        from collector.service import Service, settle_heap
-        from collector.store import Store
+        from inferwatch.service import Service, settle_heap
+        from inferwatch.stores import Stores
 
         workdir = Path(tempfile.mkdtemp(prefix="inferwatch-demo-"))
         contexts, ca_file = demo_tls(workdir)
@@ -81,7 +82,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         await fleet.start()
         cfg = parse(demo_config(fleet, storage=args.storage, listen=f"{args.host}:{args.port}",
                                 interval=args.interval, ca_file=ca_file), "<demo>")
-        store = Store(cfg.storage)
+        store = Stores.open(cfg.storage)
         store.migrate()
         service = Service(cfg, store)
         server = service.server()

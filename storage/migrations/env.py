@@ -1,6 +1,6 @@
 """Alembic environment for the inferwatch store.
 
-``Store.migrate()`` runs this programmatically and hands over its own connection through
+``Database.migrate()`` runs this programmatically and hands over its own connection through
 ``config.attributes["connection"]`` (so ``sqlite:///:memory:`` migrates the database the store
 uses). Run from the command line, it connects to ``sqlalchemy.url`` from the Alembic config or
 the ``INFERWATCH_STORAGE`` environment variable instead.

@@ -1,0 +1,8 @@
+"""``python -m inferwatch``: the same as the ``inferwatch`` command."""
+
+import sys
+
+from inferwatch.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
