@@ -21,7 +21,8 @@ from typing import Any
 from alerts.evaluate import Values, labelset
 from alerts.rules import Need, Rule
 from collector import query
-from collector.config import BackendConfig, Config
+from collector.config import BackendConfig, CollectorSettings
+from collector.outside import tls_target
 from core import conventions as c
 
 DEFAULT_WINDOW = 300.0
@@ -41,7 +42,7 @@ def backend_instance(b: BackendConfig) -> dict[str, str]:
 class Fetcher:
     """Values of ``Need``s at one evaluation time, with the windows cached."""
 
-    def __init__(self, reads: query.Reads, cfg: Config, now: float,
+    def __init__(self, reads: query.Reads, cfg: CollectorSettings, now: float,
                  references: dict[tuple[str, str, str, float], tuple[float, float | None]] | None = None) -> None:
         self.reads = reads
         self.cfg = cfg
@@ -119,14 +120,13 @@ class Fetcher:
         return statistics.median(points) if stat == "median" else statistics.fmean(points)
 
 
-def _backend_targets(cfg: Config) -> dict[str, str]:
-    """``host:port`` of every https backend -> its name (as ``collector.outside.tls_checks`` names them)."""
-    from collector.outside import tls_checks
-
+def _backend_targets(backends: Sequence[BackendConfig]) -> dict[str, str]:
+    """``host:port`` of every https backend -> its name (the first, where several share one)."""
     out: dict[str, str] = {}
-    for b in cfg.backends:
-        for t in tls_checks(cfg.model_copy(update={"backends": [b], "tls": []})):
-            out.setdefault(t.target, b.name)
+    for b in backends:
+        target = tls_target(b)
+        if target is not None:
+            out.setdefault(target, b.name)
     return out
 
 
@@ -139,7 +139,7 @@ def _kind(rule: Rule) -> str:
     return "backend"
 
 
-def fetch_values(rules: Sequence[Rule], reads: query.Reads, cfg: Config, now: float,
+def fetch_values(rules: Sequence[Rule], reads: query.Reads, cfg: CollectorSettings, now: float,
                  references: dict[tuple[str, str, str, float], tuple[float, float | None]] | None = None) -> Values:
     """``{rule name: {instance label set: value or None}}`` for ``alerts.evaluate.evaluate``;
     ``references`` (kept by the caller across evaluations) caches baseline references."""
@@ -160,7 +160,7 @@ def fetch_values(rules: Sequence[Rule], reads: query.Reads, cfg: Config, now: fl
         elif kind == "cert":
             if certs is None:
                 certs = []
-                owners = _backend_targets(cfg)
+                owners = _backend_targets(cfg.backends)
                 for r in reads.observations.certificate_results():
                     ends = [t for t in (r.not_after, r.chain_not_after) if t is not None]
                     inst = {"target": r.target}

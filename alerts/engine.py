@@ -17,40 +17,23 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
 
 import httpx
 
+from alerts.config import AlertingConfig
 from alerts.data import fetch_values
 from alerts.dispatcher import Dispatcher
 from alerts.evaluate import evaluate, notifiable
 from alerts.model import AlertState, Notification, Transition
-from alerts.notifiers import build
+from alerts.notifiers import Notifier
 from alerts.outbox import AlertStore
 from alerts.routing import Planned, Router, Sent, plan
-from alerts.rulepack import default_rules, with_user_rules
 from alerts.rules import Rule
 from alerts.silences import SilenceStore
-from alerts.slo import SLO
-from alerts.slo_data import burn_rules, burn_values
-from collector.config import Config, router_from_config
+from alerts.slo_data import burn_values
 from collector.query import Reads
 
 log = logging.getLogger("inferwatch.alerts")
-
-
-def rules_from_config(cfg: Config) -> list[Rule]:
-    """The default pack (unless ``default_rules: false``) plus the user's rules (a user rule named
-    like a default replaces it). Already validated by ``collector.config``."""
-    user = [Rule.model_validate(r) for r in cfg.rules]
-    if not cfg.default_rules:
-        return user
-    per_backend = {b.name: b.alert_thresholds for b in cfg.backends if b.alert_thresholds}
-    return with_user_rules(default_rules(cfg.rule_overrides, per_backend), user)
-
-
-def notifiers_from_config(cfg: Config) -> dict[str, Any]:
-    return {name: build(name, conf) for name, conf in cfg.notifiers.items()}
 
 
 def to_notification(t: Transition, receiver: str, now: float, dashboard: str | None) -> Notification:
@@ -78,20 +61,20 @@ def planned_notification(p: Planned, now: float, dashboard: str | None, seq: int
 
 
 class AlertEngine:
-    def __init__(self, cfg: Config, reads: Reads, store: AlertStore, silences: SilenceStore, http: httpx.AsyncClient,
+    def __init__(self, cfg: AlertingConfig, reads: Reads, store: AlertStore, silences: SilenceStore, http: httpx.AsyncClient,
                  clock: Callable[[], float] = time.time,
-                 notifiers: Mapping[str, Any] | None = None, rules: Sequence[Rule] | None = None,
+                 notifiers: Mapping[str, Notifier] | None = None, rules: Sequence[Rule] | None = None,
                  router: Router | None = None) -> None:
         self.cfg = cfg
         self.reads = reads
         self.store = store
         self.silences = silences
         self.clock = clock
-        self.rules = list(rules) if rules is not None else rules_from_config(cfg)
-        self.burn_rules = burn_rules([SLO.model_validate(raw) for raw in cfg.slos])
-        self.notifiers = dict(notifiers) if notifiers is not None else notifiers_from_config(cfg)
+        self.rules = list(rules) if rules is not None else list(cfg.rules_in_force)
+        self.burn_rules = cfg.burn_rules
+        self.notifiers = dict(notifiers) if notifiers is not None else cfg.notifier_set
         self.dispatcher = Dispatcher(store, self.notifiers, http, clock=clock)
-        self.router: Router = router if router is not None else router_from_config(cfg)
+        self.router: Router = router if router is not None else cfg.router
         self.sent: dict[tuple[str, str], Sent] = {}
         self.muted: dict[str, str] = {}  # fingerprint -> why (silenced by <id> / inhibited), last round
         self._unrouted: set[str] = set()  # fingerprints already logged as matching no route
@@ -103,9 +86,9 @@ class AlertEngine:
         self._references: dict[tuple[str, str, str, float], tuple[float, float | None]] = {}
 
     def dashboard_url(self, t: Transition | AlertState) -> str | None:
-        base = self.cfg.external_url or f"http://{self.cfg.web.listen}"
+        base = self.cfg.dashboard_base()
         backend = t.labels.get("backend")
-        return f"{base.rstrip('/')}/backends/{backend}" if backend else f"{base.rstrip('/')}/alerts"
+        return f"{base}/backends/{backend}" if backend else f"{base}/alerts"
 
     async def evaluate_once(self, now: float | None = None) -> list[Transition]:
         now = self.clock() if now is None else now

@@ -19,9 +19,9 @@ waits for before anything appears, and it rises first when the queue or prefill 
 
 **Overrides.** ``default_rules(overrides, per_backend)``:
 
-* ``overrides[rule_name]`` replaces fields of a default rule, with config spelling (``for``,
-  ``severity``, ``labels`` …), plus ``threshold`` (a number or ``"500ms"``/``"90%"``; rewrites
-  the number in ``expr``) and ``enabled: false`` (drops the rule).
+* ``overrides[rule_name]`` (a ``RuleOverride``) replaces fields of a default rule, with config
+  spelling (``for``, ``severity``, ``labels`` …), plus ``threshold`` (a number or
+  ``"500ms"``/``"90%"``; rewrites the number in ``expr``) and ``enabled: false`` (drops the rule).
 * ``per_backend[backend][rule_name] = threshold`` goes into that rule's ``per_backend`` map: the
   evaluator compares that backend's instances against it (``Rule.threshold_for``). One rule, one
   ``alertname`` and one alert identity per backend whatever its threshold, and ``{{ threshold }}``
@@ -41,9 +41,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from alerts.rules import Rule, parse_threshold
+from pydantic import ConfigDict, Field
 
-__all__ = ["DEFAULT_RULES", "default_rules", "with_user_rules"]
+from alerts.rules import NoData, Rule, RuleSeverity, Selector
+from core.schema import ConfigModel
+from core.units import Duration, Threshold, parse_threshold
+
+__all__ = ["DEFAULT_RULES", "RuleOverride", "RulePackError", "default_rules", "with_user_rules"]
 
 _SUMMARY_BACKEND = "{{ backend }}: "
 
@@ -140,25 +144,53 @@ def _names(rules: Iterable[Rule]) -> str:
     return ", ".join(r.name for r in rules)
 
 
-def _apply(rule: Rule, changes: Mapping[str, Any], per_backend: Mapping[str, float]) -> Rule | None:
-    data = rule.model_dump(by_alias=True)
-    changes = dict(changes)
-    if changes.pop("enabled", True) is False:
+class RuleOverride(ConfigModel):
+    """What ``rule_overrides.<DefaultRule>`` may change: any field of the rule, in config
+    spelling, plus ``threshold`` (rewrites the number in ``expr``) and ``enabled: false``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True)
+
+    enabled: bool = True
+    threshold: Threshold | None = None
+    expr: str | None = None
+    for_: Duration | None = Field(default=None, alias="for")
+    keep_firing_for: Duration | None = None
+    severity: RuleSeverity | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+    selector: Selector | None = None
+    no_data: NoData | None = None
+
+
+class RulePackError(ValueError):
+    """An override or a per-backend threshold names no default rule; ``backend`` says whose
+    ``alert_thresholds`` (None: ``rule_overrides``)."""
+
+    def __init__(self, message: str, *, backend: str | None = None) -> None:
+        super().__init__(f"per_backend.{backend}: {message}" if backend is not None else f"overrides: {message}")
+        self.message = message
+        self.backend = backend
+
+
+def _apply(rule: Rule, override: RuleOverride, per_backend: Mapping[str, float]) -> Rule | None:
+    if not override.enabled:
         return None
-    if "threshold" in changes:
-        threshold = parse_threshold(changes.pop("threshold"))
+    data = rule.model_dump(by_alias=True)
+    changes = override.model_dump(by_alias=True, exclude_unset=True, exclude={"enabled", "threshold"})
+    if override.threshold is not None:
         expr = changes.get("expr", rule.expr)
-        changes["expr"] = str(Rule.model_validate({**data, "expr": expr}).parsed.with_threshold(threshold))
+        changes["expr"] = str(Rule.model_validate({**data, "expr": expr}).parsed.with_threshold(override.threshold))
     data.update(changes)
     data["per_backend"] = {**data["per_backend"], **per_backend}
     return Rule.model_validate(data)
 
 
 def default_rules(
-    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    overrides: Mapping[str, RuleOverride | Mapping[str, object]] | None = None,
     per_backend: Mapping[str, Mapping[str, float | str]] | None = None,
 ) -> list[Rule]:
-    """The default pack with ``overrides`` and per-backend thresholds applied.
+    """The default pack with ``overrides`` and per-backend thresholds applied (both as config
+    writes them, or already parsed).
 
     >>> rules = default_rules({"QueueDepthHigh": {"threshold": 200, "for": "2m"}},
     ...                       {"vllm-a": {"QueueDepthHigh": 50}})
@@ -166,27 +198,30 @@ def default_rules(
     >>> q.expr, q.for_, q.threshold_for({"backend": "vllm-a"}), q.threshold_for({"backend": "b"})
     ('queue_depth > 200', 120.0, 50.0, 200.0)
 
-    Raises ``ValueError`` naming an unknown rule or a bad field (pydantic's message).
+    Raises ``RulePackError`` naming an unknown rule; pydantic's ``ValidationError`` when an
+    override makes a rule invalid.
     """
-    overrides = overrides or {}
-    per_backend = per_backend or {}
     known = {r.name for r in DEFAULT_RULES}
-    for name in overrides:
+    parsed: dict[str, RuleOverride] = {}
+    for name, override in (overrides or {}).items():
         if name not in known:
-            raise ValueError(f"overrides: unknown rule {name!r}; expected one of {_names(DEFAULT_RULES)}")
+            raise RulePackError(f"unknown rule {name!r}; expected one of {_names(DEFAULT_RULES)}")
+        parsed[name] = override if isinstance(override, RuleOverride) else RuleOverride.model_validate(override)
     thresholds: dict[str, dict[str, float]] = {}
-    for backend, by_rule in per_backend.items():
+    for backend, by_rule in (per_backend or {}).items():
         for name, value in by_rule.items():
             if name not in known:
-                raise ValueError(f"per_backend.{backend}: unknown rule {name!r}; expected one of "
-                                 f"{_names(DEFAULT_RULES)}")
+                raise RulePackError(f"unknown rule {name!r}; expected one of {_names(DEFAULT_RULES)}", backend=backend)
             thresholds.setdefault(name, {})[backend] = parse_threshold(value)
     out = []
     for rule in DEFAULT_RULES:
-        changed = _apply(rule, overrides.get(rule.name, {}), thresholds.get(rule.name, {}))
+        changed = _apply(rule, parsed.get(rule.name, _UNCHANGED), thresholds.get(rule.name, {}))
         if changed is not None:
             out.append(changed)
     return out
+
+
+_UNCHANGED: Final = RuleOverride()
 
 
 def with_user_rules(defaults: Sequence[Rule], user: Sequence[Rule]) -> list[Rule]:

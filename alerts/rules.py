@@ -44,17 +44,26 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Annotated, Final, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BeforeValidator, ConfigDict, Field, field_validator
 
 from alerts.templates import template_problems
 from core import conventions as cv
 from core.labels import is_label_name
 from core.numbers import nan_to_none
-from core.units import Duration, parse_duration
+from core.schema import ConfigModel
+from core.units import (
+    NUMBER_RE,
+    UNIT_FACTORS,
+    Duration,
+    Threshold,
+    clean_scaled,
+    format_duration_text,
+    format_number,
+    parse_duration,
+)
 
 __all__ = [
-    "DERIVED_SIGNALS", "Baseline", "Condition", "Need", "Query", "Rule", "Selector",
-    "all_signals", "format_duration_text", "format_number", "parse_expr", "parse_threshold",
+    "DERIVED_SIGNALS", "Baseline", "Condition", "Need", "Query", "Rule", "Selector", "all_signals", "parse_expr",
 ]
 
 Op = Literal[">", ">=", "<", "<=", "==", "!="]
@@ -79,66 +88,13 @@ _QUANTILE_FNS: Final = ("p50", "p95", "p99")
 _WINDOWED_FNS: Final = ("avg", *_QUANTILE_FNS, "rate")
 _OPS: Final = (">=", "<=", "==", "!=", ">", "<")  # two-character ones first
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
 _UNIT = re.compile(r"ms|s|m|h|d|%")
-_UNIT_FACTORS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "%": 0.01}
 
 
 def all_signals() -> dict[str, cv.SignalKind]:
     """Every signal an expression may name: the normalised vocabulary plus the derived ones."""
     return {**cv.SIGNALS, **DERIVED_SIGNALS}
-
-
-# --- number and duration text -------------------------------------------------------------------
-
-
-def format_number(x: float) -> str:
-    """Shortest text that parses back to ``x``: ``100.0`` -> ``"100"``, ``0.5`` -> ``"0.5"``."""
-    text = repr(float(x))
-    return text[:-2] if text.endswith(".0") else text
-
-
-def format_duration_text(seconds: float) -> str:
-    """Seconds as duration text ``parse_duration`` reads back: ``86400`` -> ``"1d"``, ``90`` -> ``"1m30s"``."""
-    if seconds == 0:
-        return "0s"
-    ms = round(seconds * 1000)
-    if abs(ms - seconds * 1000) > 1e-6:  # finer than a millisecond: plain seconds
-        return format_number(seconds) + "s"
-    parts = []
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
-        n, ms = divmod(ms, size)
-        if n:
-            parts.append(f"{n}{unit}")
-    return "".join(parts)
-
-
-def _clean(x: float) -> float:
-    """Drop binary noise from unit scaling: ``99.9 * 0.01`` is 0.999, not 0.9990000000000001."""
-    return float(f"{x:.12g}")
-
-
-def parse_threshold(value: object) -> float:
-    """A threshold as config writes it: a number, or text like ``500ms``, ``5s``, ``90%``.
-
-    >>> parse_threshold("500ms"), parse_threshold("90%"), parse_threshold(3)
-    (0.5, 0.9, 3.0)
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"expected a number like 0.5, 500ms or 90%, got {value!r}")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip()
-        m = _NUMBER.match(text)
-        if m is not None:
-            rest = text[m.end():]
-            if rest == "":
-                return float(m.group(0))
-            if rest in _UNIT_FACTORS:
-                return _clean(float(m.group(0)) * _UNIT_FACTORS[rest])
-    raise ValueError(f"expected a number like 0.5, 500ms or 90%, got {value!r}")
 
 
 # --- the AST --------------------------------------------------------------------------------------
@@ -283,7 +239,7 @@ class _Parser:
     def _found(self) -> str:
         if self.pos >= len(self.text):
             return "end of expression"
-        m = _IDENT.match(self.text, self.pos) or _NUMBER.match(self.text, self.pos)
+        m = _IDENT.match(self.text, self.pos) or NUMBER_RE.match(self.text, self.pos)
         return repr(m.group(0) if m else self.text[self.pos])
 
     def skip(self) -> None:
@@ -387,7 +343,7 @@ class _Parser:
 
     def number(self, term: Term) -> float:
         self.skip()
-        m = _NUMBER.match(self.text, self.pos)
+        m = NUMBER_RE.match(self.text, self.pos)
         if m is None:
             raise self.fail(f"expected a number, found {self._found()}")
         self.pos = m.end()
@@ -398,7 +354,7 @@ class _Parser:
             if problem := _unit_problem(term, unit):
                 raise self.fail(problem, u.start())
             self.pos = u.end()
-            value = _clean(value * _UNIT_FACTORS[unit])
+            value = clean_scaled(value * UNIT_FACTORS[unit])
         return value
 
     def parse(self) -> Condition:
@@ -446,13 +402,8 @@ def parse_expr(text: str) -> Condition:
 
 # --- the models -----------------------------------------------------------------------------------
 
-Threshold = Annotated[float, BeforeValidator(parse_threshold)]
 _RULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
 _RESERVED_LABELS: Final = frozenset({"alertname", "severity"})
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _tuple_of_names(value: object) -> object:
@@ -461,7 +412,7 @@ def _tuple_of_names(value: object) -> object:
     return value
 
 
-class Selector(_Frozen):
+class Selector(ConfigModel):
     """Which instances a rule (or SLO) covers; every given part must match.
 
     ``backend``: one name or a list. ``labels``: the backend's configured labels (subset match).
@@ -485,7 +436,7 @@ class Selector(_Frozen):
         return self.gpu is None or self.gpu in (instance.get("uuid"), instance.get("gpu"))
 
 
-class Rule(_Frozen):
+class Rule(ConfigModel):
     """One alerting rule. ``expr`` is validated and parsed when the rule is built.
 
     >>> r = Rule.model_validate({"name": "QueueDepthHigh", "expr": "queue_depth > 100", "for": "1m"})

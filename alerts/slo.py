@@ -31,10 +31,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from alerts.rules import Selector, all_signals, parse_threshold
-from core.units import Duration
+from alerts.rules import Selector, all_signals
+from core.schema import ConfigModel
+from core.units import Duration, parse_threshold
 
 __all__ = [
     "SLO", "AlertWindows", "AvailabilitySLI", "BurnRateWindow", "ErrorBudget", "GoodCount",
@@ -115,10 +116,8 @@ def burn_rate_factor(budget_share: float, slo_window: float, long_window: float)
     return budget_share * slo_window / long_window
 
 
-class BurnRateWindow(BaseModel):
+class BurnRateWindow(ConfigModel):
     """One alert of the four: burn rate above ``factor`` over ``long`` AND over ``short``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     long: Duration
     short: Duration
@@ -131,10 +130,8 @@ class BurnRateWindow(BaseModel):
         return self
 
 
-class AlertWindows(BaseModel):
+class AlertWindows(ConfigModel):
     """The four windows of the workbook's recommended alerting (sloth ``MWMBAlertGroup``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     page_quick: BurnRateWindow
     page_slow: BurnRateWindow
@@ -169,15 +166,13 @@ def _objective(value: object) -> object:
     return value
 
 
-class SLO(BaseModel):
+class SLO(ConfigModel):
     """One objective. ``good`` says what a good event is; ``alerting`` overrides the windows.
 
     >>> s = SLO(name="ttft-1s", objective=0.99, good="ttft_seconds < 1")
     >>> s.window, s.sli, s.alert_windows().page_quick.factor
     (2592000.0, LatencySLI(signal='ttft_seconds', threshold=1.0), 14.4)
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
     objective: Annotated[float, BeforeValidator(_objective)]

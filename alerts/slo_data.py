@@ -38,11 +38,11 @@ from alerts.slo import (
     good_count,
     mwmb_alerts,
 )
-from collector.config import BackendConfig, Config
+from collector.config import BackendConfig, CollectorSettings
 from collector.store import MetricsStore
 from core import conventions as c
 from core.quantiles import merge
-from core.units import format_duration
+from core.units import format_window
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,13 +177,13 @@ def cumulative_events(slo: SLO, metrics: MetricsStore, backends: Sequence[Backen
     return out
 
 
-def _min_interval(slo: SLO, cfg: Config) -> float:
+def _min_interval(slo: SLO, cfg: CollectorSettings) -> float:
     names = set(_backends(slo, cfg.backends))
     chosen = [cfg.interval_for(b) for b in cfg.backends if b.name in names]
     return min(chosen, default=cfg.scrape_interval)
 
 
-def burn_down(slo: SLO, metrics: MetricsStore, cfg: Config, now: float) -> list[tuple[float, float | None]]:
+def burn_down(slo: SLO, metrics: MetricsStore, cfg: CollectorSettings, now: float) -> list[tuple[float, float | None]]:
     """``[(t, error budget remaining over (now - window, t])]`` per step end ``t``; the last
     point is the whole window's ``error_budget(...).remaining``."""
     ends = burn_down_ends(now, slo.window, _min_interval(slo, cfg))
@@ -198,7 +198,7 @@ def _remaining(slo: SLO, ends: Sequence[float], cumulative: Sequence[Events]) ->
     return out
 
 
-def slo_view(slo: SLO, metrics: MetricsStore, cfg: Config, now: float) -> dict[str, Any]:
+def slo_view(slo: SLO, metrics: MetricsStore, cfg: CollectorSettings, now: float) -> dict[str, Any]:
     """Everything ``/api/v1/slos`` (and the SLO page) shows for one SLO."""
     ends = burn_down_ends(now, slo.window, _min_interval(slo, cfg))
     steps = cumulative_events(slo, metrics, cfg.backends, now, slo.window, ends)
@@ -209,7 +209,7 @@ def slo_view(slo: SLO, metrics: MetricsStore, cfg: Config, now: float) -> dict[s
     burning = set(a.kind for a in group.burning(ratios))
     return {
         "name": slo.name, "objective": slo.objective, "window_seconds": slo.window,
-        "window": format_duration(slo.window), "good": slo.good,
+        "window": format_window(slo.window), "good": slo.good,
         "description": slo.description,
         "sli": budget.sli if budget else None,
         "estimated": whole.estimated,
@@ -219,10 +219,10 @@ def slo_view(slo: SLO, metrics: MetricsStore, cfg: Config, now: float) -> dict[s
         "error_budget": None if budget is None else {
             "allowed_bad": budget.allowed_bad, "bad": budget.bad, "consumed": budget.consumed,
             "remaining": budget.remaining},
-        "burn_rates": {format_duration(w): (burn_rate(r, slo.objective) if r is not None else None)
+        "burn_rates": {format_window(w): (burn_rate(r, slo.objective) if r is not None else None)
                        for w, r in sorted(ratios.items())},
-        "alerts": [{"kind": a.kind, "severity": a.severity, "long_window": format_duration(a.long_window),
-                    "short_window": format_duration(a.short_window), "burn_rate_factor": a.burn_rate_factor,
+        "alerts": [{"kind": a.kind, "severity": a.severity, "long_window": format_window(a.long_window),
+                    "short_window": format_window(a.short_window), "burn_rate_factor": a.burn_rate_factor,
                     "burning": a.kind in burning} for a in group.alerts()],
         "burn_down_step": slo.window / len(ends),
         "burn_down": [[t, r] for t, r in _remaining(slo, ends, steps)],
@@ -250,14 +250,14 @@ def burn_rules(slos: Sequence[SLO]) -> list[BurnRule]:
     out: list[BurnRule] = []
     for slo in slos:
         for a in mwmb_alerts(slo).alerts():
-            long_w, short_w = format_duration(a.long_window), format_duration(a.short_window)
+            long_w, short_w = format_window(a.long_window), format_window(a.short_window)
             rule = Rule.model_validate({
                 # the expression's signal is a placeholder: the engine supplies the value itself
                 "name": f"SLOBurnRate:{slo.name}:{a.kind}",
                 "expr": f"error_ratio > {a.burn_rate_factor!r}",
                 "severity": _SEVERITY[a.severity],
                 "labels": {"slo": slo.name, "burn_window": f"{long_w}/{short_w}", "slo_alert": a.severity},
-                "annotations": {"summary": f"SLO {slo.name} ({slo.objective:.4%} over {format_duration(slo.window)}) "
+                "annotations": {"summary": f"SLO {slo.name} ({slo.objective:.4%} over {format_window(slo.window)}) "
                                            f"burns its error budget {{{{ value }}}}x over {long_w} and {short_w} "
                                            f"(threshold {a.burn_rate_factor:g}x)"},
             })
@@ -265,7 +265,7 @@ def burn_rules(slos: Sequence[SLO]) -> list[BurnRule]:
     return out
 
 
-def burn_values(rules: Sequence[BurnRule], metrics: MetricsStore, cfg: Config, now: float) -> dict[str, dict[Any, float | None]]:
+def burn_values(rules: Sequence[BurnRule], metrics: MetricsStore, cfg: CollectorSettings, now: float) -> dict[str, dict[Any, float | None]]:
     """Values for ``alerts.evaluate.evaluate``: per burn rule, one instance ``{slo}``."""
     from alerts.evaluate import labelset
 

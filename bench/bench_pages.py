@@ -30,11 +30,11 @@ from typing import Any
 import httpx
 
 from collector import deltas
-from collector.config import parse
 from core.samples import EngineSnapshot, ScrapeRecord
 from core.units import parse_duration
 from exporters.adapters import make_adapter
 from exporters.parser import parse as parse_text
+from inferwatch.config import parse
 from inferwatch.service import settle_heap
 from inferwatch.stores import Stores
 from sim.fleet import uniform

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from collector.config import BackendConfig, Config
+from collector.config import BackendConfig, CollectorSettings
 from core.samples import CertResult, GpuSample, ProbeResult
 
 log = logging.getLogger("inferwatch.sources")
@@ -48,17 +48,24 @@ class GpuReading:
     error: str | None = None
 
 
-def tls_checks(cfg: Config) -> list[TlsCheck]:
+def tls_target(b: BackendConfig) -> str | None:
+    """``host:port`` of an https backend's endpoint (what its certificate check is named by)."""
+    parts = urlsplit(b.url)
+    if parts.scheme != "https" or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{parts.port or 443}"
+
+
+def tls_checks(cfg: CollectorSettings) -> list[TlsCheck]:
     """Every ``tls:`` entry plus every https backend (once per host:port)."""
     out: dict[str, TlsCheck] = {}
     for t in cfg.tls:
         out.setdefault(t.target, TlsCheck(t.target, t.server_name, t.ca_file, t.interval, t.timeout))
     for b in cfg.backends:
-        parts = urlsplit(b.url)
-        if parts.scheme == "https" and parts.hostname:
-            host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-            target = f"{host}:{parts.port or 443}"
-            out.setdefault(target, TlsCheck(target, None, b.ca_file, cfg.tls_check_interval, 10.0))
+        target = tls_target(b)
+        if target is not None:
+            out.setdefault(target, TlsCheck(target, None, b.ca_file, cfg.tls_check_interval, cfg.tls_check_timeout))
     return list(out.values())
 
 
@@ -67,7 +74,7 @@ def _verify(ca_file: str | None) -> ssl.SSLContext | bool:
 
 
 class Sources:
-    def __init__(self, cfg: Config, emit: Emit, client: httpx.AsyncClient,
+    def __init__(self, cfg: CollectorSettings, emit: Emit, client: httpx.AsyncClient,
                  clock: Callable[[], float] = time.time, nvml: Any = None) -> None:
         self.cfg = cfg
         self.emit = emit

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from collector import deltas
-from collector.config import BackendConfig, Config
+from collector.config import BackendConfig, CollectorSettings
 from collector.observations import ObservationStore
 from collector.outside import GpuReading, Sources
 from collector.scrape import ScrapeResult, Target, scrape
@@ -58,7 +58,7 @@ def _reason_class(reason: str) -> str:
             "body": "oversized", "truncated": "truncated", "parse": "parse", "no": "no_metrics"}.get(head, "other")
 
 
-def target_for(cfg: Config, b: BackendConfig) -> Target:
+def target_for(cfg: CollectorSettings, b: BackendConfig) -> Target:
     headers = {"Authorization": f"Bearer {b.bearer_token}"} if b.bearer_token else {}
     target = Target(b.name, b.metrics_url, make_adapter(b.engine, b.options), cfg.timeout_for(b), cfg.max_body_bytes,
                     headers)
@@ -74,7 +74,7 @@ class Collector:
     """Scrapes every backend of ``cfg`` into ``metrics`` (probes, TLS checks and GPU readings into
     ``observations``) until ``stop()``."""
 
-    def __init__(self, cfg: Config, metrics: MetricsStore, observations: ObservationStore,
+    def __init__(self, cfg: CollectorSettings, metrics: MetricsStore, observations: ObservationStore,
                  client: httpx.AsyncClient | None = None,
                  clock: Callable[[], float] = time.time, flush_interval: float = 0.1, nvml: Any = None) -> None:
         self.cfg = cfg

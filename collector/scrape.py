@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from core.samples import EngineSnapshot, GpuSample
-from exporters.adapters import Adapter
+from exporters.base import Adapter
 from exporters.families import MetricFamily, ParseError
 from exporters.parser import parse
 

@@ -86,5 +86,3 @@ LABEL_ENGINE: Final = "engine"
 LABEL_MODEL: Final = "model"
 LABEL_QUANTILE: Final = "quantile"
 LABEL_REASON: Final = "reason"
-
-ENGINES: Final = ("vllm", "tgi", "triton", "sglang", "llamacpp", "prometheus", "openai")

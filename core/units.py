@@ -1,8 +1,9 @@
-"""Durations and sizes as a config file (or a query parameter) writes them. Pure.
+"""Durations, sizes and thresholds as a config file (or a query parameter) writes them. Pure.
 
 Durations are ``500ms``, ``15s``, ``5m``, ``1h``, ``7d``, ``2w`` or combinations (``1h30m``); a
 bare number means seconds. Sizes are ``16MiB``, ``500KiB``, ``10MB`` or a bare number of bytes.
-``Duration`` and ``Size`` are the pydantic field types that parse them.
+Thresholds are numbers with an optional unit: ``0.5``, ``500ms``, ``5s``, ``90%``. ``Duration``,
+``Size`` and ``Threshold`` are the pydantic field types that parse them.
 """
 
 from __future__ import annotations
@@ -12,12 +13,19 @@ from typing import Annotated
 
 from pydantic import BeforeValidator
 
-__all__ = ["Duration", "Size", "format_duration", "parse_duration", "parse_size"]
+__all__ = [
+    "NUMBER_RE", "UNIT_FACTORS", "Duration", "Size", "Threshold", "clean_scaled", "format_window",
+    "format_duration_text", "format_number", "parse_duration", "parse_size", "parse_threshold",
+]
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB)?", re.IGNORECASE)
 _SIZE_UNITS = {"b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
+#: A number as thresholds and rule expressions write it: ``42``, ``0.5``, ``.5``, ``1e3``.
+NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+#: The units a threshold may carry, and what they multiply by.
+UNIT_FACTORS: dict[str, float] = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "%": 0.01}
 
 
 def parse_duration(value: object) -> float:
@@ -46,10 +54,59 @@ def parse_duration(value: object) -> float:
     return total
 
 
-def format_duration(seconds: float) -> str:
-    """A window as short text: whole days, hours or minutes, else seconds.
+def format_number(x: float) -> str:
+    """Shortest text that parses back to ``x``: ``100.0`` -> ``"100"``, ``0.5`` -> ``"0.5"``."""
+    text = repr(float(x))
+    return text[:-2] if text.endswith(".0") else text
 
-    >>> format_duration(86400.0), format_duration(5400.0), format_duration(90.0)
+
+def format_duration_text(seconds: float) -> str:
+    """Seconds as duration text ``parse_duration`` reads back: ``86400`` -> ``"1d"``, ``90`` -> ``"1m30s"``."""
+    if seconds == 0:
+        return "0s"
+    ms = round(seconds * 1000)
+    if abs(ms - seconds * 1000) > 1e-6:  # finer than a millisecond: plain seconds
+        return format_number(seconds) + "s"
+    parts = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
+        n, ms = divmod(ms, size)
+        if n:
+            parts.append(f"{n}{unit}")
+    return "".join(parts)
+
+
+def clean_scaled(x: float) -> float:
+    """Drop binary noise from unit scaling: ``99.9 * 0.01`` is 0.999, not 0.9990000000000001."""
+    return float(f"{x:.12g}")
+
+
+def parse_threshold(value: object) -> float:
+    """A threshold as config writes it: a number, or text like ``500ms``, ``5s``, ``90%``.
+
+    >>> parse_threshold("500ms"), parse_threshold("90%"), parse_threshold(3)
+    (0.5, 0.9, 3.0)
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number like 0.5, 500ms or 90%, got {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        m = NUMBER_RE.match(text)
+        if m is not None:
+            rest = text[m.end():]
+            if rest == "":
+                return float(m.group(0))
+            if rest in UNIT_FACTORS:
+                return clean_scaled(float(m.group(0)) * UNIT_FACTORS[rest])
+    raise ValueError(f"expected a number like 0.5, 500ms or 90%, got {value!r}")
+
+
+def format_window(seconds: float) -> str:
+    """A window as one unit, as PromQL range selectors write it: whole days, hours or minutes,
+    else seconds.
+
+    >>> format_window(86400.0), format_window(5400.0), format_window(90.0)
     ('1d', '90m', '90s')
     """
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -76,3 +133,5 @@ def parse_size(value: object) -> int:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 #: A config field holding a size in bytes (``16MiB`` -> 16777216).
 Size = Annotated[int, BeforeValidator(parse_size)]
+#: A config field holding a threshold (``500ms`` -> 0.5, ``90%`` -> 0.9).
+Threshold = Annotated[float, BeforeValidator(parse_threshold)]

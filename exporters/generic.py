@@ -32,7 +32,7 @@ from typing import Any
 
 from core.conventions import SIGNALS
 from core.samples import EngineSnapshot
-from exporters.adapters import OptionsError
+from exporters.base import Options, OptionsError
 from exporters.families import MetricFamily
 from exporters.mapping import EngineTable, SignalMap, Source
 
@@ -107,7 +107,7 @@ def _source(spec: Any, signal: str, path: str) -> Source:
     return Source(family, kind, scale=float(scale), where=where, count_family=count_family, agg=agg)
 
 
-def build_table(options: Mapping[str, Any]) -> EngineTable:
+def build_table(options: Options) -> EngineTable:
     if not isinstance(options, Mapping):
         raise OptionsError("", "options must be a mapping")
     for key in options:
@@ -157,5 +157,5 @@ class GenericAdapter:
         return self.table.normalise(view)
 
 
-def adapter(options: Mapping[str, Any]) -> GenericAdapter:
+def adapter(options: Options) -> GenericAdapter:
     return GenericAdapter(build_table(options))

@@ -36,11 +36,8 @@ current builds, never 0.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from core import conventions as c
-from exporters.adapters import reject_options
+from exporters.base import Options, reject_options
 from exporters.mapping import EngineTable, SignalMap, Source
 
 TABLE = EngineTable(
@@ -56,7 +53,7 @@ TABLE = EngineTable(
 )
 
 
-def adapter(options: Mapping[str, Any]) -> EngineTable:
+def adapter(options: Options) -> EngineTable:
     """llama.cpp takes no options."""
     reject_options("llamacpp", options)
     return TABLE

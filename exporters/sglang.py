@@ -58,11 +58,8 @@ buckets); ``sglang:e2e_request_latency_seconds`` → e2e; ``sglang:queue_time_se
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from core import conventions as c
-from exporters.adapters import reject_options
+from exporters.base import Options, reject_options
 from exporters.mapping import EngineTable, SignalMap, Source
 
 MODEL_LABEL = "model_name"
@@ -108,7 +105,7 @@ TABLE = EngineTable(
 )
 
 
-def adapter(options: Mapping[str, Any]) -> EngineTable:
+def adapter(options: Options) -> EngineTable:
     """SGLang takes no options."""
     reject_options("sglang", options)
     return TABLE

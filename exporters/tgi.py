@@ -46,7 +46,6 @@ Unavailable from TGI's ``/metrics`` (absent from the snapshot, never 0):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from core.conventions import (
     E2E_LATENCY_SECONDS,
@@ -59,7 +58,7 @@ from core.conventions import (
     REQUESTS_TOTAL,
 )
 from core.samples import EngineSnapshot
-from exporters.adapters import reject_options
+from exporters.base import Options, reject_options
 from exporters.families import MetricFamily
 from exporters.mapping import EngineTable, SignalMap, Source
 
@@ -104,7 +103,7 @@ class TgiAdapter:
         return snap
 
 
-def adapter(options: Mapping[str, Any]) -> TgiAdapter:
+def adapter(options: Options) -> TgiAdapter:
     """TGI takes no options (one model, fixed names)."""
     reject_options("tgi", options)
     return TgiAdapter()

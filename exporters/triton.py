@@ -61,7 +61,6 @@ signal without the store needing to know which models are steps.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from core.conventions import (
     E2E_LATENCY_SECONDS,
@@ -76,7 +75,7 @@ from core.conventions import (
     TTFT_SECONDS,
 )
 from core.samples import EngineSnapshot
-from exporters.adapters import OptionsError
+from exporters.base import Options, OptionsError
 from exporters.families import MetricFamily
 from exporters.mapping import EngineTable, SignalMap, Source
 
@@ -196,7 +195,7 @@ def _kv_used_over_max(fam: MetricFamily | None) -> dict[str, float]:
     return {m: used[m] / total[m] for m in used if total.get(m, 0.0) > 0}
 
 
-def adapter(options: Mapping[str, Any]) -> TritonAdapter:
+def adapter(options: Options) -> TritonAdapter:
     """``options: {entry_models: [name, …]}`` (optional); see the module docstring."""
     entry: frozenset[str] | None = None
     for key, value in options.items():
@@ -204,8 +203,10 @@ def adapter(options: Mapping[str, Any]) -> TritonAdapter:
             raise OptionsError(str(key), "unknown option; expected one of entry_models")
         if not isinstance(value, list | tuple) or not value:
             raise OptionsError("entry_models", "must be a non-empty list of model names")
+        names: list[str] = []
         for i, name in enumerate(value):
             if not isinstance(name, str) or not name:
                 raise OptionsError(f"entry_models[{i}]", f"must be a model name, got {name!r}")
-        entry = frozenset(value)
+            names.append(name)
+        entry = frozenset(names)
     return TritonAdapter(entry)

@@ -44,11 +44,8 @@ Histograms (seconds): ``vllm:time_to_first_token_seconds`` → ttft,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from core import conventions as c
-from exporters.adapters import reject_options
+from exporters.base import Options, reject_options
 from exporters.mapping import EngineTable, SignalMap, Source
 
 MODEL_LABEL = "model_name"
@@ -97,7 +94,7 @@ TABLE = EngineTable(
 )
 
 
-def adapter(options: Mapping[str, Any]) -> EngineTable:
+def adapter(options: Options) -> EngineTable:
     """vLLM takes no options: every name variant is recognised without configuration."""
     reject_options("vllm", options)
     return TABLE

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from collector.config import Config, ConfigError, load
+from inferwatch.config import Config, ConfigError, load
 
 log = logging.getLogger("inferwatch")
 
@@ -68,7 +68,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     import tempfile
 
-    from collector.config import parse
+    from inferwatch.config import parse
     from sim.fleet import IncidentScript, build, demo_config, demo_tls
     from sim.server import SimFleet
 

@@ -14,8 +14,8 @@ import httpx
 import uvicorn
 
 from alerts.engine import AlertEngine
-from collector.config import Config
 from collector.scheduler import Collector
+from inferwatch.config import Config
 from inferwatch.stores import Stores
 from web.app import create_app
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from collector.config import Config, parse
 from collector.scheduler import Collector
+from inferwatch.config import Config, parse
 from inferwatch.stores import Stores
 from sim.server import SimFleet
 from sim.state import SimBackend

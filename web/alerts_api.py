@@ -28,9 +28,10 @@ from starlette.concurrency import run_in_threadpool
 from alerts.matchers import RoutingError
 from alerts.model import Silence, new_silence
 from alerts.silences import SilenceStore
-from collector.config import Config
+from alerts.slo_data import slo_view
 from collector.query import Reads
 from core.units import parse_duration
+from web.config import AppConfig
 
 __all__ = ["alerts_router"]
 
@@ -91,7 +92,7 @@ def silence_from_body(body: dict[str, Any], now: float) -> Silence:
 
 
 def alerts_router(reads: Reads, silences: SilenceStore, alerts: Any = None, clock: Callable[[], float] = time.time,
-                  cfg: Config | None = None) -> APIRouter:
+                  cfg: AppConfig | None = None) -> APIRouter:
     """The silence endpoints on ``silences`` (and ``/api/v1/slos`` on ``reads``); ``alerts`` (the engine, optional) adds to every
     silence the fingerprints of the alerts it mutes right now (``silenced_alerts``)."""
     router = APIRouter()
@@ -107,14 +108,10 @@ def alerts_router(reads: Reads, silences: SilenceStore, alerts: Any = None, cloc
     async def slos() -> list[dict[str, Any]]:
         """Every configured SLO: achieved SLI (with its range when estimated), error budget,
         burn rate per alert window and which multi-window burn-rate alerts hold now."""
-        from alerts.slo import SLO
-        from alerts.slo_data import slo_view
-
         if cfg is None:
             return []
         now = clock()
-        models = [SLO.model_validate(raw) for raw in cfg.slos]
-        return await run_in_threadpool(lambda: [slo_view(m, reads.metrics, cfg, now) for m in models])
+        return await run_in_threadpool(lambda: [slo_view(m, reads.metrics, cfg, now) for m in cfg.slos])
 
     @router.get("/api/v1/silences")
     async def list_silences(state: str | None = None) -> list[dict[str, Any]]:

@@ -21,10 +21,10 @@ from starlette.concurrency import run_in_threadpool
 from alerts.outbox import AlertStore
 from alerts.silences import SilenceStore
 from collector import query
-from collector.config import Config
 from core import conventions as c
 from core.units import parse_duration
 from web.alerts_api import alerts_router
+from web.config import AppConfig
 from web.dashboard import dashboard_router
 from web.metrics import AlertMetrics, FleetCollector
 from web.pages import pages_router
@@ -44,7 +44,7 @@ def _duration(name: str, value: str) -> float:
     return seconds
 
 
-def create_app(cfg: Config, reads: query.Reads, alert_store: AlertStore, silences: SilenceStore, collector: Any = None,
+def create_app(cfg: AppConfig, reads: query.Reads, alert_store: AlertStore, silences: SilenceStore, collector: Any = None,
                clock: Callable[[], float] = time.time, alerts: Any = None) -> FastAPI:
     app = FastAPI(title="inferwatch", version="0.1.0", docs_url="/api/docs", openapi_url="/api/openapi.json")
     backends = {b.name: b for b in cfg.backends}

@@ -26,12 +26,14 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from alerts.outbox import AlertStore
+from alerts.slo_data import slo_view
 from collector import query
-from collector.config import BackendConfig, Config
+from collector.config import BackendConfig
 from core import conventions as c
 from core.units import parse_duration
 from dashboards import data as d
 from dashboards import figures as f
+from web.config import AppConfig
 
 STATIC = Path(__file__).resolve().parent / "static"
 _env = Environment(loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
@@ -171,13 +173,11 @@ def parse_range(rng: str, start: str | None, end: str | None, now: float) -> tup
     return until, until - since, "custom"
 
 
-def dashboard_router(cfg: Config, reads: query.Reads, alert_store: AlertStore, collector: Any = None, alerts: Any = None,
+def dashboard_router(cfg: AppConfig, reads: query.Reads, alert_store: AlertStore, collector: Any = None, alerts: Any = None,
                      clock: Callable[[], float] = time.time) -> APIRouter:
     router = APIRouter()
     backends = {b.name: b for b in cfg.backends}
-    from alerts.engine import rules_from_config
-
-    thresholds = d.column_thresholds(rules_from_config(cfg), cfg.backends, [col["key"] for col in COLUMNS])
+    thresholds = d.column_thresholds(cfg.rules_in_force, cfg.backends, [col["key"] for col in COLUMNS])
 
     def _states() -> dict[str, Any]:
         return dict(alerts.states) if alerts is not None else alert_store.load_alert_states()
@@ -352,16 +352,13 @@ def dashboard_router(cfg: Config, reads: query.Reads, alert_store: AlertStore, c
         """Each SLO's view (as ``/api/v1/slos``) plus its burn-down chart:
         the error budget left over the events from the window's start to each step, with the
         line where it is spent (0 %)."""
-        from alerts.slo import SLO
-        from alerts.slo_data import slo_view
-
         now = clock()
         out: list[dict[str, Any]] = []
-        for raw in cfg.slos:
+        for slo in cfg.slos:
             try:
-                v = slo_view(SLO.model_validate(raw), reads.metrics, cfg, now)
+                v = slo_view(slo, reads.metrics, cfg, now)
             except Exception as exc:  # one broken SLO must not hide the others
-                out.append({"name": str(raw.get("name", "?")), "error": f"{type(exc).__name__}: {exc}"})
+                out.append({"name": slo.name, "error": f"{type(exc).__name__}: {exc}"})
                 continue
             since = now - v["window_seconds"]
             left = f.line("error budget left", [(t, r) for t, r in v["burn_down"]], color="#2a5db0",

@@ -11,7 +11,6 @@ config says ``type: <kind>``::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from alerts.notifiers.alertmanager import AlertmanagerNotifier
 from alerts.notifiers.base import Notifier, parse_retry_after
@@ -38,7 +37,7 @@ NOTIFIERS: dict[str, type] = {
 }
 
 
-def build(name: str, cfg: Mapping[str, Any]) -> Notifier:
+def build(name: str, cfg: object) -> Notifier:
     """The notifier for config section ``name``; ``ValueError("field: message")`` when invalid."""
     if not isinstance(cfg, Mapping):
         raise ValueError(f"{name}: expected a mapping, got {type(cfg).__name__}")

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from alerts.engine import AlertEngine, rules_from_config
-from collector.config import ConfigError, parse
+from alerts.engine import AlertEngine
+from inferwatch.config import ConfigError, parse
 from inferwatch.stores import Stores
 from web.app import create_app
 
@@ -22,7 +22,7 @@ BACKENDS = [{"name": "vllm-a", "engine": "vllm", "url": "http://127.0.0.1:1", "a
 def test_fleet_wide_and_per_backend_thresholds() -> None:
     cfg = parse({"backends": BACKENDS, "rule_overrides": {"QueueDepthHigh": {"threshold": 200, "for": "2m"},
                                                           "GPUMemoryHigh": {"enabled": False}}})
-    rules = {r.name: r for r in rules_from_config(cfg)}
+    rules = {r.name: r for r in cfg.rules_in_force}
     q = rules["QueueDepthHigh"]
     assert q.threshold_for({"backend": "vllm-a"}) == 50 and q.threshold_for({"backend": "vllm-b"}) == 200
     assert q.for_ == 120.0

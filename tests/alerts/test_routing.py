@@ -9,7 +9,7 @@ import pytest
 from alerts.matchers import RoutingError, parse_silence_matchers
 from alerts.model import AlertState, Silence, Transition, fingerprint
 from alerts.routing import Router, Sent, plan
-from collector.config import ConfigError, parse
+from inferwatch.config import ConfigError, parse
 
 NOTIFIERS = ["pagerduty", "slack", "webhook"]
 ROUTES = [

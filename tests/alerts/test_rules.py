@@ -16,9 +16,7 @@ from alerts.rules import (
     Query,
     Rule,
     Selector,
-    format_duration_text,
     parse_expr,
-    parse_threshold,
 )
 from alerts.templates import (
     format_duration,
@@ -27,6 +25,7 @@ from alerts.templates import (
     render,
     template_problems,
 )
+from core.units import format_duration_text, parse_threshold
 
 # --- parser: good expressions ---------------------------------------------------------------------
 

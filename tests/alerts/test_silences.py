@@ -11,7 +11,7 @@ import pytest
 
 from alerts.model import Notification, new_silence
 from alerts.routing import Sent
-from collector.config import parse
+from inferwatch.config import parse
 from inferwatch.stores import Stores
 from tests.e2e_helpers import Clock
 from web.app import create_app

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from alerts.engine import AlertEngine
-from collector.config import parse
 from core.samples import CounterDelta, ScrapeRecord
+from inferwatch.config import parse
 from inferwatch.stores import Stores
 from tests.receivers import webhook_receiver
 

@@ -18,8 +18,8 @@ from alerts.slo_data import (
     events,
     slo_view,
 )
-from collector.config import parse
 from core.samples import CounterDelta, HistogramDelta, ScrapeRecord
+from inferwatch.config import parse
 from inferwatch.stores import Stores
 
 INF = math.inf
@@ -78,7 +78,7 @@ def test_no_events_no_budget(store: Stores, cfg) -> None:  # type: ignore[no-unt
 async def test_slos_api_and_config_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import httpx
 
-    from collector.config import ConfigError
+    from inferwatch.config import ConfigError
     from web.app import create_app
 
     cfg = parse({"storage": f"sqlite:///{tmp_path}/s.db",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.config import ConfigError, load, parse
 from core.units import parse_duration
+from inferwatch.config import ConfigError, load, parse
 
 DATA = Path(__file__).resolve().parent.parent / "testdata" / "config"
 INVALID = sorted(DATA.glob("invalid-*.yaml"))

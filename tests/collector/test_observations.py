@@ -88,8 +88,8 @@ def test_certificate_view_days_left() -> None:
 
 
 def test_a_backends_gpus_are_those_of_its_host(store: Stores) -> None:
-    from collector.config import parse
     from collector.query import gpu_host_of, summaries
+    from inferwatch.config import parse
 
     cfg = parse({"storage": "sqlite://", "backends": [
         {"name": "remote", "engine": "vllm", "url": "http://node-7:8000"},

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.config import parse
 from collector.scheduler import Collector, _offset
+from inferwatch.config import parse
 from inferwatch.stores import Stores
 from sim.fleet import uniform
 from sim.server import SimFleet

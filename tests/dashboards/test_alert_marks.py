@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 
 from alerts.model import AlertState, Transition, fingerprint
-from collector.config import parse
 from dashboards import data as d
 from dashboards import figures as f
+from inferwatch.config import parse
 from inferwatch.stores import Stores
 from tests.web.test_dashboard import Page
 from web.app import create_app

@@ -158,7 +158,7 @@ class _Stack(threading.Thread):
             self.ready.set()
 
     async def _main(self) -> None:
-        from collector.config import parse
+        from inferwatch.config import parse
         from inferwatch.service import Service
         from inferwatch.stores import Stores
         from sim.fleet import build, demo_config, demo_tls

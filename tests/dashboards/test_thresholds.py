@@ -7,10 +7,9 @@ from pathlib import Path
 
 import httpx
 
-from alerts.engine import rules_from_config
-from collector.config import parse
 from core.samples import GaugePoint, ScrapeRecord
 from dashboards import data as d
+from inferwatch.config import parse
 from inferwatch.stores import Stores
 from tests.web.test_dashboard import Page
 from web.app import create_app
@@ -29,7 +28,7 @@ def _cfg(db: str, **extra: object) -> object:
 
 def test_default_pack_thresholds() -> None:
     cfg = _cfg("sqlite://")
-    t = d.column_thresholds(rules_from_config(cfg), cfg.backends, KEYS)  # type: ignore[attr-defined]
+    t = d.column_thresholds(cfg.rules_in_force, cfg.backends, KEYS)  # type: ignore[attr-defined]
     assert t["us"] == {"queue_depth": 100.0, "requests_running": None, "ttft.p50": 0.5, "ttft.p95": None,
                        "ttft.p99": 5.0, "e2e.p99": None, "tokens_per_second": None, "error_ratio": 0.01,
                        "kv_cache_usage_ratio": None, "gpu_memory_used_ratio": 0.9}
@@ -42,7 +41,7 @@ def test_overrides_user_rules_selectors_and_disabled_rules() -> None:
                rules=[{"name": "EuTTFTp95", "expr": "p95(ttft_seconds[5m]) > 800ms", "selector": {"labels": {"region": "eu"}}},
                       {"name": "StrictP50", "expr": "p50(ttft_seconds[5m]) > 200ms"},
                       {"name": "LowKV", "expr": "kv_cache_usage_ratio < 10%"}])  # "lower is bad": not a cell threshold
-    t = d.column_thresholds(rules_from_config(cfg), cfg.backends, KEYS)  # type: ignore[attr-defined]
+    t = d.column_thresholds(cfg.rules_in_force, cfg.backends, KEYS)  # type: ignore[attr-defined]
     assert t["us"]["queue_depth"] == 3.0 and t["eu"]["queue_depth"] == 40.0  # the per-backend value wins
     assert t["us"]["error_ratio"] is None and t["eu"]["error_ratio"] is None  # rule disabled: nothing judges it
     assert t["us"]["ttft.p95"] is None and t["eu"]["ttft.p95"] == 0.8  # selector

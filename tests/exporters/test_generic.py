@@ -17,7 +17,8 @@ from core.conventions import (
     REQUESTS_TOTAL,
     TTFT_SECONDS,
 )
-from exporters.adapters import OptionsError, make_adapter
+from exporters.adapters import make_adapter
+from exporters.base import OptionsError
 from exporters.generic import adapter
 from exporters.parser import parse
 

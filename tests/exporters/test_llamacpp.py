@@ -8,7 +8,7 @@ import pytest
 
 from core import conventions as c
 from core.samples import EngineSnapshot
-from exporters.adapters import OptionsError
+from exporters.base import OptionsError
 from exporters.llamacpp import TABLE, adapter
 from exporters.parser import parse
 from sim.engines.llamacpp import renderer

@@ -9,7 +9,7 @@ import pytest
 
 from core import conventions as c
 from core.samples import EngineSnapshot, Histogram
-from exporters.adapters import OptionsError
+from exporters.base import OptionsError
 from exporters.parser import parse
 from exporters.sglang import TABLE, adapter
 from sim.engines.sglang import QUEUE_TIME_BUCKETS, renderer

@@ -21,7 +21,7 @@ from core.conventions import (
     REQUESTS_TOTAL,
     TTFT_SECONDS,
 )
-from exporters.adapters import OptionsError
+from exporters.base import OptionsError
 from exporters.parser import parse
 from exporters.tgi import adapter
 from sim.engines.tgi import DURATION_BUCKETS, renderer, rust_f64

@@ -21,7 +21,7 @@ from core.conventions import (
     TTFT_SECONDS,
 )
 from core.samples import EngineSnapshot
-from exporters.adapters import OptionsError
+from exporters.base import OptionsError
 from exporters.families import MetricFamily
 from exporters.parser import parse
 from exporters.triton import adapter, default_entry_models

@@ -9,7 +9,8 @@ import pytest
 
 from core import conventions as c
 from core.samples import EngineSnapshot, Histogram
-from exporters.adapters import OptionsError, make_adapter
+from exporters.adapters import make_adapter
+from exporters.base import OptionsError
 from exporters.parser import parse
 from exporters.vllm import TABLE, adapter
 from sim.engines.vllm import renderer

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.config import parse as parse_config
 from core.samples import GpuSample
 from exporters.gpu_scrape import WANTED_DCGM, from_dcgm
 from exporters.parser import parse
+from inferwatch.config import parse as parse_config
 from sim.engines import dcgm
 from sim.fleet import (
     DEMO,

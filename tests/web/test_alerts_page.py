@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from alerts.model import AlertState, fingerprint
-from collector.config import parse
+from inferwatch.config import parse
 from inferwatch.stores import Stores
 from web.app import create_app
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.config import parse
+from inferwatch.config import parse
 from inferwatch.stores import Stores
 from sim.engines import make_renderer
 from sim.state import Profile, SimBackend

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from collector.config import ConfigError, parse
+from inferwatch.config import ConfigError, parse
 from inferwatch.stores import Stores
 from web.app import create_app
 

@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from collector import query
-from collector.config import parse
 from collector.scheduler import Collector
 from dashboards import data as d
+from inferwatch.config import parse
 from inferwatch.stores import Stores
 from sim.engines import make_renderer
 from sim.state import Profile, SimBackend

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from collector.config import parse
+from inferwatch.config import parse
 from inferwatch.stores import Stores
 from web.app import CSP, create_app
 
