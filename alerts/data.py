@@ -15,23 +15,29 @@ are fetched once per evaluation and shared by every rule that uses them.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
-from alerts.evaluate import Values, labelset
+from alerts.evaluate import LabelSet, Values, labelset
 from alerts.rules import Need, Rule
 from collector import query
 from collector.config import BackendConfig, CollectorSettings
 from collector.outside import tls_target
+from collector.summary import BackendSummary, Figures
 from core import conventions as c
 
 DEFAULT_WINDOW = 300.0
 REFERENCE_TTL = 300.0  # a baseline's reference (median over hours) is recomputed at most this often
 _LATENCY_KEYS = {c.TTFT_SECONDS: "ttft", c.ITL_SECONDS: "itl", c.E2E_LATENCY_SECONDS: "e2e",
                  c.QUEUE_TIME_SECONDS: "queue_time"}
-_SUMMARY_GAUGES = {"error_ratio": "error_ratio", "tokens_per_second": "tokens_per_second",
-                   c.QUEUE_DEPTH: "queue_depth", c.REQUESTS_RUNNING: "requests_running",
-                   c.KV_CACHE_USAGE_RATIO: "kv_cache_usage_ratio", c.PREFIX_CACHE_HIT_RATIO: "prefix_cache_hit_ratio"}
+#: gauge-like signals an expression may name -> where the summary holds their figure
+_SUMMARY_GAUGES: dict[str, Callable[[Figures], float | None]] = {
+    "error_ratio": lambda f: f.error_ratio,
+    "tokens_per_second": lambda f: f.tokens_per_second,
+    c.QUEUE_DEPTH: lambda f: f.queue_depth,
+    c.REQUESTS_RUNNING: lambda f: f.requests_running,
+    c.KV_CACHE_USAGE_RATIO: lambda f: f.kv_cache_usage_ratio,
+    c.PREFIX_CACHE_HIT_RATIO: lambda f: f.prefix_cache_hit_ratio,
+}
 _SERIES_OF = {"tokens_per_second": c.GENERATION_TOKENS_TOTAL}
 
 
@@ -49,7 +55,7 @@ class Fetcher:
         self.now = now
         #: baseline references (e.g. a 24 h median) change slowly: kept across evaluations
         self.references = references if references is not None else {}
-        self._summaries: dict[float, dict[str, dict[str, Any]]] = {}
+        self._summaries: dict[float, dict[str, BackendSummary]] = {}
         self._windows: dict[float, query.WindowData] = {}
 
     def window(self, w: float) -> query.WindowData:
@@ -59,38 +65,40 @@ class Fetcher:
             self._windows[w] = query.WindowData.fetch(self.reads, self.now, w, probed=probed)
         return self._windows[w]
 
-    def summary(self, window: float | None, backend: str) -> dict[str, Any]:
+    def summary(self, window: float | None, backend: str) -> BackendSummary | None:
         w = window or DEFAULT_WINDOW
         if w not in self._summaries:
             data = self.window(w)  # one fetch serves the summaries and the rates
             self._summaries[w] = {b.name: query.backend_summary(data, b) for b in self.cfg.backends}
-        return self._summaries[w].get(backend, {})
+        return self._summaries[w].get(backend)
 
     def backend_value(self, b: BackendConfig, need: Need) -> float | None:
         sig, agg, w = need.signal, need.aggregation, need.window
         if sig == "up":
             return self._up(b.name, agg, w)
         if sig.startswith("probe_"):
-            p = self.summary(w, b.name).get("probe")
-            if not p:
+            summary = self.summary(w, b.name)
+            p = summary.probe if summary is not None else None
+            if p is None:
                 return None
             if sig == "probe_success_ratio":
-                return float(p["success_ratio"])
-            block = p.get("ttft")
-            return block.get(agg) if block and agg in ("p50", "p95", "p99") else None
+                return float(p.success_ratio)
+            return p.ttft.get(agg) if p.ttft is not None else None
         if agg in ("median", "mean"):  # a baseline's reference: stat of the signal's step values
             return self._reference(b.name, sig, agg, w or DEFAULT_WINDOW)
         if agg in ("p50", "p95", "p99"):
-            block = self.summary(w, b.name).get(_LATENCY_KEYS.get(sig, ""))
-            return block.get(agg) if block else None
+            summary = self.summary(w, b.name)
+            block = summary.figures.latency(_LATENCY_KEYS.get(sig, "")) if summary is not None else None
+            return block.get(agg) if block is not None else None
         if agg == "rate":
             return query.rate(self.window(w or DEFAULT_WINDOW).counters.get(b.name, {}), sig, None)
-        key = _SUMMARY_GAUGES.get(sig)
-        if key is None:
+        figure = _SUMMARY_GAUGES.get(sig)
+        if figure is None:
             return None
         if agg == "avg" and sig not in _SERIES_OF and w:
             return self._reference(b.name, sig, "mean", w)
-        value = self.summary(w, b.name).get(key)
+        summary = self.summary(w, b.name)
+        value = figure(summary.figures) if summary is not None else None
         return None if value is None else float(value)
 
     def _up(self, backend: str, agg: str, window: float | None) -> float | None:
@@ -146,15 +154,13 @@ def fetch_values(rules: Sequence[Rule], reads: query.Reads, cfg: CollectorSettin
     f = Fetcher(reads, cfg, now, references)
     gpus: list[tuple[dict[str, str], float | None]] | None = None
     certs: list[tuple[dict[str, str], float | None]] | None = None
-    out: dict[str, dict[Any, float | None]] = {}
+    out: dict[str, dict[LabelSet, float | None]] = {}
     for rule in rules:
-        per: dict[Any, float | None] = {}
+        per: dict[LabelSet, float | None] = {}
         kind = _kind(rule)
         if kind == "gpu":
             if gpus is None:
-                gpus = [({"host": g.host, "gpu": g.index, "uuid": g.uuid},
-                         (g.memory_used_bytes / g.memory_total_bytes)
-                         if g.memory_used_bytes is not None and g.memory_total_bytes else None)
+                gpus = [({"host": g.host, "gpu": g.index, "uuid": g.uuid}, query.gpu_memory_ratio(g))
                         for _, g in reads.observations.latest_gpus(now - DEFAULT_WINDOW)]
             instances = gpus
         elif kind == "cert":

@@ -16,7 +16,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from alerts.matchers import Matcher, parse_silence_matchers
 
@@ -125,13 +125,8 @@ class Silence:
         """The matchers as written: ``{label: value}`` or ``{label: "=~regex"}``."""
         return {m.name: f"=~{m.value}" if m.regex else m.value for m in self.matchers}
 
-    def view(self, now: float) -> dict[str, Any]:
-        return {"id": self.id, "matchers": self.matchers_doc(), "starts_at": self.starts_at,
-                "ends_at": self.ends_at, "created_by": self.created_by, "comment": self.comment,
-                "created_at": self.created_at, "updated_at": self.updated_at, "state": self.state(now)}
 
-
-def new_silence(matchers: Any, *, starts_at: float, ends_at: float, created_by: str,
+def new_silence(matchers: object, *, starts_at: float, ends_at: float, created_by: str,
                 comment: str = "", now: float | None = None) -> Silence:
     """A validated new silence with a fresh id; ``ValueError`` (``RoutingError``) when invalid."""
     parsed = parse_silence_matchers(matchers)

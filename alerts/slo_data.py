@@ -25,12 +25,14 @@ import math
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
+from alerts.evaluate import LabelSet, Values, labelset
 from alerts.rules import Rule
 from alerts.slo import (
     SLO,
     AvailabilitySLI,
+    ErrorBudget,
     LatencySLI,
     MWMBAlert,
     burn_rate,
@@ -40,6 +42,7 @@ from alerts.slo import (
 )
 from collector.config import BackendConfig, CollectorSettings
 from collector.store import MetricsStore
+from collector.summary import Json
 from core import conventions as c
 from core.quantiles import merge
 from core.units import format_window
@@ -198,35 +201,66 @@ def _remaining(slo: SLO, ends: Sequence[float], cumulative: Sequence[Events]) ->
     return out
 
 
-def slo_view(slo: SLO, metrics: MetricsStore, cfg: CollectorSettings, now: float) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class SloStatus:
+    """One SLO now: its SLI over the window (a range when estimated), error budget, burn rate per
+    alert window, which burn-rate alerts hold, and the burn-down (``(t, budget left)`` per step)."""
+
+    slo: SLO
+    whole: Events
+    budget: ErrorBudget | None
+    burn_rates: dict[float, float | None]  # window seconds -> burn rate (None: no events)
+    burning: frozenset[str]  # kinds of the MWMB alerts that hold now
+    alerts: tuple[MWMBAlert, ...]
+    burn_down_step: float
+    burn_down: list[tuple[float, float | None]]
+
+    @property
+    def window_text(self) -> str:
+        return format_window(self.slo.window)
+
+    def to_json(self) -> Json:
+        """What ``/api/v1/slos`` shows for this SLO."""
+        slo, whole, budget = self.slo, self.whole, self.budget
+        return {
+            "name": slo.name, "objective": slo.objective, "window_seconds": slo.window,
+            "window": format_window(slo.window), "good": slo.good,
+            "description": slo.description,
+            "sli": budget.sli if budget else None,
+            "estimated": whole.estimated,
+            "sli_lower": (whole.good_lower / whole.total) if whole.total else None,
+            "sli_upper": (whole.good_upper / whole.total) if whole.total else None,
+            "events": {"good": whole.good, "total": whole.total},
+            "error_budget": None if budget is None else {
+                "allowed_bad": budget.allowed_bad, "bad": budget.bad, "consumed": budget.consumed,
+                "remaining": budget.remaining},
+            "burn_rates": {format_window(w): r for w, r in sorted(self.burn_rates.items())},
+            "alerts": [{"kind": a.kind, "severity": a.severity, "long_window": format_window(a.long_window),
+                        "short_window": format_window(a.short_window), "burn_rate_factor": a.burn_rate_factor,
+                        "burning": a.kind in self.burning} for a in self.alerts],
+            "burn_down_step": self.burn_down_step,
+            "burn_down": [[t, r] for t, r in self.burn_down],
+        }
+
+
+def slo_status(slo: SLO, metrics: MetricsStore, cfg: CollectorSettings, now: float) -> SloStatus:
     """Everything ``/api/v1/slos`` (and the SLO page) shows for one SLO."""
     ends = burn_down_ends(now, slo.window, _min_interval(slo, cfg))
     steps = cumulative_events(slo, metrics, cfg.backends, now, slo.window, ends)
     whole = steps[-1]  # the window's events: the burn-down's last step, in the same read
-    budget = error_budget(whole.good, whole.total, slo.objective)
     group = mwmb_alerts(slo)
     ratios = {w: events(slo, metrics, cfg.backends, now, w).bad_ratio for w in group.windows()}
-    burning = set(a.kind for a in group.burning(ratios))
-    return {
-        "name": slo.name, "objective": slo.objective, "window_seconds": slo.window,
-        "window": format_window(slo.window), "good": slo.good,
-        "description": slo.description,
-        "sli": budget.sli if budget else None,
-        "estimated": whole.estimated,
-        "sli_lower": (whole.good_lower / whole.total) if whole.total else None,
-        "sli_upper": (whole.good_upper / whole.total) if whole.total else None,
-        "events": {"good": whole.good, "total": whole.total},
-        "error_budget": None if budget is None else {
-            "allowed_bad": budget.allowed_bad, "bad": budget.bad, "consumed": budget.consumed,
-            "remaining": budget.remaining},
-        "burn_rates": {format_window(w): (burn_rate(r, slo.objective) if r is not None else None)
-                       for w, r in sorted(ratios.items())},
-        "alerts": [{"kind": a.kind, "severity": a.severity, "long_window": format_window(a.long_window),
-                    "short_window": format_window(a.short_window), "burn_rate_factor": a.burn_rate_factor,
-                    "burning": a.kind in burning} for a in group.alerts()],
-        "burn_down_step": slo.window / len(ends),
-        "burn_down": [[t, r] for t, r in _remaining(slo, ends, steps)],
-    }
+    return SloStatus(
+        slo=slo, whole=whole, budget=error_budget(whole.good, whole.total, slo.objective),
+        burn_rates={w: (burn_rate(r, slo.objective) if r is not None else None) for w, r in ratios.items()},
+        burning=frozenset(a.kind for a in group.burning(ratios)), alerts=tuple(group.alerts()),
+        burn_down_step=slo.window / len(ends), burn_down=_remaining(slo, ends, steps),
+    )
+
+
+def slo_view(slo: SLO, metrics: MetricsStore, cfg: CollectorSettings, now: float) -> Json:
+    """``slo_status(…).to_json()``: the SLO as ``/api/v1/slos`` shows it."""
+    return slo_status(slo, metrics, cfg, now).to_json()
 
 
 # --- burn-rate alerts as rules of the engine -------------------------------------------------------
@@ -265,10 +299,8 @@ def burn_rules(slos: Sequence[SLO]) -> list[BurnRule]:
     return out
 
 
-def burn_values(rules: Sequence[BurnRule], metrics: MetricsStore, cfg: CollectorSettings, now: float) -> dict[str, dict[Any, float | None]]:
+def burn_values(rules: Sequence[BurnRule], metrics: MetricsStore, cfg: CollectorSettings, now: float) -> Values:
     """Values for ``alerts.evaluate.evaluate``: per burn rule, one instance ``{slo}``."""
-    from alerts.evaluate import labelset
-
     cache: dict[tuple[str, float], float | None] = {}
 
     def ratio(slo: SLO, window: float) -> float | None:
@@ -277,7 +309,7 @@ def burn_values(rules: Sequence[BurnRule], metrics: MetricsStore, cfg: Collector
             cache[key] = events(slo, metrics, cfg.backends, now, window).bad_ratio
         return cache[key]
 
-    out: dict[str, dict[Any, float | None]] = {}
+    out: dict[str, dict[LabelSet, float | None]] = {}
     for br in rules:
         long_r, short_r = ratio(br.slo, br.alert.long_window), ratio(br.slo, br.alert.short_window)
         value = None if long_r is None or short_r is None else \

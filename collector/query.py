@@ -12,27 +12,33 @@ import math
 import socket
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from collector.config import BackendConfig
 from collector.observations import ObservationStore
-from collector.store import HistogramRow, MetricsStore
+from collector.store import HistogramRow, MetricsStore, StatusRow
+from collector.summary import (
+    BackendSummary,
+    Figures,
+    Json,
+    Latency,
+    ProbeError,
+    ProbeSummary,
+    Quantiles,
+)
 from core import conventions as c
 from core.numbers import exact_quantile
 from core.quantiles import merge, quantile_or_none
 from core.samples import CertResult, GpuSample, ProbeResult
-
-LATENCY = {"ttft": c.TTFT_SECONDS, "itl": c.ITL_SECONDS, "e2e": c.E2E_LATENCY_SECONDS, "queue_time": c.QUEUE_TIME_SECONDS}
 
 
 def quantile_key(q: float) -> str:
     return f"p{round(q * 100):d}"
 
 
-def latency_block(rows: Iterable[HistogramRow]) -> dict[str, float | None] | None:
-    """{p50, p95, p99, mean, count} over the rows' merged bucket deltas; None with no rows."""
+def latency_block(rows: Iterable[HistogramRow]) -> Latency | None:
+    """p50, p95, p99, mean and count over the rows' merged bucket deltas; None with no rows."""
     items = list(rows)
     if not items:
         return None
@@ -40,10 +46,9 @@ def latency_block(rows: Iterable[HistogramRow]) -> dict[str, float | None] | Non
     assert merged is not None
     bounds, counts = merged
     total = sum(r.count for r in items)
-    out: dict[str, float | None] = {quantile_key(q): quantile_or_none(q, bounds, counts) for q in c.QUANTILES}
-    out["mean"] = (sum(r.sum for r in items) / total) if total > 0 else None
-    out["count"] = total
-    return out
+    return Latency(p50=quantile_or_none(0.5, bounds, counts), p95=quantile_or_none(0.95, bounds, counts),
+                   p99=quantile_or_none(0.99, bounds, counts),
+                   mean=(sum(r.sum for r in items) / total) if total > 0 else None, count=total)
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ class WindowData:
 
     since: float
     until: float
-    status: dict[str, Any]
+    status: dict[str, StatusRow]
     gauges: dict[str, dict[tuple[str, str], tuple[float, float]]]
     #: backend -> {(signal, model): (sum of deltas, sum of intervals)}
     counters: dict[str, dict[tuple[str, str], tuple[float, float]]]
@@ -111,7 +116,7 @@ def _sum(counters: dict[tuple[str, str], tuple[float, float]], signal: str, mode
     return sum(vals) if vals else None
 
 
-def _figures(data: WindowData, backend: str, model: str | None, up: bool) -> dict[str, Any]:
+def _figures(data: WindowData, backend: str, model: str | None, up: bool) -> Figures:
     gauges = data.gauges.get(backend, {}) if up else {}
     counters = data.counters.get(backend, {})
 
@@ -122,18 +127,22 @@ def _figures(data: WindowData, backend: str, model: str | None, up: bool) -> dic
         return max(vals) if signal in c.MAX_OVER_MODELS else sum(vals)
 
     rows = [r for r in data.hists.get(backend, []) if model is None or r.model == model]
+
+    def latency(signal: str) -> Latency | None:
+        return latency_block(r for r in rows if r.signal == signal)
+
     requests = _sum(counters, c.REQUESTS_TOTAL, model)
     errors = _sum(counters, c.REQUEST_ERRORS_TOTAL, model)
     hits = _sum(counters, c.PREFIX_CACHE_HITS_TOTAL, model)
     queries = _sum(counters, c.PREFIX_CACHE_QUERIES_TOTAL, model)
     prefix = (hits / queries) if hits is not None and queries else gauge(c.PREFIX_CACHE_HIT_RATIO)
-    out: dict[str, Any] = {
-        "queue_depth": gauge(c.QUEUE_DEPTH),
-        "requests_running": gauge(c.REQUESTS_RUNNING),
-    }
-    for key, signal in LATENCY.items():
-        out[key] = latency_block(r for r in rows if r.signal == signal)
-    out.update(
+    return Figures(
+        queue_depth=gauge(c.QUEUE_DEPTH),
+        requests_running=gauge(c.REQUESTS_RUNNING),
+        ttft=latency(c.TTFT_SECONDS),
+        itl=latency(c.ITL_SECONDS),
+        e2e=latency(c.E2E_LATENCY_SECONDS),
+        queue_time=latency(c.QUEUE_TIME_SECONDS),
         tokens_per_second=rate(counters, c.GENERATION_TOKENS_TOTAL, model),
         prompt_tokens_per_second=rate(counters, c.PROMPT_TOKENS_TOTAL, model),
         requests_per_second=rate(counters, c.REQUESTS_TOTAL, model),
@@ -141,33 +150,34 @@ def _figures(data: WindowData, backend: str, model: str | None, up: bool) -> dic
         kv_cache_usage_ratio=gauge(c.KV_CACHE_USAGE_RATIO),
         prefix_cache_hit_ratio=prefix,
     )
-    return out
 
 
-def backend_summary(data: WindowData, b: BackendConfig) -> dict[str, Any]:
+def backend_summary(data: WindowData, b: BackendConfig) -> BackendSummary:
     st = data.status.get(b.name)
     up = bool(st.up) if st is not None else False
     models = sorted({m for (_, m) in data.gauges.get(b.name, {})}
                     | {m for (_, m) in data.counters.get(b.name, {})}
                     | {r.model for r in data.hists.get(b.name, [])})
-    out: dict[str, Any] = {
-        "name": b.name,
-        "engine": b.engine,
-        "url": b.url,
-        "up": up,
-        "reason": (st.reason if st is not None else "not scraped yet") if not up else None,
-        "last_scrape": st.ts if st is not None else None,
-        "last_success": st.last_success_ts if st is not None else None,
-        "scrape_duration_seconds": st.duration if st is not None else None,
-        "window_seconds": data.until - data.since,
-    }
-    out.update(_figures(data, b.name, None, up))
-    out["labels"] = dict(b.labels)
+    probe = None
     if b.probe is not None:
-        out["probe"] = probe_summary(data.probes.get(b.name, []), b.probe.targets.ttft, b.probe.targets.itl)
-    # per-model breakdown for engines that label their series by model ("" = unlabelled)
-    out["models"] = {m: _figures(data, b.name, m, up) for m in models if m}
-    return out
+        probe = probe_summary(data.probes.get(b.name, []), b.probe.targets.ttft, b.probe.targets.itl)
+    return BackendSummary(
+        name=b.name,
+        engine=b.engine,
+        url=b.url,
+        up=up,
+        reason=(st.reason if st is not None else "not scraped yet") if not up else None,
+        last_scrape=st.ts if st is not None else None,
+        last_success=st.last_success_ts if st is not None else None,
+        scrape_duration_seconds=st.duration if st is not None else None,
+        window_seconds=data.until - data.since,
+        figures=_figures(data, b.name, None, up),
+        labels=dict(b.labels),
+        probed=b.probe is not None,
+        probe=probe,
+        # per-model breakdown for engines that label their series by model ("" = unlabelled)
+        models={m: _figures(data, b.name, m, up) for m in models if m},
+    )
 
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
@@ -182,33 +192,37 @@ def gpu_host_of(b: BackendConfig, local_host: str) -> str:
     return local_host if host in _LOOPBACK or host.startswith("127.") else host
 
 
+def gpu_memory_ratio(g: GpuSample) -> float | None:
+    """used / total memory of one GPU; None when either is unknown."""
+    used, total = g.memory_used_bytes, g.memory_total_bytes
+    return (used / total) if used is not None and total else None
+
+
 def gpu_memory_by_host(gpus: Iterable[tuple[float, GpuSample]]) -> dict[str, float]:
     """Per host, the highest memory-used ratio among its GPUs' latest readings."""
     out: dict[str, float] = {}
     for _, g in gpus:
-        ratio = gpu_view(0.0, g)["memory_used_ratio"]
+        ratio = gpu_memory_ratio(g)
         if ratio is not None:
             out[g.host] = max(ratio, out.get(g.host, ratio))
     return out
 
 
 def summaries(reads: Reads, backends: Sequence[BackendConfig], now: float, window: float,
-              local_host: str | None = None) -> list[dict[str, Any]]:
+              local_host: str | None = None) -> list[BackendSummary]:
     """Every backend's ``backend_summary`` plus ``gpu_memory_used_ratio``: the fullest GPU of its
     host (``gpu_host_of``) over the window, None when no GPU of that host reported."""
     data = WindowData.fetch(reads, now, window, probed=[b.name for b in backends if b.probe is not None])
-    out = [backend_summary(data, b) for b in backends]
-    add_gpu_memory(reads.observations, list(zip(backends, out, strict=True)), now, window, local_host)
-    return out
+    return with_gpu_memory(reads.observations, [(b, backend_summary(data, b)) for b in backends], now, window,
+                           local_host)
 
 
-def add_gpu_memory(observations: ObservationStore, pairs: Sequence[tuple[BackendConfig, dict[str, Any]]], now: float, window: float,
-                   local_host: str | None = None) -> None:
-    """Set each summary's ``gpu_memory_used_ratio`` (see ``summaries``)."""
+def with_gpu_memory(observations: ObservationStore, pairs: Sequence[tuple[BackendConfig, BackendSummary]],
+                    now: float, window: float, local_host: str | None = None) -> list[BackendSummary]:
+    """The summaries with ``gpu_memory_used_ratio`` set (see ``summaries``)."""
     gpu_memory = gpu_memory_by_host(observations.latest_gpus(now - window))
     here = local_host if local_host is not None else socket.gethostname()
-    for b, s in pairs:
-        s["gpu_memory_used_ratio"] = gpu_memory.get(gpu_host_of(b, here))
+    return [replace(s, gpu_memory_used_ratio=gpu_memory.get(gpu_host_of(b, here))) for b, s in pairs]
 
 
 # -- series ---------------------------------------------------------------------------------
@@ -317,13 +331,13 @@ def series(metrics: MetricsStore, backend: str, signal: str, now: float, window:
 
 
 # -- probes, certificates, GPUs -------------------------------------------------------------------
-def _qblock(values: Sequence[float]) -> dict[str, float | None] | None:
+def _qblock(values: Sequence[float]) -> Quantiles | None:
     if not values:
         return None
-    return {quantile_key(q): exact_quantile(values, q) for q in c.QUANTILES}
+    return Quantiles(p50=exact_quantile(values, 0.5), p95=exact_quantile(values, 0.95), p99=exact_quantile(values, 0.99))
 
 
-def probe_summary(results: Sequence[ProbeResult], ttft_target: float, itl_target: float) -> dict[str, Any] | None:
+def probe_summary(results: Sequence[ProbeResult], ttft_target: float, itl_target: float) -> ProbeSummary | None:
     """Figures over a window of probe results (exact percentiles of raw observations).
 
     *Goodput* is the share of probes that succeeded and met every latency target at once:
@@ -342,27 +356,28 @@ def probe_summary(results: Sequence[ProbeResult], ttft_target: float, itl_target
     failures = [r for r in results if not r.ok]
     last = results[-1]
     tps = [r.tokens_per_second for r in ok if r.tokens_per_second is not None]
-    return {
-        "count": len(results),
-        "success_ratio": len(ok) / len(results),
-        "goodput_ratio": sum(1 for r in results if good(r)) / len(results),
-        "targets": {"ttft_seconds": ttft_target, "itl_seconds": itl_target},
-        "ttft": _qblock([r.ttft_seconds for r in ok if r.ttft_seconds is not None]),
-        "e2e": _qblock([r.e2e_seconds for r in ok if r.e2e_seconds is not None]),
-        "itl": _qblock([g for r in ok for g in r.itl]),
-        "tokens_per_second": {"p50": exact_quantile(tps, 0.5), "p5": exact_quantile(tps, 0.05)} if tps else None,
-        "dns": _qblock([r.dns_seconds for r in ok if r.dns_seconds is not None]),
-        "connect": _qblock([r.connect_seconds for r in ok if r.connect_seconds is not None]),
-        "tls": _qblock([r.tls_seconds for r in ok if r.tls_seconds is not None]),
-        "last_probe": last.ts,
-        "last_ok": last.ok,
-        "last_error": ({"ts": failures[-1].ts, "kind": failures[-1].error_kind, "error": failures[-1].error,
-                        "status": failures[-1].status} if failures else None),
-        "source": "probe",
-    }
+    failed = failures[-1] if failures else None
+    return ProbeSummary(
+        count=len(results),
+        success_ratio=len(ok) / len(results),
+        goodput_ratio=sum(1 for r in results if good(r)) / len(results),
+        ttft_target=ttft_target,
+        itl_target=itl_target,
+        ttft=_qblock([r.ttft_seconds for r in ok if r.ttft_seconds is not None]),
+        e2e=_qblock([r.e2e_seconds for r in ok if r.e2e_seconds is not None]),
+        itl=_qblock([g for r in ok for g in r.itl]),
+        tokens_per_second_p50=exact_quantile(tps, 0.5),
+        tokens_per_second_p5=exact_quantile(tps, 0.05),
+        dns=_qblock([r.dns_seconds for r in ok if r.dns_seconds is not None]),
+        connect=_qblock([r.connect_seconds for r in ok if r.connect_seconds is not None]),
+        tls=_qblock([r.tls_seconds for r in ok if r.tls_seconds is not None]),
+        last_probe=last.ts,
+        last_ok=last.ok,
+        last_error=None if failed is None else ProbeError(failed.ts, failed.error_kind, failed.error, failed.status),
+    )
 
 
-def certificate_view(r: CertResult, now: float) -> dict[str, Any]:
+def certificate_view(r: CertResult, now: float) -> Json:
     def days(t: float | None) -> float | None:
         return None if t is None else (t - now) / 86400.0
 
@@ -376,26 +391,13 @@ def certificate_view(r: CertResult, now: float) -> dict[str, Any]:
     }
 
 
-def gpu_view(ts: float, g: GpuSample) -> dict[str, Any]:
-    used, total = g.memory_used_bytes, g.memory_total_bytes
+def gpu_view(ts: float, g: GpuSample) -> Json:
     return {
         "host": g.host, "index": g.index, "uuid": g.uuid, "name": g.name, "source": g.source,
-        "memory_used_bytes": used, "memory_free_bytes": g.memory_free_bytes, "memory_total_bytes": total,
-        "memory_used_ratio": (used / total) if used is not None and total else None,
+        "memory_used_bytes": g.memory_used_bytes, "memory_free_bytes": g.memory_free_bytes,
+        "memory_total_bytes": g.memory_total_bytes, "memory_used_ratio": gpu_memory_ratio(g),
         "utilization_ratio": g.utilization_ratio, "temperature_celsius": g.temperature_celsius,
         "power_watts": g.power_watts,
         "processes": [{"pid": p.pid, "name": p.name, "used_memory_bytes": p.used_memory_bytes} for p in g.processes],
         "errors": list(g.errors), "last_reading": ts,
     }
-
-
-def alert_view(s: Any) -> dict[str, Any]:
-    return {"fingerprint": s.fingerprint, "rule": s.rule, "state": s.state, "labels": dict(s.labels),
-            "annotations": dict(s.annotations), "value": s.value, "active_since": s.active_since,
-            "fired_at": s.fired_at, "resolved_at": s.resolved_at}
-
-
-def transition_view(t: Any) -> dict[str, Any]:
-    return {"fingerprint": t.fingerprint, "rule": t.rule, "from": t.old, "to": t.new, "ts": t.ts,
-            "labels": dict(t.labels), "annotations": dict(t.annotations), "value": t.value,
-            "active_since": t.active_since, "fired_at": t.fired_at}

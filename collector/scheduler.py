@@ -47,6 +47,16 @@ class BackendHealth:
     errors_by_reason: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class GpuStatus:
+    """Where the GPU sources stand: local NVML on or off (and why), and each source's last error."""
+
+    host: str
+    nvml_enabled: bool
+    nvml_reason: str | None
+    errors: dict[str, str | None]
+
+
 def _offset(name: str, interval: float) -> float:
     digest = hashlib.sha256(name.encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 * interval
@@ -105,6 +115,14 @@ class Collector:
         self.write_failures = 0
         self.gpu_errors: dict[str, str | None] = {}  # GPU source -> last error (None: fine)
         self.on_flush: list[Callable[[], None]] = []  # called after each committed batch (alert engine)
+
+    @property
+    def host(self) -> str:
+        """This machine's name, as local NVML readings name their host."""
+        return self.sources.host
+
+    def gpu_status(self) -> GpuStatus:
+        return GpuStatus(self.sources.host, self.sources.nvml_enabled, self.sources.nvml_reason, dict(self.gpu_errors))
 
     async def _load_cursors(self) -> None:
         """Continue from the cursors the last run persisted (restart without loss or double count)."""

@@ -1,16 +1,17 @@
 """``GET /metrics``: the normalised fleet re-exported for Prometheus federation.
 
-A ``prometheus_client`` collector whose ``collect()`` reads the same windowed summaries as the
-JSON API. Windowed quantiles are a *summary* family (``quantile`` label plus ``_sum``/``_count``
-over the window): ``promtool check metrics`` rejects a gauge carrying a ``quantile`` label.
-A figure that is unavailable is left out, never exported as 0.
+Two ``prometheus_client`` collectors. ``FleetCollector.collect()`` reads the same windowed
+summaries as the JSON API (``WebContext.summaries``). Windowed quantiles are a *summary* family
+(``quantile`` label plus ``_sum``/``_count`` over the window): ``promtool check metrics`` rejects
+a gauge carrying a ``quantile`` label. A figure that is unavailable is left out, never exported
+as 0. ``AlertMetrics`` exports the alert engine and its outbox. Every name comes from
+``core.conventions``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -21,78 +22,85 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector as PromCollector
 from prometheus_client.samples import Sample
 
-from collector.config import BackendConfig
+from alerts.engine import AlertEngine
+from collector.summary import BackendSummary, Figures, Latency, ProbeSummary, Quantiles
 from core import conventions as c
+from core.samples import CertResult, GpuSample
+from web.deps import WebContext
+
+__all__ = ["AlertMetrics", "FleetCollector"]
+
+#: the window of the windowed figures (rates, quantiles) ``/metrics`` exports
+WINDOW = 300.0
+_QUANTILE_KEYS = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 
 
-def _labels(s: dict[str, Any]) -> dict[str, str]:
-    return {c.LABEL_BACKEND: s["name"], c.LABEL_ENGINE: s["engine"], **s["labels"]}
+def _labels(s: BackendSummary) -> dict[str, str]:
+    return {c.LABEL_BACKEND: s.name, c.LABEL_ENGINE: s.engine, **s.labels}
 
 
 class FleetCollector(PromCollector):
-    def __init__(self, summaries: Callable[[], list[dict[str, Any]]], health: Callable[[], dict[str, Any]] | None,
-                 backends: Sequence[BackendConfig], certificates: Callable[[], list[dict[str, Any]]] | None = None,
-                 gpus: Callable[[], list[dict[str, Any]]] | None = None) -> None:
-        self._summaries = summaries
-        self._health = health
-        self._backends = {b.name: b for b in backends}
-        self._certificates = certificates
-        self._gpus = gpus
+    def __init__(self, ctx: WebContext) -> None:
+        self._ctx = ctx
 
     def collect(self) -> Iterable[Metric]:
-        rows = self._summaries()
+        ctx = self._ctx
+        rows = ctx.summaries(WINDOW)
         up = GaugeMetricFamily(c.METRIC_BACKEND_UP, "1 if the last scrape of the backend succeeded, else 0.")
         last = GaugeMetricFamily(c.METRIC_LAST_SCRAPE, "Unix time of the last scrape attempt.")
-        gauges = {
-            "queue_depth": GaugeMetricFamily(c.METRIC_QUEUE_DEPTH, "Requests waiting in the backend's queue."),
-            "requests_running": GaugeMetricFamily(c.METRIC_REQUESTS_RUNNING, "Requests being served."),
-            "tokens_per_second": GaugeMetricFamily(c.METRIC_TOKENS_PER_SECOND, "Generated tokens per second over the window."),
-            "prompt_tokens_per_second": GaugeMetricFamily(c.METRIC_PROMPT_TOKENS_PER_SECOND, "Prompt tokens per second over the window."),
-            "error_ratio": GaugeMetricFamily(c.METRIC_ERROR_RATIO, "Failed requests / finished requests over the window."),
-            "kv_cache_usage_ratio": GaugeMetricFamily(c.METRIC_KV_CACHE, "KV-cache usage, 0..1 (max over models)."),
-        }
-        summaries = {
-            key: Metric(name, f"{key.upper()} latency over the window, from the engine's histogram buckets "
-                              "(quantiles interpolated like histogram_quantile; _sum/_count cover the window).", "summary")
-            for key, name in (("ttft", c.METRIC_TTFT), ("itl", c.METRIC_ITL), ("e2e", c.METRIC_E2E))
-        }
+        gauges: list[tuple[GaugeMetricFamily, Callable[[Figures], float | None]]] = [
+            (GaugeMetricFamily(c.METRIC_QUEUE_DEPTH, "Requests waiting in the backend's queue."),
+             lambda f: f.queue_depth),
+            (GaugeMetricFamily(c.METRIC_REQUESTS_RUNNING, "Requests being served."), lambda f: f.requests_running),
+            (GaugeMetricFamily(c.METRIC_TOKENS_PER_SECOND, "Generated tokens per second over the window."),
+             lambda f: f.tokens_per_second),
+            (GaugeMetricFamily(c.METRIC_PROMPT_TOKENS_PER_SECOND, "Prompt tokens per second over the window."),
+             lambda f: f.prompt_tokens_per_second),
+            (GaugeMetricFamily(c.METRIC_ERROR_RATIO, "Failed requests / finished requests over the window."),
+             lambda f: f.error_ratio),
+            (GaugeMetricFamily(c.METRIC_KV_CACHE, "KV-cache usage, 0..1 (max over models)."),
+             lambda f: f.kv_cache_usage_ratio),
+        ]
+        summaries: list[tuple[Metric, Callable[[Figures], Latency | None]]] = [
+            (Metric(name, f"{key.upper()} latency over the window, from the engine's histogram buckets "
+                          "(quantiles interpolated like histogram_quantile; _sum/_count cover the window).", "summary"),
+             read)
+            for key, name, read in (("ttft", c.METRIC_TTFT, _ttft), ("itl", c.METRIC_ITL, _itl),
+                                    ("e2e", c.METRIC_E2E, _e2e))
+        ]
         for s in rows:
             lab = _labels(s)
-            up.samples.append(_sample(c.METRIC_BACKEND_UP, lab, 1.0 if s["up"] else 0.0))
-            if s["last_scrape"] is not None:
-                last.samples.append(_sample(c.METRIC_LAST_SCRAPE, lab, s["last_scrape"]))
-            for key, fam in gauges.items():
-                v = s.get(key)
+            up.samples.append(_sample(c.METRIC_BACKEND_UP, lab, 1.0 if s.up else 0.0))
+            if s.last_scrape is not None:
+                last.samples.append(_sample(c.METRIC_LAST_SCRAPE, lab, s.last_scrape))
+            for fam, figure in gauges:
+                v = figure(s.figures)
                 if v is not None:
                     fam.samples.append(_sample(fam.name, lab, float(v)))
-            for key, summary in summaries.items():
-                block = s.get(key)
-                if not block or not block.get("count"):
+            for summary, latency in summaries:
+                block = latency(s.figures)
+                if block is None or not block.count:
                     continue
-                for q in c.QUANTILES:
-                    v = block.get(f"p{round(q * 100)}")
-                    if v is not None:
-                        summary.samples.append(_sample(summary.name, {**lab, c.LABEL_QUANTILE: _qtext(q)}, v))
-                summary.samples.append(_sample(summary.name + "_sum", lab, (block["mean"] or 0.0) * block["count"]))
-                summary.samples.append(_sample(summary.name + "_count", lab, block["count"]))
+                _add_quantiles(summary, lab, block)
+                summary.samples.append(_sample(summary.name + "_sum", lab, (block.mean or 0.0) * block.count))
+                summary.samples.append(_sample(summary.name + "_count", lab, block.count))
         yield up
         yield last
-        yield from gauges.values()
-        yield from summaries.values()
+        yield from (fam for fam, _ in gauges)
+        yield from (fam for fam, _ in summaries)
         yield from self._probe_metrics(rows)
-        if self._certificates is not None:
-            yield from self._cert_metrics(self._certificates())
-        if self._gpus is not None:
-            yield from self._gpu_metrics(self._gpus())
-        if self._health is not None:
-            yield from self._self_metrics(self._health())
+        yield from self._cert_metrics(ctx.reads.observations.certificate_results())
+        yield from self._gpu_metrics(ctx.reads.observations.latest_gpus(ctx.clock() - WINDOW))
+        if ctx.collector is not None:
+            yield from self._self_metrics(ctx)
 
-    def _self_metrics(self, health: dict[str, Any]) -> Iterable[Metric]:
+    def _self_metrics(self, ctx: WebContext) -> Iterable[Metric]:
+        assert ctx.collector is not None
         dur = GaugeMetricFamily(c.METRIC_SCRAPE_DURATION, "Duration of the last scrape of the backend.", labels=["backend"])
         total = CounterMetricFamily(c.METRIC_SCRAPES, "Scrapes attempted since inferwatch started.", labels=["backend"])
         errors = CounterMetricFamily(c.METRIC_SCRAPE_ERRORS, "Failed scrapes since inferwatch started, by reason class.",
                                      labels=["backend", "reason"])
-        for name, h in sorted(health.items()):
+        for name, h in sorted(ctx.collector.health.items()):
             dur.add_metric([name], h.last_duration)
             total.add_metric([name], h.scrapes)
             for reason, n in sorted(h.errors_by_reason.items()):
@@ -101,91 +109,107 @@ class FleetCollector(PromCollector):
         yield total
         yield errors
 
-
-    def _probe_metrics(self, rows: list[dict[str, Any]]) -> Iterable[Metric]:
+    def _probe_metrics(self, rows: list[BackendSummary]) -> Iterable[Metric]:
         help_ = "measured by inferwatch's streaming probe (what a user feels), not reported by the engine"
-        ttft = Metric("inferwatch_probe_ttft_seconds", f"Time to first token, {help_}; exact quantiles over the window.", "summary")
-        e2e = Metric("inferwatch_probe_e2e_seconds", f"Whole streamed request, {help_}; exact quantiles over the window.", "summary")
-        tps = GaugeMetricFamily("inferwatch_probe_tokens_per_second", f"Median decode rate, {help_}.")
-        success = GaugeMetricFamily("inferwatch_probe_success", f"Share of successful probes over the window, {help_}.")
-        goodput = GaugeMetricFamily("inferwatch_probe_goodput_ratio",
+        ttft = Metric(c.METRIC_PROBE_TTFT, f"Time to first token, {help_}; exact quantiles over the window.", "summary")
+        e2e = Metric(c.METRIC_PROBE_E2E, f"Whole streamed request, {help_}; exact quantiles over the window.", "summary")
+        tps = GaugeMetricFamily(c.METRIC_PROBE_TOKENS_PER_SECOND, f"Median decode rate, {help_}.")
+        success = GaugeMetricFamily(c.METRIC_PROBE_SUCCESS, f"Share of successful probes over the window, {help_}.")
+        goodput = GaugeMetricFamily(c.METRIC_PROBE_GOODPUT,
                                     f"Share of probes meeting every latency target at once, {help_}.")
-        phase = GaugeMetricFamily("inferwatch_probe_phase_seconds",
+        phase = GaugeMetricFamily(c.METRIC_PROBE_PHASE,
                                   f"Median duration of a connection phase (dns, connect, tls), {help_}.")
         for s in rows:
-            p = s.get("probe")
-            if not p:
+            p: ProbeSummary | None = s.probe
+            if p is None:
                 continue
             lab = _labels(s)
-            for fam, block in ((ttft, p["ttft"]), (e2e, p["e2e"])):
-                if not block:
-                    continue
-                for q in c.QUANTILES:
-                    v = block.get(f"p{round(q * 100)}")
-                    if v is not None:
-                        fam.samples.append(_sample(fam.name, {**lab, c.LABEL_QUANTILE: _qtext(q)}, v))
-            if p["tokens_per_second"] and p["tokens_per_second"]["p50"] is not None:
-                tps.samples.append(_sample(tps.name, lab, p["tokens_per_second"]["p50"]))
-            success.samples.append(_sample(success.name, lab, p["success_ratio"]))
-            goodput.samples.append(_sample(goodput.name, lab, p["goodput_ratio"]))
+            for fam, block in ((ttft, p.ttft), (e2e, p.e2e)):
+                if block is not None:
+                    _add_quantiles(fam, lab, block)
+            if p.tokens_per_second_p50 is not None:
+                tps.samples.append(_sample(tps.name, lab, p.tokens_per_second_p50))
+            success.samples.append(_sample(success.name, lab, p.success_ratio))
+            goodput.samples.append(_sample(goodput.name, lab, p.goodput_ratio))
             for name in ("dns", "connect", "tls"):
-                if p[name] and p[name]["p50"] is not None:
-                    phase.samples.append(_sample(phase.name, {**lab, "phase": name}, p[name]["p50"]))
+                q = p.phase(name)
+                if q is not None and q.p50 is not None:
+                    phase.samples.append(_sample(phase.name, {**lab, "phase": name}, q.p50))
         yield from (ttft, e2e, tps, success, goodput, phase)
 
-    def _cert_metrics(self, certs: list[dict[str, Any]]) -> Iterable[Metric]:
+    def _cert_metrics(self, certs: list[CertResult]) -> Iterable[Metric]:
         expiry = GaugeMetricFamily(c.METRIC_CERT_EXPIRY, "Leaf certificate not-after, Unix seconds.", labels=["target"])
-        chain = GaugeMetricFamily("inferwatch_cert_chain_expiry_timestamp_seconds",
+        chain = GaugeMetricFamily(c.METRIC_CERT_CHAIN_EXPIRY,
                                   "Earliest not-after anywhere in the presented chain, Unix seconds.", labels=["target"])
-        verified = GaugeMetricFamily("inferwatch_cert_verified", "1 if the chain verifies against the trust store.",
+        verified = GaugeMetricFamily(c.METRIC_CERT_VERIFIED, "1 if the chain verifies against the trust store.",
                                      labels=["target"])
-        name_ok = GaugeMetricFamily("inferwatch_cert_hostname_match", "1 if the leaf certificate matches the host name.",
+        name_ok = GaugeMetricFamily(c.METRIC_CERT_HOSTNAME_MATCH, "1 if the leaf certificate matches the host name.",
                                     labels=["target"])
-        check_ok = GaugeMetricFamily("inferwatch_tls_check_success", "1 if the last TLS handshake completed.",
+        check_ok = GaugeMetricFamily(c.METRIC_TLS_CHECK_SUCCESS, "1 if the last TLS handshake completed.",
                                      labels=["target"])
-        version = GaugeMetricFamily("inferwatch_tls_version_info", "Negotiated TLS version and cipher (value 1).",
+        version = GaugeMetricFamily(c.METRIC_TLS_VERSION_INFO, "Negotiated TLS version and cipher (value 1).",
                                     labels=["target", "version", "cipher"])
         for r in certs:
-            t = [r["target"]]
-            check_ok.add_metric(t, 1.0 if r["error"] is None else 0.0)
-            if r["not_after"] is not None:
-                expiry.add_metric(t, r["not_after"])
-            if r["chain_not_after"] is not None:
-                chain.add_metric(t, r["chain_not_after"])
-            if r["verified"] is not None:
-                verified.add_metric(t, 1.0 if r["verified"] else 0.0)
-            if r["hostname_ok"] is not None:
-                name_ok.add_metric(t, 1.0 if r["hostname_ok"] else 0.0)
-            if r["tls_version"]:
-                version.add_metric([r["target"], r["tls_version"], r["cipher"] or ""], 1.0)
+            t = [r.target]
+            check_ok.add_metric(t, 1.0 if r.error is None else 0.0)
+            if r.not_after is not None:
+                expiry.add_metric(t, r.not_after)
+            if r.chain_not_after is not None:
+                chain.add_metric(t, r.chain_not_after)
+            if r.verified is not None:
+                verified.add_metric(t, 1.0 if r.verified else 0.0)
+            if r.hostname_ok is not None:
+                name_ok.add_metric(t, 1.0 if r.hostname_ok else 0.0)
+            if r.tls_version:
+                version.add_metric([r.target, r.tls_version, r.cipher or ""], 1.0)
         yield from (expiry, chain, verified, name_ok, check_ok, version)
 
-    def _gpu_metrics(self, gpus: list[dict[str, Any]]) -> Iterable[Metric]:
+    def _gpu_metrics(self, gpus: list[tuple[float, GpuSample]]) -> Iterable[Metric]:
         labels = ["host", "gpu", "uuid", "name", "source"]
-        fams = {
-            "memory_used_bytes": GaugeMetricFamily(c.METRIC_GPU_MEMORY_USED, "GPU memory used (as nvidia-smi shows it).", labels=labels),
-            "memory_total_bytes": GaugeMetricFamily(c.METRIC_GPU_MEMORY_TOTAL, "GPU memory total.", labels=labels),
-            "utilization_ratio": GaugeMetricFamily("inferwatch_gpu_utilization_ratio", "GPU busy time share, 0..1.", labels=labels),
-            "temperature_celsius": GaugeMetricFamily("inferwatch_gpu_temperature_celsius", "GPU temperature.", labels=labels),
-            "power_watts": GaugeMetricFamily("inferwatch_gpu_power_watts", "GPU power draw.", labels=labels),
-        }
-        procs = GaugeMetricFamily("inferwatch_gpu_process_memory_bytes", "GPU memory used by one process.",
+        fams: list[tuple[GaugeMetricFamily, Callable[[GpuSample], float | None]]] = [
+            (GaugeMetricFamily(c.METRIC_GPU_MEMORY_USED, "GPU memory used (as nvidia-smi shows it).", labels=labels),
+             lambda g: g.memory_used_bytes),
+            (GaugeMetricFamily(c.METRIC_GPU_MEMORY_TOTAL, "GPU memory total.", labels=labels),
+             lambda g: g.memory_total_bytes),
+            (GaugeMetricFamily(c.METRIC_GPU_UTILIZATION, "GPU busy time share, 0..1.", labels=labels),
+             lambda g: g.utilization_ratio),
+            (GaugeMetricFamily(c.METRIC_GPU_TEMPERATURE, "GPU temperature.", labels=labels),
+             lambda g: g.temperature_celsius),
+            (GaugeMetricFamily(c.METRIC_GPU_POWER, "GPU power draw.", labels=labels), lambda g: g.power_watts),
+        ]
+        procs = GaugeMetricFamily(c.METRIC_GPU_PROCESS_MEMORY, "GPU memory used by one process.",
                                   labels=[*labels, "pid", "process"])
-        for g in gpus:
-            if not g.get("uuid"):
-                continue  # status entries (NVML off, source errors)
-            lab = [g["host"] or "", g["index"], g["uuid"], g["name"] or "", g["source"]]
-            for key, fam in fams.items():
-                if g.get(key) is not None:
-                    fam.add_metric(lab, float(g[key]))
-            for p in g["processes"]:
-                if p["used_memory_bytes"] is not None:
-                    procs.add_metric([*lab, str(p["pid"]), p["name"] or ""], float(p["used_memory_bytes"]))
-        yield from (*fams.values(), procs)
+        for _, g in gpus:
+            if not g.uuid:
+                continue
+            lab = [g.host or "", g.index, g.uuid, g.name or "", g.source]
+            for fam, read in fams:
+                v = read(g)
+                if v is not None:
+                    fam.add_metric(lab, float(v))
+            for p in g.processes:
+                if p.used_memory_bytes is not None:
+                    procs.add_metric([*lab, str(p.pid), p.name or ""], float(p.used_memory_bytes))
+        yield from (*(fam for fam, _ in fams), procs)
 
 
-def _qtext(q: float) -> str:
-    return repr(q)
+def _ttft(f: Figures) -> Latency | None:
+    return f.ttft
+
+
+def _itl(f: Figures) -> Latency | None:
+    return f.itl
+
+
+def _e2e(f: Figures) -> Latency | None:
+    return f.e2e
+
+
+def _add_quantiles(fam: Metric, labels: dict[str, str], block: Quantiles) -> None:
+    for key, q in _QUANTILE_KEYS:
+        v = block.get(key)
+        if v is not None:
+            fam.samples.append(_sample(fam.name, {**labels, c.LABEL_QUANTILE: repr(q)}, v))
 
 
 def _sample(name: str, labels: dict[str, str], value: float) -> Sample:
@@ -195,11 +219,11 @@ def _sample(name: str, labels: dict[str, str], value: float) -> Sample:
 class AlertMetrics(PromCollector):
     """The alert engine and its outbox: firing alerts, queue, deliveries, failures."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: AlertEngine) -> None:
         self._engine = engine
 
     def collect(self) -> Iterable[Metric]:
-        firing = GaugeMetricFamily("inferwatch_alerts_firing", "Alerts firing now, by rule and severity.",
+        firing = GaugeMetricFamily(c.METRIC_ALERTS_FIRING, "Alerts firing now, by rule and severity.",
                                    labels=["alertname", "severity"])
         counts: dict[tuple[str, str], int] = {}
         for st in self._engine.firing():
@@ -208,16 +232,16 @@ class AlertMetrics(PromCollector):
         for (name, sev), n in sorted(counts.items()):
             firing.add_metric([name, sev], n)
         d = self._engine.dispatcher
-        queued = GaugeMetricFamily("inferwatch_notifications_queued", "Notifications waiting in the outbox.")
+        queued = GaugeMetricFamily(c.METRIC_NOTIFICATIONS_QUEUED, "Notifications waiting in the outbox.")
         queued.add_metric([], d.queue_size)
-        sent = CounterMetricFamily("inferwatch_notifications_sent", "Notifications delivered.", labels=["receiver"])
+        sent = CounterMetricFamily(c.METRIC_NOTIFICATIONS_SENT, "Notifications delivered.", labels=["receiver"])
         for r, n in sorted(d.sent_total.items()):
             sent.add_metric([r], n)
-        failed = CounterMetricFamily("inferwatch_notification_failures", "Failed delivery attempts, by reason.",
+        failed = CounterMetricFamily(c.METRIC_NOTIFICATION_FAILURES, "Failed delivery attempts, by reason.",
                                      labels=["receiver", "reason"])
         for (r, reason), n in sorted(d.failures_total.items()):
             failed.add_metric([r, reason], n)
-        latency = HistogramMetricFamily("inferwatch_notification_delivery_seconds",
+        latency = HistogramMetricFamily(c.METRIC_NOTIFICATION_DELIVERY,
                                         "From a notification's creation to its delivery.")
         h = d.delivery_latency_seconds
         cumulative = [(("+Inf" if math.isinf(b) else repr(float(b))), float(n)) for b, n in h.buckets()]
@@ -225,6 +249,6 @@ class AlertMetrics(PromCollector):
             cumulative.append(("+Inf", float(h.count)))
         latency.add_metric([], cumulative, sum_value=h.sum)
         yield latency
-        evals = CounterMetricFamily("inferwatch_rule_evaluations", "Rule evaluation rounds since start.")
+        evals = CounterMetricFamily(c.METRIC_RULE_EVALUATIONS, "Rule evaluation rounds since start.")
         evals.add_metric([], self._engine.evaluations)
         yield from (firing, queued, sent, failed, evals)

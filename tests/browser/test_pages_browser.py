@@ -197,7 +197,7 @@ def test_gpu_page_lists_the_demo_gpus(demo_url: str, browser: Any) -> None:
 
     from sim.engines import dcgm
     from sim.fleet import GPU_NODE
-    from web.dashboard import fmt
+    from web.render import fmt
 
     # the simulated GPU node (a dcgm-exporter) is read within a scrape interval or two
     _until("the demo's GPUs in /api/v1/gpus",

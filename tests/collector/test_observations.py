@@ -71,8 +71,9 @@ def test_probe_summary_is_exact_and_goodput_needs_every_target() -> None:
     rs = [probe(float(i), t) for i, t in enumerate(ttfts)]
     rs.append(probe(9.0, 0.2, itl=(0.5, 0.5)))  # fast first token, slow stream: not good
     rs.append(probe(10.0, None, ok=False, error_kind="timeout", error="timeout after 5s", itl=()))
-    s = probe_summary(rs, ttft_target=1.0, itl_target=0.1)
-    assert s is not None
+    summary = probe_summary(rs, ttft_target=1.0, itl_target=0.1)
+    assert summary is not None
+    s = summary.to_json()  # as /api/v1/backends shows it
     assert s["count"] == 7
     assert s["success_ratio"] == pytest.approx(6 / 7)
     assert s["goodput_ratio"] == pytest.approx(4 / 7)  # 0.1..0.4 only
@@ -106,5 +107,5 @@ def test_a_backends_gpus_are_those_of_its_host(store: Stores) -> None:
         (100.0, GpuSample("this-box", "0", "G3", memory_used_bytes=8 * gib, memory_total_bytes=32 * gib)),
         (10.0, GpuSample("10.0.0.6", "0", "G4", memory_used_bytes=gib, memory_total_bytes=2 * gib)),  # too old
     ])
-    got = {s["name"]: s["gpu_memory_used_ratio"] for s in summaries(store.reads, cfg.backends, 120.0, 60.0, "this-box")}
+    got = {s.name: s.gpu_memory_used_ratio for s in summaries(store.reads, cfg.backends, 120.0, 60.0, "this-box")}
     assert got == {"remote": 0.75, "local": 0.25, "pinned": 0.75, "bare": None}

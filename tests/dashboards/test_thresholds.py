@@ -13,7 +13,7 @@ from inferwatch.config import parse
 from inferwatch.stores import Stores
 from tests.web.test_dashboard import Page
 from web.app import create_app
-from web.dashboard import COLUMNS
+from web.routes.pages import COLUMNS
 
 KEYS = [col["key"] for col in COLUMNS]
 

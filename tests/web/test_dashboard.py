@@ -22,8 +22,9 @@ from sim.engines import make_renderer
 from sim.state import Profile, SimBackend
 from tests.e2e_helpers import Clock, harness
 from tests.fake_nvml import FakeGpu, FakeNvml, GiB
-from web.app import CSP, create_app
-from web.dashboard import COLUMNS
+from web.app import create_app
+from web.routes.pages import COLUMNS
+from web.security import CSP
 
 PROFILE = Profile(request_rate=4.0, queue_depth=5, running=9, kv_cache_usage=0.3, error_ratio=0.1)
 EVIL = "<script>x</script>"

@@ -10,7 +10,8 @@ import pytest
 
 from inferwatch.config import parse
 from inferwatch.stores import Stores
-from web.app import CSP, create_app
+from web.app import create_app
+from web.security import CSP
 
 PATHS = ["/", "/alerts", "/gpus", "/slos", "/backends/a", "/backends/nope", "/api/v1/backends", "/metrics",
          "/healthz"]

@@ -1,4 +1,4 @@
-"""Silence endpoints (``alerts/silences.py``, semantics in ``alerts/routing.py``)::
+"""Silence endpoints (storage ``alerts/silences.py``, semantics in ``alerts/routing.py``)::
 
     GET    /api/v1/silences            every silence, newest first, with its state
                                        (pending | active | expired); ?state= filters
@@ -10,36 +10,33 @@
     DELETE /api/v1/silences/{id}       expire now -> the silence; 404 when unknown
 
 The alert engine reads the active silences every evaluation, so a change takes effect at the
-next one. Behind the app's bearer-token auth like the rest of ``/api/v1``.
+next one. Behind the app's auth like the rest of ``/api/v1``.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
+from pydantic import JsonValue
 from starlette.concurrency import run_in_threadpool
 
 from alerts.matchers import RoutingError
 from alerts.model import Silence, new_silence
-from alerts.silences import SilenceStore
-from alerts.slo_data import slo_view
-from collector.query import Reads
+from collector.summary import Json
 from core.units import parse_duration
-from web.config import AppConfig
+from web.deps import Ctx, WebContext
 
-__all__ = ["alerts_router"]
+__all__ = ["router", "silence_from_body"]
 
+router = APIRouter()
 _FIELDS = {"matchers", "duration", "ends_at", "starts_at", "created_by", "comment"}
 _MAX_SECONDS = 366 * 86400.0
 
 
-def _time(name: str, value: Any) -> float:
+def _time(name: str, value: JsonValue) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     if isinstance(value, str):
@@ -54,7 +51,7 @@ def _time(name: str, value: Any) -> float:
     raise HTTPException(400, f"{name}: expected Unix seconds or an ISO 8601 time, got {value!r}")
 
 
-def silence_from_body(body: dict[str, Any], now: float) -> Silence:
+def silence_from_body(body: Json, now: float) -> Silence:
     """A new ``Silence`` from an API (or form) body; ``HTTPException(400)`` naming the field."""
     unknown = sorted(set(body) - _FIELDS)
     if unknown:
@@ -91,55 +88,46 @@ def silence_from_body(body: dict[str, Any], now: float) -> Silence:
     return silence
 
 
-def alerts_router(reads: Reads, silences: SilenceStore, alerts: Any = None, clock: Callable[[], float] = time.time,
-                  cfg: AppConfig | None = None) -> APIRouter:
-    """The silence endpoints on ``silences`` (and ``/api/v1/slos`` on ``reads``); ``alerts`` (the engine, optional) adds to every
-    silence the fingerprints of the alerts it mutes right now (``silenced_alerts``)."""
-    router = APIRouter()
+def view(ctx: WebContext, s: Silence, now: float) -> Json:
+    """A silence as the API shows it; with the engine running here, also the fingerprints of the
+    alerts it mutes right now (``silenced_alerts``)."""
+    doc: Json = {"id": s.id, "matchers": dict(s.matchers_doc()), "starts_at": s.starts_at, "ends_at": s.ends_at,
+                 "created_by": s.created_by, "comment": s.comment, "created_at": s.created_at,
+                 "updated_at": s.updated_at, "state": s.state(now)}
+    if ctx.engine is not None:
+        why = f"silenced by {s.id}"
+        silenced: list[JsonValue] = [fp for fp in sorted(fp for fp, m in ctx.muted().items() if m == why)]
+        doc["silenced_alerts"] = silenced
+    return doc
 
-    def view(s: Any, now: float) -> dict[str, Any]:
-        doc: dict[str, Any] = s.view(now)
-        if alerts is not None:
-            why = f"silenced by {s.id}"
-            doc["silenced_alerts"] = sorted(fp for fp, m in getattr(alerts, "muted", {}).items() if m == why)
-        return doc
 
-    @router.get("/api/v1/slos")
-    async def slos() -> list[dict[str, Any]]:
-        """Every configured SLO: achieved SLI (with its range when estimated), error budget,
-        burn rate per alert window and which multi-window burn-rate alerts hold now."""
-        if cfg is None:
-            return []
-        now = clock()
-        return await run_in_threadpool(lambda: [slo_view(m, reads.metrics, cfg, now) for m in cfg.slos])
+@router.get("/api/v1/silences")
+async def list_silences(ctx: Ctx, state: str | None = None) -> list[Json]:
+    if state is not None and state not in ("pending", "active", "expired"):
+        raise HTTPException(400, f"state: unknown state {state!r}; expected pending, active or expired")
+    now = ctx.clock()
+    out = [view(ctx, s, now) for s in await run_in_threadpool(ctx.silences.list_silences)]
+    return [x for x in out if state is None or x["state"] == state]
 
-    @router.get("/api/v1/silences")
-    async def list_silences(state: str | None = None) -> list[dict[str, Any]]:
-        if state is not None and state not in ("pending", "active", "expired"):
-            raise HTTPException(400, f"state: unknown state {state!r}; expected pending, active or expired")
-        now = clock()
-        out = [view(s, now) for s in await run_in_threadpool(silences.list_silences)]
-        return [x for x in out if state is None or x["state"] == state]
 
-    @router.post("/api/v1/silences", status_code=201)
-    async def create_silence(request: Request) -> JSONResponse:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise HTTPException(400, "body: expected a JSON object") from None
-        if not isinstance(body, dict):
-            raise HTTPException(400, "body: expected a JSON object")
-        now = clock()
-        silence = silence_from_body(body, now)
-        await run_in_threadpool(silences.create_silence, silence)
-        return JSONResponse(view(silence, now), status_code=201)
+@router.post("/api/v1/silences", status_code=201)
+async def create_silence(ctx: Ctx, request: Request) -> JSONResponse:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise HTTPException(400, "body: expected a JSON object") from None
+    if not isinstance(body, dict):
+        raise HTTPException(400, "body: expected a JSON object")
+    now = ctx.clock()
+    silence = silence_from_body(body, now)
+    await run_in_threadpool(ctx.silences.create_silence, silence)
+    return JSONResponse(view(ctx, silence, now), status_code=201)
 
-    @router.delete("/api/v1/silences/{silence_id}")
-    async def expire_silence(silence_id: str) -> dict[str, Any]:
-        now = clock()
-        s = await run_in_threadpool(silences.expire_silence, silence_id, now)
-        if s is None:
-            raise HTTPException(404, f"no silence with id {silence_id!r}")
-        return view(s, now)
 
-    return router
+@router.delete("/api/v1/silences/{silence_id}")
+async def expire_silence(ctx: Ctx, silence_id: str) -> Json:
+    now = ctx.clock()
+    s = await run_in_threadpool(ctx.silences.expire_silence, silence_id, now)
+    if s is None:
+        raise HTTPException(404, f"no silence with id {silence_id!r}")
+    return view(ctx, s, now)

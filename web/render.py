@@ -1,0 +1,86 @@
+"""HTML rendering shared by every page: the Jinja2 environment (autoescape on), the filters the
+templates use (``fmt``, ``when``, ``jv``) and page-styled error answers.
+
+``fmt`` is mirrored by ``static/dashboard.js`` for the fleet page's auto-refresh.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+__all__ = ["env", "error_page", "fmt", "html", "level", "when"]
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True, default_for_string=True))
+
+
+def fmt(v: float | None, kind: str) -> str:
+    """A figure as the fleet table shows it: ``s`` (ms below 1 s), ``pct``, ``int``, ``bytes``, ``num``.
+
+    >>> fmt(0.25, "s"), fmt(2.5, "s"), fmt(0.125, "pct"), fmt(None, "num")
+    ('250 ms', '2.50 s', '12.5 %', '–')
+    """
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if kind == "s":
+        return f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s"
+    if kind == "pct":
+        return f"{v * 100:.1f} %"
+    if kind == "int":
+        return f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}"
+    if kind == "bytes":
+        return f"{v / 2**30:.1f} GiB"
+    return f"{v:.1f}"
+
+
+def level(v: float | None, bad: float | None) -> str:
+    """CSS class of a value against a "higher is worse" threshold: ok, warn (>= 80 %), bad.
+
+    >>> level(5, 10), level(9, 10), level(11, 10), level(None, 10)
+    ('ok', 'warn', 'bad', 'na')
+    """
+    if v is None or bad is None:
+        return "na"
+    if v > bad:
+        return "bad"
+    return "warn" if v > 0.8 * bad else "ok"
+
+
+def when(ts: float | None) -> str:
+    """Unix seconds as a UTC time (empty for None)."""
+    return "" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _jv(v: float | None) -> str:
+    return json.dumps(v)
+
+
+env.filters.update(fmt=fmt, when=when, jv=_jv)
+
+
+def html(template: str, status: int = 200, **ctx: object) -> HTMLResponse:
+    """A rendered page, never cached (it shows the fleet now)."""
+    resp = HTMLResponse(env.get_template(template).render(**ctx), status_code=status)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+_ERROR_PAGE = env.from_string(
+    '{% extends "base.html" %}{% block title %}{{ heading|lower }}{% endblock %}'
+    '{% block content %}<h1>{{ heading }}</h1><p class="notice bad" id="error">{{ what }}</p>'
+    '<p><a href="{{ back }}">{{ back_text }}</a></p>{% endblock %}')
+
+
+def error_page(status: int, what: str, back: str = "/", back_text: str = "Back to the fleet") -> HTMLResponse:
+    """A page-styled error (a browser user sees the reason, not a JSON body)."""
+    heading = "Not found" if status == 404 else "Bad request"
+    resp = HTMLResponse(_ERROR_PAGE.render(heading=heading, what=what, back=back, back_text=back_text, page=""),
+                        status_code=status)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
