@@ -55,30 +55,19 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Protocol, runtime_checkable
 
 import httpx
 
-from alerts.model import Notification, SendOutcome
+from alerts.model import SendOutcome
+from alerts.notifiers.base import Notifier
 from alerts.outbox import AlertStore, OutboxItem
 
-__all__ = ["Dispatcher", "LatencyHistogram", "Notifier", "backoff_delay"]
+__all__ = ["Dispatcher", "LatencyHistogram", "backoff_delay"]
 
 log = logging.getLogger("inferwatch.alerts.dispatcher")
 
 #: Upper bounds (seconds) of the delivery-latency histogram buckets (plus +Inf).
 LATENCY_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
-
-
-@runtime_checkable
-class Notifier(Protocol):
-    """What the dispatcher needs of a notifier (``alerts.notifiers`` implement more)."""
-
-    name: str
-
-    async def send(
-        self, n: Notification, http: httpx.AsyncClient, timeout: float
-    ) -> SendOutcome: ...
 
 
 class LatencyHistogram:
@@ -372,10 +361,9 @@ class Dispatcher:
 
 def _describe(notifier: Notifier | None, receiver: str) -> str:
     """How logs name a notifier: its own ``describe()`` (secret-free) or the receiver name."""
-    describe = getattr(notifier, "describe", None)
-    if callable(describe):
+    if notifier is not None:
         try:
-            return str(describe())
+            return str(notifier.describe())
         except Exception:
             pass
     return receiver

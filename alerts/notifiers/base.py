@@ -48,16 +48,15 @@ _MIN_SECRET = 4  # shorter strings would mangle unrelated text when scrubbed
 
 @runtime_checkable
 class Notifier(Protocol):
-    """One alert receiver (Slack, PagerDuty, a webhook …); see the module docstring."""
+    """One alert receiver (Slack, PagerDuty, a webhook …): the seam the dispatcher sends through.
+
+    ``send`` makes one delivery attempt and never raises (a failure is a ``SendOutcome``);
+    ``describe`` names it in logs and pages without any secret. The HTTP notifiers here also
+    split ``send`` into pure ``build_payload``/``request`` (see the module docstring)."""
 
     name: str
 
-    def build_payload(self, n: Notification) -> Any: ...
-
-    def request(self, n: Notification) -> tuple[str, dict[str, str], bytes]: ...
-
-    async def send(self, n: Notification, http: httpx.AsyncClient,
-                   timeout: float = 10.0) -> SendOutcome: ...
+    async def send(self, n: Notification, http: httpx.AsyncClient, timeout: float) -> SendOutcome: ...
 
     def describe(self) -> str: ...
 

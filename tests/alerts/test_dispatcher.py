@@ -21,8 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from alerts.dispatcher import Dispatcher, LatencyHistogram, Notifier, backoff_delay
+from alerts.dispatcher import Dispatcher, LatencyHistogram, backoff_delay
 from alerts.model import Notification, SendOutcome
+from alerts.notifiers.base import Notifier
 from inferwatch.stores import Stores
 from tests.alerts.crash_worker import LoopbackWebhook, notifications
 
