@@ -21,7 +21,7 @@ from alerts.evaluate import LabelSet, Values, labelset
 from alerts.rules import Need, Rule
 from collector import query
 from collector.config import BackendConfig, CollectorSettings
-from collector.outside import tls_target
+from collector.sources import tls_target
 from collector.summary import BackendSummary, Figures
 from core import conventions as c
 

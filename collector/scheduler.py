@@ -1,12 +1,14 @@
-"""The asyncio scrape loop: per-backend interval and timeout, jitter, bounded concurrency, one
-pooled ``httpx.AsyncClient``, and a single writer that batches results into the store.
+"""The collector: runs every source (``collector.sources``) on its schedule, and a single writer
+that batches what they observe into the stores.
 
-Each backend has its own task ticking on a fixed grid (``offset + k * interval``, no drift);
-the offset is a stable hash of the backend name, spreading a fleet over the interval the way
-Prometheus does. A scrape holds a semaphore slot (``scrape_concurrency``) and its own timeout,
-so one slow or broken backend never delays the others. Results go to a queue; the writer turns
-them into deltas against the in-memory cursors (loaded from the store at start, so a restart
-continues where it stopped) and writes each batch in one transaction on a worker thread.
+A ``grid`` source (an engine scrape) has its own task ticking on a fixed grid (``offset + k *
+interval``, no drift); the offset is a stable hash of the backend's name, spreading a fleet over
+the interval the way Prometheus does. A scrape holds a semaphore slot (``scrape_concurrency``) and
+its own timeout, so one slow or broken backend never delays the others. An ``after`` source (probe,
+TLS check, GPU reading) runs first at start, then ``interval`` after its last start, never
+overlapping itself. Results go to a queue; the writer turns scrapes into deltas against the
+in-memory cursors (loaded from the store at start, so a restart continues where it stopped) and
+writes each batch in one transaction on a worker thread.
 """
 
 from __future__ import annotations
@@ -17,21 +19,29 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any
-from urllib.parse import urlsplit
+from dataclasses import dataclass, field
+from types import ModuleType
 
 import httpx
 
 from collector import deltas
-from collector.config import BackendConfig, CollectorSettings
+from collector.config import CollectorSettings
 from collector.observations import ObservationStore
-from collector.outside import GpuReading, Sources
-from collector.scrape import ScrapeResult, Target, scrape
+from collector.sources import build_sources, local_host, nvml_source
 from collector.store import MetricsStore
 from collector.transport import PerOriginTransport
-from core.samples import CertResult, EngineSnapshot, ProbeResult, ScrapeRecord
-from exporters.adapters import make_adapter
+from core.samples import (
+    CertResult,
+    EngineSnapshot,
+    GpuReading,
+    Observation,
+    ProbeResult,
+    ScrapeRecord,
+    ScrapeResult,
+)
+from exporters.base import Source
+from exporters.nvml import NvmlReader
+from exporters.scrape import EngineScrape
 
 log = logging.getLogger("inferwatch.collector")
 
@@ -68,25 +78,13 @@ def _reason_class(reason: str) -> str:
             "body": "oversized", "truncated": "truncated", "parse": "parse", "no": "no_metrics"}.get(head, "other")
 
 
-def target_for(cfg: CollectorSettings, b: BackendConfig) -> Target:
-    headers = {"Authorization": f"Bearer {b.bearer_token}"} if b.bearer_token else {}
-    target = Target(b.name, b.metrics_url, make_adapter(b.engine, b.options), cfg.timeout_for(b), cfg.max_body_bytes,
-                    headers)
-    if b.engine == "triton":  # Triton also exports its GPUs (nv_gpu_*): same GPU vocabulary
-        from exporters.gpu_scrape import WANTED_TRITON, from_triton
-
-        host = urlsplit(b.url).hostname or b.name
-        target = replace(target, gpus=lambda fams: from_triton(fams, host), gpu_families=frozenset(WANTED_TRITON))
-    return target
-
-
 class Collector:
-    """Scrapes every backend of ``cfg`` into ``metrics`` (probes, TLS checks and GPU readings into
-    ``observations``) until ``stop()``."""
+    """Runs every source of ``cfg``: scrapes into ``metrics``; probes, TLS checks and GPU readings
+    into ``observations``; until ``stop()``. ``nvml``: a pynvml stand-in (tests)."""
 
     def __init__(self, cfg: CollectorSettings, metrics: MetricsStore, observations: ObservationStore,
-                 client: httpx.AsyncClient | None = None,
-                 clock: Callable[[], float] = time.time, flush_interval: float = 0.1, nvml: Any = None) -> None:
+                 client: httpx.AsyncClient | None = None, clock: Callable[[], float] = time.time,
+                 flush_interval: float = 0.1, nvml: ModuleType | object | None = None) -> None:
         self.cfg = cfg
         self.metrics = metrics
         self.observations = observations
@@ -100,14 +98,18 @@ class Collector:
             if b.ca_file:
                 transport.trust(b.url, b.ca_file)
         self.client = client or httpx.AsyncClient(transport=transport, follow_redirects=True, trust_env=False)
-        self.targets = [(b, target_for(cfg, b)) for b in cfg.backends if b.engine != "openai"]
-        self.health = {b.name: BackendHealth() for b, _ in self.targets}
+        self.sources: list[Source] = build_sources(cfg)
+        self.health = {s.backend: BackendHealth() for s in self.sources if isinstance(s, EngineScrape)}
+        self.host = local_host()
+        self._nvml_module = nvml
+        self.nvml: NvmlReader | None = None
+        self.nvml_enabled = False
+        self.nvml_reason: str | None = None
         self.cursors: dict[str, tuple[float, EngineSnapshot]] = {}
         self._cursors_loaded = False
-        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._queue: asyncio.Queue[Observation] = asyncio.Queue()
         self._pending: list[ScrapeRecord] = []
-        self._observed: list[object] = []  # probe results, cert checks, GPU readings
-        self.sources = Sources(cfg, self._queue.put, self.client, clock, nvml=nvml)
+        self._observed: list[ProbeResult | CertResult | GpuReading] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._sem = asyncio.Semaphore(cfg.scrape_concurrency)
         self.ready = asyncio.Event()
@@ -116,13 +118,27 @@ class Collector:
         self.gpu_errors: dict[str, str | None] = {}  # GPU source -> last error (None: fine)
         self.on_flush: list[Callable[[], None]] = []  # called after each committed batch (alert engine)
 
-    @property
-    def host(self) -> str:
-        """This machine's name, as local NVML readings name their host."""
-        return self.sources.host
-
     def gpu_status(self) -> GpuStatus:
-        return GpuStatus(self.sources.host, self.sources.nvml_enabled, self.sources.nvml_reason, dict(self.gpu_errors))
+        return GpuStatus(self.host, self.nvml_enabled, self.nvml_reason, dict(self.gpu_errors))
+
+    def start_nvml(self) -> None:
+        """Turn local GPU reading on when ``gpus.nvml`` allows and a driver answers (blocking:
+        NVML initialises synchronously). Adds the NVML source; the reason when off is kept."""
+        mode = self.cfg.gpus.nvml
+        if mode == "off":
+            self.nvml_enabled, self.nvml_reason = False, "disabled in config (gpus.nvml: off)"
+            return
+        if self.nvml is not None:
+            return
+        reader = NvmlReader(nvml=self._nvml_module, host=self.host)
+        status = reader.start()
+        self.nvml_enabled, self.nvml_reason = bool(status.enabled), status.reason
+        if not status.enabled:
+            if mode == "on":
+                log.warning("[collector.nvml] gpus.nvml is 'on' but NVML is unavailable: %s", status.reason)
+            return
+        self.nvml = reader
+        self.sources.append(nvml_source(self.cfg, reader))
 
     async def _load_cursors(self) -> None:
         """Continue from the cursors the last run persisted (restart without loss or double count)."""
@@ -132,13 +148,10 @@ class Collector:
 
     async def start(self) -> None:
         await self._load_cursors()
-        await asyncio.to_thread(self.sources.start_nvml)
-        for job in self.sources.tasks():
-            self._tasks.append(asyncio.create_task(job))  # type: ignore[arg-type]
+        await asyncio.to_thread(self.start_nvml)
         loop_start = self.clock()
-        for b, target in self.targets:
-            interval = self.cfg.interval_for(b)
-            self._tasks.append(asyncio.create_task(self._loop(target, interval, loop_start), name=f"scrape:{b.name}"))
+        for source in self.sources:
+            self._tasks.append(asyncio.create_task(self.run(source, loop_start), name=source.name))
         self._tasks.append(asyncio.create_task(self._writer(), name="writer"))
         self.ready.set()
 
@@ -150,25 +163,47 @@ class Collector:
                 await t
         self._tasks.clear()
         await self.flush()
-        self.sources.close()
+        if self.nvml is not None:
+            self.nvml.close()
         if self._own_client:
             await self.client.aclose()
 
-    async def _loop(self, target: Target, interval: float, loop_start: float) -> None:
-        # first scrape soon after start (within one interval, at the backend's stable offset)
-        next_at = loop_start + _offset(target.name, interval)
+    async def collect(self, source: Source) -> Observation:
+        """One observation of ``source`` now (a ``grid`` one within a concurrency slot)."""
+        if source.schedule == "grid":
+            async with self._sem:
+                result = await source.collect(self.client, self.clock)
+        else:
+            result = await source.collect(self.client, self.clock)
+        if isinstance(result, ScrapeResult):
+            self._record_health(result)
+        return result
+
+    async def run(self, source: Source, loop_start: float | None = None) -> None:
+        """Run ``source`` on its schedule until cancelled, handing each result to the writer."""
+        interval = source.interval
+        start = self.clock() if loop_start is None else loop_start
+        # a grid source runs first soon after start, within one interval, at a stable offset: the
+        # hash of its backend's name (so an upgrade or restart keeps each backend's phase)
+        key = source.backend if isinstance(source, EngineScrape) else source.name
+        next_at = start + (_offset(key, interval) if source.schedule == "grid" else 0.0)
         while True:
             delay = next_at - self.clock()
             if delay > 0:
                 await asyncio.sleep(delay)
-            async with self._sem:
-                result = await scrape(target, self.client, self.clock)
-            self._record_health(result)
-            await self._queue.put(result)
+            try:
+                await self._queue.put(await self.collect(source))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # sources report failures as results; this is a last resort
+                log.exception("[collector] %s failed; it runs again next interval", source.name)
             next_at += interval
             now = self.clock()
-            if next_at < now:  # fell behind (machine suspended, loop starved): skip missed ticks
-                next_at += ((now - next_at) // interval + 1) * interval
+            if next_at < now:
+                if source.schedule == "grid":  # fell behind (suspended, starved): skip missed ticks
+                    next_at += ((now - next_at) // interval + 1) * interval
+                else:  # ran longer than its interval: again right away, never overlapping
+                    next_at = now
 
     def _record_health(self, r: ScrapeResult) -> None:
         h = self.health[r.backend]
@@ -193,7 +228,7 @@ class Collector:
         self.cursors[r.backend] = (r.ts, r.snapshot)
         return ScrapeRecord(r.backend, r.ts, True, None, r.duration, deltas.gauges(r.snapshot), counters, hists, r.snapshot)
 
-    def _take(self, item: object) -> None:
+    def _take(self, item: Observation) -> None:
         if isinstance(item, ScrapeResult):
             self._pending.append(self.to_record(item))
             if item.gpus:
@@ -239,22 +274,17 @@ class Collector:
     async def scrape_once(self) -> list[ScrapeResult]:
         """Scrape every backend once, now, and write the results (tests, ``--once``)."""
         await self._load_cursors()
-        async def one(target: Target) -> ScrapeResult:
-            async with self._sem:
-                return await scrape(target, self.client, self.clock)
-
-        results = await asyncio.gather(*(one(t) for _, t in self.targets))
+        scrapes = [s for s in self.sources if isinstance(s, EngineScrape)]
+        results = [r for r in await asyncio.gather(*(self.collect(s) for s in scrapes)) if isinstance(r, ScrapeResult)]
         for r in results:
-            self._record_health(r)
             self._take(r)
         await self.flush()
-        return list(results)
+        return results
 
-    async def observe_once(self) -> list[object]:
+    async def observe_once(self) -> list[Observation]:
         """Run every probe, TLS check and GPU reading once, now, and write them (tests)."""
-        got: list[object] = list(await asyncio.gather(*(self.sources.probe_once(b) for b in self.sources.probed)))
-        got += await asyncio.gather(*(self.sources.tls_once(t) for t in self.sources.tls))
-        got += await self.sources.gpus_once()
+        others = [s for s in self.sources if not isinstance(s, EngineScrape)]
+        got = list(await asyncio.gather(*(self.collect(s) for s in others)))
         for item in got:
             self._take(item)
         await self.flush()

@@ -176,3 +176,30 @@ class GpuSample:
     processes: tuple[GpuProcess, ...] = ()
     source: str = "nvml"  # nvml | dcgm | triton
     errors: tuple[str, ...] = ()  # "temperature: NVML_ERROR_NOT_SUPPORTED", …
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapeResult:
+    """One scrape of one backend's ``/metrics``: the normalised snapshot, or why there is none."""
+
+    backend: str
+    ts: float
+    up: bool
+    reason: str | None
+    duration: float
+    snapshot: EngineSnapshot | None = None
+    gpus: tuple[GpuSample, ...] = ()  # GPU metrics some engines export (Triton's nv_gpu_*)
+
+
+@dataclass(frozen=True, slots=True)
+class GpuReading:
+    """What one GPU source produced at one time (the writer stores each sample with ``ts``)."""
+
+    ts: float
+    source: str  # "nvml", "dcgm <url>", "triton"
+    samples: tuple[GpuSample, ...]
+    error: str | None = None
+
+
+#: What a source's ``collect`` gives (``exporters.base.Source``): never an exception.
+Observation = ScrapeResult | ProbeResult | CertResult | GpuReading

@@ -1,6 +1,15 @@
-"""The seams every source plugs into: the engine ``Adapter`` and its options' errors.
+"""The seams every source plugs into: ``Source`` (what the collector schedules) and the engine
+``Adapter`` (what an engine scrape normalises with).
 
-An adapter turns the parsed families of one scrape into an ``EngineSnapshot``. ``wanted()``
+A **source** is one thing observed on a schedule: an engine's ``/metrics``
+(``exporters.scrape.EngineScrape``), a streaming probe (``exporters.probe.StreamProbe``), a TLS
+check (``exporters.tls.TlsCheck``), the local GPUs (``exporters.nvml.NvmlSource``) or a
+dcgm-exporter (``exporters.dcgm.DcgmScrape``). ``collect`` never raises: a failure is a result
+(``up=False`` with a reason, ``ok=False`` with an error). Each source carries the limits it was
+configured with (timeouts; body cap and content-type check for expositions, ``exporters.http``).
+A new source — an audit check, say — is one more class with these four members.
+
+An **adapter** turns the parsed families of one scrape into an ``EngineSnapshot``. ``wanted()``
 lists the native families it reads so the parser can skip every other family cheaply (most of a
 vLLM body is python_gc/process/http series nobody asked for). One module per engine implements
 it; ``exporters.adapters`` is the table of them.
@@ -9,16 +18,43 @@ it; ``exporters.adapters`` is the table of them.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
-from core.samples import EngineSnapshot
+import httpx
+from pydantic import JsonValue
+
+from core.samples import EngineSnapshot, Observation
 from exporters.families import MetricFamily
 
-__all__ = ["Adapter", "AdapterFactory", "OptionValue", "Options", "OptionsError", "reject_options"]
+__all__ = ["Adapter", "AdapterFactory", "Clock", "Options", "OptionsError", "Schedule", "Source", "reject_options"]
 
-#: A value of a backend's ``options:`` mapping, as YAML gives it.
-OptionValue = str | int | float | bool | None | list["OptionValue"] | dict[str, "OptionValue"]
-Options = Mapping[str, OptionValue]
+#: A backend's ``options:`` mapping, as YAML gives it.
+Options = Mapping[str, JsonValue]
+#: Unix seconds now (``time.time``, or a test's fake clock).
+Clock = Callable[[], float]
+#: How a source is run: ``grid``: on a fixed grid at a stable offset, skipping ticks it fell
+#: behind on, one of ``scrape_concurrency`` at a time (as Prometheus scrapes); ``after``:
+#: ``interval`` after its last start, or right after it ended if it ran longer (never overlapping
+#: itself, never skipping).
+Schedule = Literal["grid", "after"]
+
+
+@runtime_checkable
+class Source(Protocol):
+    @property
+    def name(self) -> str:
+        """Unique among the sources, for logs: ``scrape vllm-a``, ``probe vllm-a``, ``tls h:443`` …"""
+        ...
+
+    @property
+    def interval(self) -> float: ...
+
+    @property
+    def schedule(self) -> Schedule: ...
+
+    async def collect(self, http: httpx.AsyncClient, clock: Clock) -> Observation:
+        """One observation now; never raises."""
+        ...
 
 
 @runtime_checkable

@@ -44,14 +44,19 @@ Values and units (pynvml ``nvml.py`` 13.x signatures):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from core.samples import GpuProcess, GpuSample
+import httpx
 
-__all__ = ["NvmlReader", "NvmlStatus"]
+from core.samples import GpuProcess, GpuReading, GpuSample
+from exporters.base import Clock, Schedule
+
+__all__ = ["NvmlReader", "NvmlSource", "NvmlStatus"]
 
 log = logging.getLogger(__name__)
 
@@ -326,3 +331,23 @@ class NvmlReader:
                 name = None
             out.append(GpuProcess(pid=pid, name=name, used_memory_bytes=None if mem is None else int(mem)))
         return tuple(out)
+
+
+@dataclass(frozen=True)
+class NvmlSource:
+    """The local-GPU source: one ``NvmlReader.read`` per interval, on a worker thread (NVML calls
+    block). ``reader.start()`` must have enabled NVML; the collector starts it."""
+
+    reader: NvmlReader
+    interval: float
+    schedule: Schedule = "after"
+    name: str = "nvml"
+
+    async def collect(self, http: httpx.AsyncClient, clock: Clock = time.time) -> GpuReading:
+        ts = clock()
+        try:
+            samples = await asyncio.to_thread(self.reader.read)
+        except Exception as exc:  # the reader degrades per field; this is a last resort
+            log.exception("[sources.nvml] reading GPUs failed")
+            return GpuReading(ts, "nvml", (), f"{type(exc).__name__}: {exc}")
+        return GpuReading(ts, "nvml", tuple(samples))

@@ -38,9 +38,10 @@ import httpcore
 import httpx
 
 from core.samples import ProbeResult
+from exporters.base import Clock, Schedule
 from exporters.sse import Api, MalformedChunk, SSEDecoder, SSEError, SSEEvent, parse_chunk
 
-__all__ = ["ConnectTimings", "OneShotTransport", "TimingBackend", "probe"]
+__all__ = ["ConnectTimings", "OneShotTransport", "StreamProbe", "TimingBackend", "probe"]
 
 _ERROR_BODY_BYTES = 1024
 _ERROR_TEXT_CHARS = 200
@@ -501,3 +502,27 @@ def _exc_text(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+@dataclass(frozen=True, slots=True)
+class StreamProbe:
+    """The probe source of one backend: ``probe`` every ``interval``, never overlapping itself
+    (it opens its own connection each time: the timings are a new user's)."""
+
+    backend: str
+    url: str
+    model: str
+    prompt: str
+    max_tokens: int
+    timeout: float
+    interval: float
+    api: Api = "chat"
+    api_key: str | None = None
+    verify: ssl.SSLContext | bool = True
+    schedule: Schedule = "after"
+
+    @property
+    def name(self) -> str:
+        return f"probe {self.backend}"
+
+    async def collect(self, http: httpx.AsyncClient, clock: Clock = time.time) -> ProbeResult:
+        return await probe(self.backend, self.url, model=self.model, prompt=self.prompt, max_tokens=self.max_tokens,
+                           timeout=self.timeout, api=self.api, api_key=self.api_key, verify=self.verify, clock=clock)

@@ -44,11 +44,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 from cryptography import x509
 
 from core.samples import CertResult
+from exporters.base import Clock, Schedule
 
-__all__ = ["check", "days_left", "hostname_matches", "normalise_target"]
+__all__ = ["TlsCheck", "check", "days_left", "hostname_matches", "normalise_target"]
 
 DEFAULT_PORT = 443
 _READ_CHUNK = 65536
@@ -365,3 +367,23 @@ async def check(target: str, *, server_name: str | None = None, ca_file: str | N
         return CertResult(target=label, ts=ts, ok=True, error=f"cannot read the certificate: {exc}",
                           verified=verified, verify_error=verify_error, tls_version=hs.version,
                           cipher=hs.cipher)
+
+
+@dataclass(frozen=True, slots=True)
+class TlsCheck:
+    """The certificate-check source of one TLS endpoint (``host:port``)."""
+
+    target: str
+    timeout: float
+    interval: float
+    server_name: str | None = None
+    ca_file: str | None = None
+    schedule: Schedule = "after"
+
+    @property
+    def name(self) -> str:
+        return f"tls {self.target}"
+
+    async def collect(self, http: httpx.AsyncClient, clock: Clock = time.time) -> CertResult:
+        return await check(self.target, server_name=self.server_name, ca_file=self.ca_file, timeout=self.timeout,
+                           clock=clock)

@@ -71,7 +71,7 @@ async def harness(backends: Sequence[SimBackend], storage: str, clock: Clock, *,
     store.migrate()
     collector = Collector(cfg, store.metrics, store.observations, clock=clock, nvml=nvml)
     if nvml is not None:
-        collector.sources.start_nvml()
+        collector.start_nvml()
     app = create_app(cfg, store.reads, store.alerts, store.silences, collector, clock=clock)
     api = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://inferwatch")
     try:

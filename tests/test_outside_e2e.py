@@ -99,7 +99,7 @@ async def test_without_a_gpu_driver_the_api_says_why(tmp_path: Path) -> None:
     clock = Clock()
     sim = SimBackend("a", make_renderer("vllm"), ("m",), Profile(), seed=1, now=clock())
     async with harness([sim], f"sqlite:///{tmp_path}/g.db", clock, gpus={"nvml": "auto"}) as h:  # real pynvml, no driver
-        h.collector.sources.start_nvml()
+        h.collector.start_nvml()
         gpus = (await h.api.get("/api/v1/gpus")).json()
         metrics = (await h.api.get("/metrics")).text
     status = [g for g in gpus if g.get("source") == "nvml" and g.get("enabled") is False]
@@ -170,8 +170,9 @@ async def test_a_probe_never_overlaps_itself(tmp_path: Path) -> None:
     sim.incident.stream_fault = "stall"  # every probe hangs until its own timeout
     async with harness([sim], f"sqlite:///{tmp_path}/s.db", Clock(now),
                        backend_extra={"stall": {"probe": {"model": "m", "interval": "0.1s", "timeout": "0.4s"}}}) as h:
-        h.collector.sources.clock = time.time
-        task = asyncio.create_task(h.collector.sources.tasks()[0])  # type: ignore[arg-type]
+        h.collector.clock = time.time
+        probe = next(s for s in h.collector.sources if s.name == "probe stall")
+        task = asyncio.create_task(h.collector.run(probe))
         await asyncio.sleep(1.5)
         task.cancel()
         await h.collector.flush()

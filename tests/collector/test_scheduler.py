@@ -59,7 +59,7 @@ def test_offsets_spread_backends_over_the_interval() -> None:
 def test_a_dead_backend_is_logged_when_its_state_changes_not_every_scrape(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
-    from collector.scrape import ScrapeResult
+    from core.samples import ScrapeResult
 
     cfg = parse({"storage": f"sqlite:///{tmp_path}/l.db",
                  "backends": [{"name": "b", "engine": "vllm", "url": "http://127.0.0.1:9"}]})

@@ -179,7 +179,7 @@ async def test_pages_show_the_api_numbers_escaped_and_under_csp(tmp_path: Path) 
             assert message in bad.text, (path, params, bad.text[-400:])
             _assert_safe(bad)
 
-        h.collector.sources.start_nvml()
+        h.collector.start_nvml()
         gpus = await h.api.get("/gpus")
         assert gpus.status_code == 200 and "NVML is off" in gpus.text and "gpus.nvml: off" in gpus.text
         _assert_safe(gpus)
@@ -265,7 +265,7 @@ async def test_gpu_page_and_probe_vs_engine_chart(tmp_path: Path) -> None:
         assert [t["name"] for t in mem["data"]] == ["used", "total"] and mem["data"][0]["y"]
 
         # the loopback backend's GPUs are this machine's: its fullest GPU in the API and the fleet
-        gpus = [g for g in (await h.api.get("/api/v1/gpus")).json() if g.get("host") == h.collector.sources.host]
+        gpus = [g for g in (await h.api.get("/api/v1/gpus")).json() if g.get("host") == h.collector.host]
         assert len(gpus) == 2
         want = max(g["memory_used_ratio"] for g in gpus)
         assert want == pytest.approx(30 * GiB / (81559 * 2**20), rel=0.02)  # GPU-aaaa: 30 GiB of an H100

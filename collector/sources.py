@@ -1,0 +1,87 @@
+"""Every source of a config, with the limits the config gives it: one engine scrape per backend
+with ``/metrics``, one streaming probe per backend with ``probe:``, one TLS check per ``tls:``
+entry and per https backend (once per ``host:port``), one scrape per dcgm-exporter. Local NVML
+is built apart (``nvml_source``): it must be started (on a worker thread) before it reads.
+
+Pure assembly: nothing here does I/O (``exporters`` does, when the collector runs a source).
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from urllib.parse import urlsplit
+
+from collector.config import BackendConfig, CollectorSettings
+from exporters.adapters import PROBE_ONLY, make_adapter
+from exporters.base import Source
+from exporters.dcgm import DcgmScrape
+from exporters.gpu_scrape import WANTED_TRITON, from_triton
+from exporters.http import Limits
+from exporters.nvml import NvmlReader, NvmlSource
+from exporters.probe import StreamProbe
+from exporters.scrape import EngineScrape
+from exporters.tls import TlsCheck
+
+__all__ = ["build_sources", "engine_scrape", "nvml_source", "tls_checks", "tls_target"]
+
+
+def tls_target(b: BackendConfig) -> str | None:
+    """``host:port`` of an https backend's endpoint (what its certificate check is named by)."""
+    parts = urlsplit(b.url)
+    if parts.scheme != "https" or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{parts.port or 443}"
+
+
+def engine_scrape(cfg: CollectorSettings, b: BackendConfig) -> EngineScrape:
+    headers = {"Authorization": f"Bearer {b.bearer_token}"} if b.bearer_token else {}
+    scrape = EngineScrape(b.name, b.metrics_url, make_adapter(b.engine, b.options),
+                          Limits(cfg.timeout_for(b), cfg.max_body_bytes), cfg.interval_for(b), headers)
+    if b.engine == "triton":  # Triton also exports its GPUs (nv_gpu_*): same GPU vocabulary
+        host = urlsplit(b.url).hostname or b.name
+        return EngineScrape(scrape.backend, scrape.url, scrape.adapter, scrape.limits, scrape.interval, headers,
+                            gpus=lambda fams: from_triton(fams, host), gpu_families=frozenset(WANTED_TRITON))
+    return scrape
+
+
+def _verify(ca_file: str | None) -> ssl.SSLContext | bool:
+    return ssl.create_default_context(cafile=ca_file) if ca_file else True
+
+
+def tls_checks(cfg: CollectorSettings) -> list[TlsCheck]:
+    """Every ``tls:`` entry plus every https backend (once per host:port)."""
+    out: dict[str, TlsCheck] = {}
+    for t in cfg.tls:
+        out.setdefault(t.target, TlsCheck(t.target, t.timeout, t.interval, t.server_name, t.ca_file))
+    for b in cfg.backends:
+        target = tls_target(b)
+        if target is not None:
+            out.setdefault(target, TlsCheck(target, cfg.tls_check_timeout, cfg.tls_check_interval, None, b.ca_file))
+    return list(out.values())
+
+
+def build_sources(cfg: CollectorSettings) -> list[Source]:
+    """Every source but local NVML: scrapes, then probes, TLS checks and dcgm-exporters."""
+    out: list[Source] = [engine_scrape(cfg, b) for b in cfg.backends if b.engine not in PROBE_ONLY]
+    for b in cfg.backends:
+        if b.probe is not None:
+            p = b.probe
+            out.append(StreamProbe(b.name, b.url, p.model, p.prompt, p.max_tokens, p.timeout, p.interval, p.api,
+                                   p.api_key, _verify(b.ca_file)))
+    out += tls_checks(cfg)
+    gpu_interval = cfg.gpus.interval or cfg.scrape_interval
+    for d in cfg.gpus.dcgm:
+        host = d.host or urlsplit(d.url).hostname or "?"
+        out.append(DcgmScrape(d.url, host, Limits(cfg.scrape_timeout, cfg.max_body_bytes), gpu_interval))
+    return out
+
+
+def nvml_source(cfg: CollectorSettings, reader: NvmlReader) -> NvmlSource:
+    return NvmlSource(reader, cfg.gpus.interval or cfg.scrape_interval)
+
+
+def local_host() -> str:
+    """This machine's name, as local NVML readings name their host."""
+    return socket.gethostname()

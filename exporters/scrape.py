@@ -1,0 +1,79 @@
+"""The engine scrape source: one backend's ``/metrics`` fetched (``exporters.http``), parsed
+(``exporters.parser``) and normalised by its engine's adapter. Never raises.
+
+A failed scrape is still a result (``up=False`` with a reason an operator can act on):
+``connection refused``, ``timeout after 2s``, ``HTTP 500``, ``not exposition text
+(content-type text/html)``, ``body over size cap (16777216 bytes)``, ``truncated body``,
+``parse error at line 12: …``, ``no vllm metrics in the body; is `engine` right …``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import httpx
+
+from core.samples import EngineSnapshot, GpuSample, ScrapeResult
+from exporters.base import Adapter, Clock, Schedule
+from exporters.families import MetricFamily, ParseError
+from exporters.http import FetchError, Limits, fetch_exposition
+from exporters.parser import parse
+
+__all__ = ["EngineScrape"]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineScrape:
+    """Scrape source of one backend (``name`` is the backend's)."""
+
+    backend: str
+    url: str
+    adapter: Adapter
+    limits: Limits
+    interval: float
+    headers: Mapping[str, str] = field(default_factory=dict)
+    #: engines that also export GPU metrics (Triton): a function from families to GPU samples
+    gpus: Callable[[Mapping[str, MetricFamily]], list[GpuSample]] | None = None
+    gpu_families: frozenset[str] = frozenset()
+    schedule: Schedule = "grid"
+
+    @property
+    def name(self) -> str:
+        return f"scrape {self.backend}"
+
+    async def collect(self, http: httpx.AsyncClient, clock: Clock = time.time) -> ScrapeResult:
+        ts = clock()
+        start = time.perf_counter()
+
+        def fail(reason: str) -> ScrapeResult:
+            return ScrapeResult(self.backend, ts, False, reason, time.perf_counter() - start)
+
+        try:
+            body = await fetch_exposition(http, self.url, self.limits, self.headers)
+        except FetchError as exc:
+            return fail(exc.reason)
+        try:
+            wanted = self.adapter.wanted()
+            families = parse(body, keep=(wanted | self.gpu_families) if wanted is not None else None)
+        except ParseError as exc:
+            return fail(f"parse error at line {exc.lineno}: {exc.message}")
+        snapshot = self.adapter.normalise(families)
+        if not (snapshot.gauges or snapshot.counters or snapshot.histograms):
+            return fail(f"no {self.adapter.engine} metrics in the body; is `engine` right for this backend?")
+        snapshot = _drop_nan(snapshot)
+        gpus = tuple(self.gpus(families)) if self.gpus is not None else ()
+        return ScrapeResult(self.backend, ts, True, None, time.perf_counter() - start, snapshot, gpus)
+
+
+def _drop_nan(snap: EngineSnapshot) -> EngineSnapshot:
+    """NaN gauges/counters carry no information; drop them rather than store a silent wrong number."""
+    if all(not math.isnan(v) for v in snap.gauges.values()) and all(not math.isnan(v) for v in snap.counters.values()):
+        return snap
+    return EngineSnapshot(
+        gauges={k: v for k, v in snap.gauges.items() if not math.isnan(v)},
+        counters={k: v for k, v in snap.counters.items() if not math.isnan(v)},
+        histograms=snap.histograms,
+    )
