@@ -27,6 +27,7 @@ outbox order (a trigger before its resolve).
 
 >>> import asyncio, httpx
 >>> from storage.database import Database
+>>> from alerts.model import Notification
 >>> from alerts.outbox import AlertStore
 >>> class Echo:
 ...     name = "echo"
