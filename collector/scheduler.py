@@ -20,7 +20,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import ModuleType
 
 import httpx
 
@@ -84,7 +83,7 @@ class Collector:
 
     def __init__(self, cfg: CollectorSettings, metrics: MetricsStore, observations: ObservationStore,
                  client: httpx.AsyncClient | None = None, clock: Callable[[], float] = time.time,
-                 flush_interval: float = 0.1, nvml: ModuleType | object | None = None) -> None:
+                 flush_interval: float = 0.1, nvml: object | None = None) -> None:
         self.cfg = cfg
         self.metrics = metrics
         self.observations = observations

@@ -111,8 +111,10 @@ class NvmlReader:
     []
     """
 
-    def __init__(self, nvml: Any = None, host: str | None = None) -> None:
-        self._nvml = nvml
+    def __init__(self, nvml: object | None = None, host: str | None = None) -> None:
+        """``nvml``: the ``pynvml`` module (imported at ``start`` when None) or a stand-in
+        with its API (tests); ``host``: how readings name this machine."""
+        self._nvml: Any = nvml  # pynvml's API is untyped: its calls are checked at run time
         self.host = host if host is not None else socket.gethostname()
         self.status: NvmlStatus | None = None
         #: why GPUs were skipped on the last read (handle not obtainable, count failed, …)

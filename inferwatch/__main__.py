@@ -2,7 +2,7 @@
 
 import sys
 
-from inferwatch.cli import main
+from inferwatch.entry import main
 
 if __name__ == "__main__":
     sys.exit(main())
