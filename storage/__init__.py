@@ -4,8 +4,8 @@
 ``storage/migrations`` (one history for every table). Each concern owns its tables and its SQL in
 its own package, on the shared ``metadata``:
 
-* ``collector.store.MetricsStore``: scrape records, cursors, rollups, probe results, certificates,
-  GPU samples;
+* ``collector.store.MetricsStore``: scrape records, cursors, latest status, rollups;
+* ``collector.observations.ObservationStore``: probe results, certificate checks, GPU samples;
 * ``alerts.outbox.AlertStore``: the notification outbox, alert states and alert history;
 * ``alerts.silences.SilenceStore``: silences.
 

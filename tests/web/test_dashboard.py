@@ -280,3 +280,9 @@ async def test_gpu_page_and_probe_vs_engine_chart(tmp_path: Path) -> None:
         (pv,) = [c for c in detail.charts() if c["layout"]["title"]["text"].startswith("TTFT p50: probe")]
         measured = [v for v in pv["data"][0]["y"] if v is not None]
         assert pv["data"][0]["name"] == "probe (measured)" and len(measured) >= 2 and all(v > 0 for v in measured)
+
+
+def test_every_fleet_column_reads_a_typed_summary_figure() -> None:
+    from collector.summary import COLUMN_KEYS
+
+    assert [col["key"] for col in COLUMNS] == list(COLUMN_KEYS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from alerts.slo_data import slo_status
 from collector import query
 from collector.config import BackendConfig
+from collector.sources import tls_target
 from collector.summary import column_value
 from core import conventions as c
 from core.units import parse_duration
@@ -49,12 +50,6 @@ COLUMNS: list[dict[str, Any]] = [
     {"key": "gpu_memory_used_ratio", "title": "GPU memory", "fmt": "pct"},
 ]
 CERT_WARN_DAYS, CERT_BAD_DAYS = 14.0, 3.0  # CertificateExpiringSoon / CertificateExpiryCritical
-
-
-def _target_of(url: str) -> str:
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.hostname}:{port}"
 
 
 def parse_range(rng: str, start: str | None, end: str | None, now: float) -> tuple[float, float, str]:
@@ -102,7 +97,8 @@ def _fleet(ctx: WebContext, window: float) -> dict[str, Any]:
     rows = []
     for s in summaries:
         b = ctx.backends[s.name]
-        cert = certs.get(_target_of(b.url)) if b.url.startswith("https") else None
+        target = tls_target(b)
+        cert = certs.get(target) if target is not None else None
         days = None if cert is None or cert.not_after is None else (cert.not_after - now) / 86400.0
         rows.append({
             "s": s,

@@ -14,7 +14,7 @@
     });
   }
 
-  // -- formatting: mirrors web/dashboard.py fmt() and level() ----------------------------------
+  // -- formatting: mirrors web/render.py fmt() and level() -------------------------------------
   function fmt(v, kind) {
     if (v === null || v === undefined || Number.isNaN(v)) { return "–"; }
     if (kind === "s") { return v < 1 ? (v * 1000).toFixed(0) + " ms" : v.toFixed(2) + " s"; }
