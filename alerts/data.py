@@ -22,6 +22,7 @@ from alerts.rules import Need, Rule
 from collector import query
 from collector.config import BackendConfig, CollectorSettings
 from collector.sources import tls_target
+from collector.store import StatusRow
 from collector.summary import BackendSummary, Figures
 from core import conventions as c
 
@@ -57,12 +58,20 @@ class Fetcher:
         self.references = references if references is not None else {}
         self._summaries: dict[float, dict[str, BackendSummary]] = {}
         self._windows: dict[float, query.WindowData] = {}
+        self._status: dict[str, StatusRow] | None = None
+
+    def status(self) -> dict[str, StatusRow]:
+        """Every backend's latest status, read once per evaluation (not once per backend: that
+        read is of the whole fleet, and doing it per backend made rule evaluation quadratic)."""
+        if self._status is None:
+            self._status = self.reads.metrics.latest_status()
+        return self._status
 
     def window(self, w: float) -> query.WindowData:
         """The fleet's data over ``w``, fetched once per evaluation and window."""
         if w not in self._windows:
             probed = [b.name for b in self.cfg.backends if b.probe is not None]
-            self._windows[w] = query.WindowData.fetch(self.reads, self.now, w, probed=probed)
+            self._windows[w] = query.WindowData.fetch(self.reads, self.now, w, probed=probed, status=self.status())
         return self._windows[w]
 
     def summary(self, window: float | None, backend: str) -> BackendSummary | None:
@@ -103,7 +112,7 @@ class Fetcher:
 
     def _up(self, backend: str, agg: str, window: float | None) -> float | None:
         if agg == "last" or not window:
-            st = self.reads.metrics.latest_status().get(backend)
+            st = self.status().get(backend)
             return None if st is None else (1.0 if st.up else 0.0)
         points = [1.0 if up else 0.0 for _, up, _ in self.reads.metrics.status_series(backend, self.now - window, self.now)]
         return sum(points) / len(points) if points else None

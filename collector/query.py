@@ -74,7 +74,8 @@ class WindowData:
 
     @classmethod
     def fetch(cls, reads: Reads, until: float, window: float, backends: Sequence[str] | None = None,
-              probed: Sequence[str] = ()) -> WindowData:
+              probed: Sequence[str] = (), status: dict[str, StatusRow] | None = None) -> WindowData:
+        """``status``: the latest statuses when the caller has read them already."""
         since = until - window
         probes: dict[str, list[ProbeResult]] = defaultdict(list)
         if probed:
@@ -93,7 +94,7 @@ class WindowData:
         return cls(
             since=since,
             until=until,
-            status=reads.metrics.latest_status(),
+            status=reads.metrics.latest_status() if status is None else status,
             gauges=reads.metrics.latest_gauges(since),
             counters=dict(counters),
             hists=dict(hists),

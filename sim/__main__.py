@@ -1,4 +1,4 @@
-"""``python -m sim --backends 1000 --engine vllm --urls-file urls.json``: serve a uniform simulated
+"""``python -m sim --backends 1000 --engine vllm --models 4 --urls-file urls.json``: serve a uniform simulated
 fleet on loopback from this process (benchmarks, manual testing) until interrupted."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from sim.server import SimFleet
 
 
 async def _main(args: argparse.Namespace) -> None:
-    fleet = SimFleet(uniform(args.backends, args.engine, args.variant), host=args.host)
+    fleet = SimFleet(uniform(args.backends, args.engine, args.variant, models=args.models), host=args.host)
     await fleet.start()
     urls = {name: fleet.url(name) for name in fleet.backends}
     text = json.dumps(urls, indent=1)
@@ -37,6 +37,7 @@ def main() -> None:
     p.add_argument("--backends", type=int, default=10)
     p.add_argument("--engine", default="vllm")
     p.add_argument("--variant", default=None)
+    p.add_argument("--models", type=int, default=1, help="models per backend (1 to 4)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--urls-file", type=Path, default=None)
     asyncio.run(_main(p.parse_args()))

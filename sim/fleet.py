@@ -141,11 +141,20 @@ def is_gpu_node(b: SimBackend) -> bool:
     return b.engine == dcgm.DcgmRenderer.engine
 
 
-def uniform(n: int, engine: str = "vllm", variant: str | None = None, now: float | None = None) -> list[SimBackend]:
-    """``n`` backends of one engine (benchmarks, scale tests)."""
+#: the models a uniform fleet's backends serve, in order (``models=4``: all of them)
+UNIFORM_MODELS = ("llama-3.1-8b", "qwen2.5-7b", "mistral-7b", "gemma-2-9b")
+
+
+def uniform(n: int, engine: str = "vllm", variant: str | None = None, now: float | None = None,
+            models: int = 1) -> list[SimBackend]:
+    """``n`` backends of one engine, each serving the first ``models`` of ``UNIFORM_MODELS``
+    (benchmarks, scale tests: a 4-model vLLM body is about 1,200 lines)."""
+    if not 1 <= models <= len(UNIFORM_MODELS):
+        raise ValueError(f"models: 1 to {len(UNIFORM_MODELS)}")
     t = time.time() if now is None else now
     r = make_renderer(engine, variant)
-    return [SimBackend(f"{engine}-{i:04d}", r, ("llama-3.1-8b",), Profile(), seed=i, now=t) for i in range(n)]
+    served = UNIFORM_MODELS[:models]
+    return [SimBackend(f"{engine}-{i:04d}", r, served, Profile(), seed=i, now=t) for i in range(n)]
 
 
 class IncidentScript:
