@@ -48,57 +48,27 @@ outbox order (a trigger before its resolve).
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import math
 import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 
 import httpx
 
 from alerts.model import SendOutcome
 from alerts.notifiers.base import Notifier
 from alerts.outbox import AlertStore, OutboxItem
+from core.numbers import LatencyHistogram
 
-__all__ = ["Dispatcher", "LatencyHistogram", "backoff_delay"]
+__all__ = ["Dispatcher", "backoff_delay"]
 
 log = logging.getLogger("inferwatch.alerts.dispatcher")
 
 #: Upper bounds (seconds) of the delivery-latency histogram buckets (plus +Inf).
 LATENCY_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
-
-
-class LatencyHistogram:
-    """created_at → delivered, seconds: ``last``, and cumulative ``buckets`` for ``/metrics``.
-
-    >>> h = LatencyHistogram((1.0, 10.0)); h.observe(0.5); h.observe(4.0)
-    >>> h.buckets(), h.count, h.sum, h.last
-    ([(1.0, 1), (10.0, 2), (inf, 2)], 2, 4.5, 4.0)
-    """
-
-    def __init__(self, bounds: Sequence[float] = LATENCY_BUCKETS) -> None:
-        self.bounds = tuple(float(b) for b in bounds)
-        self._counts = [0] * (len(self.bounds) + 1)
-        self.count = 0
-        self.sum = 0.0
-        self.last: float | None = None
-
-    def observe(self, seconds: float) -> None:
-        self._counts[bisect.bisect_left(self.bounds, seconds)] += 1
-        self.count += 1
-        self.sum += seconds
-        self.last = seconds
-
-    def buckets(self) -> list[tuple[float, int]]:
-        """(upper bound, cumulative count), the last bound ``+Inf``."""
-        out, total = [], 0
-        for bound, n in zip((*self.bounds, math.inf), self._counts, strict=True):
-            total += n
-            out.append((bound, total))
-        return out
 
 
 def backoff_delay(
@@ -174,7 +144,7 @@ class Dispatcher:
         self.queue_size = 0
         self.sent_total: Counter[str] = Counter()
         self.failures_total: Counter[tuple[str, str]] = Counter()
-        self.delivery_latency_seconds = LatencyHistogram()
+        self.delivery_latency_seconds = LatencyHistogram(LATENCY_BUCKETS)
 
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

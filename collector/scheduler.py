@@ -29,6 +29,7 @@ from collector.observations import ObservationStore
 from collector.sources import build_sources, local_host, nvml_source
 from collector.store import MetricsStore
 from collector.transport import PerOriginTransport
+from core.numbers import LatencyHistogram
 from core.samples import (
     CertResult,
     EngineSnapshot,
@@ -43,6 +44,9 @@ from exporters.nvml import NvmlReader
 from exporters.scrape import EngineScrape
 
 log = logging.getLogger("inferwatch.collector")
+
+#: bucket bounds (seconds) of how late a scrape started after its tick
+LAG_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 @dataclass
@@ -114,6 +118,10 @@ class Collector:
         self.ready = asyncio.Event()
         self.writes = 0
         self.write_failures = 0
+        #: how late each grid source (scrape) started after its tick, and the ticks skipped
+        #: because a source (or the whole process) fell behind: the scheduler's own health
+        self.start_lag = LatencyHistogram(LAG_BUCKETS)
+        self.skipped_ticks = 0
         self.gpu_errors: dict[str, str | None] = {}  # GPU source -> last error (None: fine)
         self.on_flush: list[Callable[[], None]] = []  # called after each committed batch (alert engine)
 
@@ -186,10 +194,13 @@ class Collector:
         # hash of its backend's name (so an upgrade or restart keeps each backend's phase)
         key = source.backend if isinstance(source, EngineScrape) else source.name
         next_at = start + (_offset(key, interval) if source.schedule == "grid" else 0.0)
+        grid = source.schedule == "grid"
         while True:
             delay = next_at - self.clock()
             if delay > 0:
                 await asyncio.sleep(delay)
+            if grid:
+                self.start_lag.observe(max(0.0, self.clock() - next_at))
             try:
                 await self._queue.put(await self.collect(source))
             except asyncio.CancelledError:
@@ -199,8 +210,10 @@ class Collector:
             next_at += interval
             now = self.clock()
             if next_at < now:
-                if source.schedule == "grid":  # fell behind (suspended, starved): skip missed ticks
-                    next_at += ((now - next_at) // interval + 1) * interval
+                if grid:  # fell behind (suspended, starved): skip missed ticks
+                    missed = (now - next_at) // interval + 1
+                    self.skipped_ticks += int(missed)
+                    next_at += missed * interval
                 else:  # ran longer than its interval: again right away, never overlapping
                     next_at = now
 

@@ -25,6 +25,7 @@ from prometheus_client.samples import Sample
 from alerts.engine import AlertEngine
 from collector.summary import BackendSummary, Figures, Latency, ProbeSummary, Quantiles
 from core import conventions as c
+from core.numbers import LatencyHistogram
 from core.samples import CertResult, GpuSample
 from web.deps import WebContext
 
@@ -108,6 +109,13 @@ class FleetCollector(PromCollector):
         yield dur
         yield total
         yield errors
+        yield _histogram(c.METRIC_SCRAPE_START_LAG, "How late each scrape started after its tick on the "
+                         "scrape grid (the scheduler's health: near 0 unless the process is overloaded).",
+                         ctx.collector.start_lag)
+        skipped = CounterMetricFamily(c.METRIC_SCRAPE_TICKS_SKIPPED, "Scrape ticks skipped because a scrape "
+                                      "(or the whole process) fell behind its interval.")
+        skipped.add_metric([], ctx.collector.skipped_ticks)
+        yield skipped
 
     def _probe_metrics(self, rows: list[BackendSummary]) -> Iterable[Metric]:
         help_ = "measured by inferwatch's streaming probe (what a user feels), not reported by the engine"
@@ -212,6 +220,15 @@ def _add_quantiles(fam: Metric, labels: dict[str, str], block: Quantiles) -> Non
             fam.samples.append(_sample(fam.name, {**labels, c.LABEL_QUANTILE: repr(q)}, v))
 
 
+def _histogram(name: str, documentation: str, h: LatencyHistogram) -> HistogramMetricFamily:
+    fam = HistogramMetricFamily(name, documentation)
+    cumulative = [(("+Inf" if math.isinf(b) else repr(float(b))), float(n)) for b, n in h.buckets()]
+    if not cumulative or cumulative[-1][0] != "+Inf":
+        cumulative.append(("+Inf", float(h.count)))
+    fam.add_metric([], cumulative, sum_value=h.sum)
+    return fam
+
+
 def _sample(name: str, labels: dict[str, str], value: float) -> Sample:
     return Sample(name, labels, value, None, None)
 
@@ -241,14 +258,8 @@ class AlertMetrics(PromCollector):
                                      labels=["receiver", "reason"])
         for (r, reason), n in sorted(d.failures_total.items()):
             failed.add_metric([r, reason], n)
-        latency = HistogramMetricFamily(c.METRIC_NOTIFICATION_DELIVERY,
-                                        "From a notification's creation to its delivery.")
-        h = d.delivery_latency_seconds
-        cumulative = [(("+Inf" if math.isinf(b) else repr(float(b))), float(n)) for b, n in h.buckets()]
-        if not cumulative or cumulative[-1][0] != "+Inf":
-            cumulative.append(("+Inf", float(h.count)))
-        latency.add_metric([], cumulative, sum_value=h.sum)
-        yield latency
+        yield _histogram(c.METRIC_NOTIFICATION_DELIVERY, "From a notification's creation to its delivery.",
+                         d.delivery_latency_seconds)
         evals = CounterMetricFamily(c.METRIC_RULE_EVALUATIONS, "Rule evaluation rounds since start.")
         evals.add_metric([], self._engine.evaluations)
         yield from (firing, queued, sent, failed, evals)

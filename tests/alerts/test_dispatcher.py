@@ -21,9 +21,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from alerts.dispatcher import Dispatcher, LatencyHistogram, backoff_delay
+from alerts.dispatcher import Dispatcher, backoff_delay
 from alerts.model import Notification, SendOutcome
 from alerts.notifiers.base import Notifier
+from core.numbers import LatencyHistogram
 from inferwatch.stores import Stores
 from tests.alerts.crash_worker import LoopbackWebhook, notifications
 
