@@ -23,21 +23,19 @@ from collector import query
 from collector.config import BackendConfig, CollectorSettings
 from collector.sources import tls_target
 from collector.store import StatusRow
-from collector.summary import BackendSummary, Figures
 from core import conventions as c
 
 DEFAULT_WINDOW = 300.0
 REFERENCE_TTL = 300.0  # a baseline's reference (median over hours) is recomputed at most this often
-_LATENCY_KEYS = {c.TTFT_SECONDS: "ttft", c.ITL_SECONDS: "itl", c.E2E_LATENCY_SECONDS: "e2e",
-                 c.QUEUE_TIME_SECONDS: "queue_time"}
-#: gauge-like signals an expression may name -> where the summary holds their figure
-_SUMMARY_GAUGES: dict[str, Callable[[Figures], float | None]] = {
-    "error_ratio": lambda f: f.error_ratio,
-    "tokens_per_second": lambda f: f.tokens_per_second,
-    c.QUEUE_DEPTH: lambda f: f.queue_depth,
-    c.REQUESTS_RUNNING: lambda f: f.requests_running,
-    c.KV_CACHE_USAGE_RATIO: lambda f: f.kv_cache_usage_ratio,
-    c.PREFIX_CACHE_HIT_RATIO: lambda f: f.prefix_cache_hit_ratio,
+_LATENCY_SIGNALS = frozenset({c.TTFT_SECONDS, c.ITL_SECONDS, c.E2E_LATENCY_SECONDS, c.QUEUE_TIME_SECONDS})
+#: gauge-like signals an expression may name -> how a backend's window gives their figure
+_SUMMARY_GAUGES: dict[str, Callable[[query.BackendWindow], float | None]] = {
+    "error_ratio": lambda w: w.error_ratio(),
+    "tokens_per_second": lambda w: w.rate(c.GENERATION_TOKENS_TOTAL),
+    c.QUEUE_DEPTH: lambda w: w.gauge(c.QUEUE_DEPTH),
+    c.REQUESTS_RUNNING: lambda w: w.gauge(c.REQUESTS_RUNNING),
+    c.KV_CACHE_USAGE_RATIO: lambda w: w.gauge(c.KV_CACHE_USAGE_RATIO),
+    c.PREFIX_CACHE_HIT_RATIO: lambda w: w.prefix_cache_hit_ratio(),
 }
 _SERIES_OF = {"tokens_per_second": c.GENERATION_TOKENS_TOTAL}
 
@@ -56,7 +54,7 @@ class Fetcher:
         self.now = now
         #: baseline references (e.g. a 24 h median) change slowly: kept across evaluations
         self.references = references if references is not None else {}
-        self._summaries: dict[float, dict[str, BackendSummary]] = {}
+        self._backends: dict[tuple[float, str], query.BackendWindow] = {}
         self._windows: dict[float, query.WindowData] = {}
         self._status: dict[str, StatusRow] | None = None
 
@@ -74,20 +72,23 @@ class Fetcher:
             self._windows[w] = query.WindowData.fetch(self.reads, self.now, w, probed=probed, status=self.status())
         return self._windows[w]
 
-    def summary(self, window: float | None, backend: str) -> BackendSummary | None:
+    def backend(self, window: float | None, backend: str) -> query.BackendWindow:
+        """One backend's figures over ``window`` (default 5m), computed as rules ask for them."""
         w = window or DEFAULT_WINDOW
-        if w not in self._summaries:
-            data = self.window(w)  # one fetch serves the summaries and the rates
-            self._summaries[w] = {b.name: query.backend_summary(data, b) for b in self.cfg.backends}
-        return self._summaries[w].get(backend)
+        key = (w, backend)
+        if key not in self._backends:
+            self._backends[key] = query.BackendWindow(self.window(w), backend)
+        return self._backends[key]
 
     def backend_value(self, b: BackendConfig, need: Need) -> float | None:
         sig, agg, w = need.signal, need.aggregation, need.window
         if sig == "up":
             return self._up(b.name, agg, w)
         if sig.startswith("probe_"):
-            summary = self.summary(w, b.name)
-            p = summary.probe if summary is not None else None
+            if b.probe is None:
+                return None
+            p = query.probe_summary(self.window(w or DEFAULT_WINDOW).probes.get(b.name, []),
+                                    b.probe.targets.ttft, b.probe.targets.itl)
             if p is None:
                 return None
             if sig == "probe_success_ratio":
@@ -96,8 +97,7 @@ class Fetcher:
         if agg in ("median", "mean"):  # a baseline's reference: stat of the signal's step values
             return self._reference(b.name, sig, agg, w or DEFAULT_WINDOW)
         if agg in ("p50", "p95", "p99"):
-            summary = self.summary(w, b.name)
-            block = summary.figures.latency(_LATENCY_KEYS.get(sig, "")) if summary is not None else None
+            block = self.backend(w, b.name).latency(sig) if sig in _LATENCY_SIGNALS else None
             return block.get(agg) if block is not None else None
         if agg == "rate":
             return query.rate(self.window(w or DEFAULT_WINDOW).counters.get(b.name, {}), sig, None)
@@ -106,8 +106,7 @@ class Fetcher:
             return None
         if agg == "avg" and sig not in _SERIES_OF and w:
             return self._reference(b.name, sig, "mean", w)
-        summary = self.summary(w, b.name)
-        value = figure(summary.figures) if summary is not None else None
+        value = figure(self.backend(w, b.name))
         return None if value is None else float(value)
 
     def _up(self, backend: str, agg: str, window: float | None) -> float | None:

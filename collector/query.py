@@ -117,40 +117,63 @@ def _sum(counters: dict[tuple[str, str], tuple[float, float]], signal: str, mode
     return sum(vals) if vals else None
 
 
-def _figures(data: WindowData, backend: str, model: str | None, up: bool) -> Figures:
-    gauges = data.gauges.get(backend, {}) if up else {}
-    counters = data.counters.get(backend, {})
+class BackendWindow:
+    """One backend's figures over a ``WindowData`` (all its models, or one ``model``), each
+    computed when first asked: the alert engine asks for two or three, a summary for all.
 
-    def gauge(signal: str) -> float | None:
-        vals = [v for (s, m), (_, v) in gauges.items() if s == signal and (model is None or m == model)]
+    While the backend is down its gauges are absent (as Prometheus marks stale series); its
+    counters and histograms still cover the window."""
+
+    def __init__(self, data: WindowData, backend: str, model: str | None = None) -> None:
+        st = data.status.get(backend)
+        self.up = bool(st.up) if st is not None else False
+        self.model = model
+        self._gauges = data.gauges.get(backend, {}) if self.up else {}
+        self._counters = data.counters.get(backend, {})
+        self._rows = [r for r in data.hists.get(backend, []) if model is None or r.model == model]
+        self._latency: dict[str, Latency | None] = {}
+
+    def gauge(self, signal: str) -> float | None:
+        """The models' last values summed (max for ``MAX_OVER_MODELS``); None when none."""
+        vals = [v for (s, m), (_, v) in self._gauges.items() if s == signal and (self.model is None or m == self.model)]
         if not vals:
             return None
         return max(vals) if signal in c.MAX_OVER_MODELS else sum(vals)
 
-    rows = [r for r in data.hists.get(backend, []) if model is None or r.model == model]
+    def latency(self, signal: str) -> Latency | None:
+        if signal not in self._latency:
+            self._latency[signal] = latency_block(r for r in self._rows if r.signal == signal)
+        return self._latency[signal]
 
-    def latency(signal: str) -> Latency | None:
-        return latency_block(r for r in rows if r.signal == signal)
+    def rate(self, signal: str) -> float | None:
+        return rate(self._counters, signal, self.model)
 
-    requests = _sum(counters, c.REQUESTS_TOTAL, model)
-    errors = _sum(counters, c.REQUEST_ERRORS_TOTAL, model)
-    hits = _sum(counters, c.PREFIX_CACHE_HITS_TOTAL, model)
-    queries = _sum(counters, c.PREFIX_CACHE_QUERIES_TOTAL, model)
-    prefix = (hits / queries) if hits is not None and queries else gauge(c.PREFIX_CACHE_HIT_RATIO)
-    return Figures(
-        queue_depth=gauge(c.QUEUE_DEPTH),
-        requests_running=gauge(c.REQUESTS_RUNNING),
-        ttft=latency(c.TTFT_SECONDS),
-        itl=latency(c.ITL_SECONDS),
-        e2e=latency(c.E2E_LATENCY_SECONDS),
-        queue_time=latency(c.QUEUE_TIME_SECONDS),
-        tokens_per_second=rate(counters, c.GENERATION_TOKENS_TOTAL, model),
-        prompt_tokens_per_second=rate(counters, c.PROMPT_TOKENS_TOTAL, model),
-        requests_per_second=rate(counters, c.REQUESTS_TOTAL, model),
-        error_ratio=(errors / requests) if requests and errors is not None else None,
-        kv_cache_usage_ratio=gauge(c.KV_CACHE_USAGE_RATIO),
-        prefix_cache_hit_ratio=prefix,
-    )
+    def total(self, signal: str) -> float | None:
+        return _sum(self._counters, signal, self.model)
+
+    def error_ratio(self) -> float | None:
+        requests, errors = self.total(c.REQUESTS_TOTAL), self.total(c.REQUEST_ERRORS_TOTAL)
+        return (errors / requests) if requests and errors is not None else None
+
+    def prefix_cache_hit_ratio(self) -> float | None:
+        hits, queries = self.total(c.PREFIX_CACHE_HITS_TOTAL), self.total(c.PREFIX_CACHE_QUERIES_TOTAL)
+        return (hits / queries) if hits is not None and queries else self.gauge(c.PREFIX_CACHE_HIT_RATIO)
+
+    def figures(self) -> Figures:
+        return Figures(
+            queue_depth=self.gauge(c.QUEUE_DEPTH),
+            requests_running=self.gauge(c.REQUESTS_RUNNING),
+            ttft=self.latency(c.TTFT_SECONDS),
+            itl=self.latency(c.ITL_SECONDS),
+            e2e=self.latency(c.E2E_LATENCY_SECONDS),
+            queue_time=self.latency(c.QUEUE_TIME_SECONDS),
+            tokens_per_second=self.rate(c.GENERATION_TOKENS_TOTAL),
+            prompt_tokens_per_second=self.rate(c.PROMPT_TOKENS_TOTAL),
+            requests_per_second=self.rate(c.REQUESTS_TOTAL),
+            error_ratio=self.error_ratio(),
+            kv_cache_usage_ratio=self.gauge(c.KV_CACHE_USAGE_RATIO),
+            prefix_cache_hit_ratio=self.prefix_cache_hit_ratio(),
+        )
 
 
 def backend_summary(data: WindowData, b: BackendConfig) -> BackendSummary:
@@ -172,12 +195,12 @@ def backend_summary(data: WindowData, b: BackendConfig) -> BackendSummary:
         last_success=st.last_success_ts if st is not None else None,
         scrape_duration_seconds=st.duration if st is not None else None,
         window_seconds=data.until - data.since,
-        figures=_figures(data, b.name, None, up),
+        figures=BackendWindow(data, b.name).figures(),
         labels=dict(b.labels),
         probed=b.probe is not None,
         probe=probe,
         # per-model breakdown for engines that label their series by model ("" = unlabelled)
-        models={m: _figures(data, b.name, m, up) for m in models if m},
+        models={m: BackendWindow(data, b.name, m).figures() for m in models if m},
     )
 
 
