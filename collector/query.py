@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from collector.config import BackendConfig
+from collector.live import LiveWindow
 from collector.observations import ObservationStore
 from collector.store import HistogramRow, MetricsStore, StatusRow
 from collector.summary import (
@@ -53,10 +54,13 @@ def latency_block(rows: Iterable[HistogramRow]) -> Latency | None:
 
 @dataclass(frozen=True)
 class Reads:
-    """What the query layer reads: the metrics store and the observation store."""
+    """What the query layer reads: the metrics store and the observation store, and the
+    collector's in-memory ``LiveWindow`` when one runs in this process (windows it covers are
+    read from memory: same rows, no database round trip)."""
 
     metrics: MetricsStore
     observations: ObservationStore
+    live: LiveWindow | None = None
 
 
 @dataclass(frozen=True)
@@ -85,19 +89,25 @@ class WindowData:
         # only to those) too: the read is then a range of the (backend, signal, ts) index, not
         # every row those backends ever had (SQLite would use the index's prefix only)
         signals = list(c.SIGNALS) if backends is not None else None
-        hists: dict[str, list[HistogramRow]] = defaultdict(list)
-        for row in reads.metrics.histogram_deltas(since, until, backends=backends, signals=signals):
-            hists[row.backend].append(row)
-        counters: dict[str, dict[tuple[str, str], tuple[float, float]]] = defaultdict(dict)
-        for (b, s, m), totals in reads.metrics.counter_totals(since, until, backends=backends, signals=signals).items():
-            counters[b][(s, m)] = totals
+        if reads.live is not None and reads.live.covers(since):
+            rows = reads.live.window(since, until, backends, signals)
+            gauges, counters_by, hists_by = rows.gauges, rows.counters, rows.hists
+        else:
+            hists: dict[str, list[HistogramRow]] = defaultdict(list)
+            for row in reads.metrics.histogram_deltas(since, until, backends=backends, signals=signals):
+                hists[row.backend].append(row)
+            counters: dict[str, dict[tuple[str, str], tuple[float, float]]] = defaultdict(dict)
+            for (b, s, m), totals in reads.metrics.counter_totals(since, until, backends=backends,
+                                                                  signals=signals).items():
+                counters[b][(s, m)] = totals
+            gauges, counters_by, hists_by = reads.metrics.latest_gauges(since), dict(counters), dict(hists)
         return cls(
             since=since,
             until=until,
             status=reads.metrics.latest_status() if status is None else status,
-            gauges=reads.metrics.latest_gauges(since),
-            counters=dict(counters),
-            hists=dict(hists),
+            gauges=gauges,
+            counters=counters_by,
+            hists=hists_by,
             probes=dict(probes),
         )
 

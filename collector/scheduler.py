@@ -25,6 +25,7 @@ import httpx
 
 from collector import deltas
 from collector.config import CollectorSettings
+from collector.live import LiveWindow
 from collector.observations import ObservationStore
 from collector.sources import build_sources, local_host, nvml_source
 from collector.store import MetricsStore
@@ -87,10 +88,11 @@ class Collector:
 
     def __init__(self, cfg: CollectorSettings, metrics: MetricsStore, observations: ObservationStore,
                  client: httpx.AsyncClient | None = None, clock: Callable[[], float] = time.time,
-                 flush_interval: float = 0.1, nvml: object | None = None) -> None:
+                 flush_interval: float = 0.1, nvml: object | None = None, live: LiveWindow | None = None) -> None:
         self.cfg = cfg
         self.metrics = metrics
         self.observations = observations
+        self.live = live  # committed records are kept here too (collector.live)
         self.clock = clock
         self.flush_interval = flush_interval
         self._own_client = client is None
@@ -254,13 +256,18 @@ class Collector:
             await asyncio.sleep(self.flush_interval)  # let a burst of results join this batch
             await self.flush()
 
+    def _write(self, batch: list[ScrapeRecord]) -> None:
+        self.metrics.write(batch)
+        if self.live is not None:  # only what the store committed
+            self.live.add(batch)
+
     async def flush(self) -> None:
         while not self._queue.empty():
             self._take(self._queue.get_nowait())
         if self._pending:
             batch, self._pending = self._pending, []
             try:
-                await asyncio.to_thread(self.metrics.write, batch)
+                await asyncio.to_thread(self._write, batch)
                 self.writes += 1
                 for callback in self.on_flush:
                     callback()

@@ -14,6 +14,8 @@ import httpx
 import uvicorn
 
 from alerts.engine import AlertEngine
+from collector.live import LiveWindow
+from collector.query import Reads
 from collector.scheduler import Collector
 from inferwatch.config import Config
 from inferwatch.stores import Stores
@@ -25,6 +27,20 @@ log = logging.getLogger("inferwatch.service")
 MAINTENANCE_INTERVAL = 300.0
 
 
+#: the shortest and longest span kept in memory (``collector.live``)
+LIVE_MIN, LIVE_MAX = 300.0, 900.0
+
+
+def live_horizon(cfg: Config) -> float:
+    """How much the live window keeps: the longest window a rule in force reads (the API's and
+    the pages' default is 5 minutes), at most 15 minutes and never beyond raw retention (older
+    data may be rolled up in the database)."""
+    windows = [n.window for r in cfg.rules_in_force for n in r.needs()
+               if n.window is not None and n.aggregation not in ("median", "mean")]
+    longest = max([LIVE_MIN, *(w for w in windows if w <= LIVE_MAX)])
+    return min(longest, cfg.retention.raw)
+
+
 class Service:
     """The collector, the alert engine (with its dispatcher), the web app and the stores'
     maintenance for one config, started and stopped in one order: collector first (the engine
@@ -34,12 +50,16 @@ class Service:
         self.cfg = cfg
         self.stores = stores
         self.clock = clock
-        self.collector = Collector(cfg, stores.metrics, stores.observations)
+        # the newest minutes in memory: what the alert engine, the API and the pages read most
+        self.live = LiveWindow(live_horizon(cfg), started=clock())
+        self.collector = Collector(cfg, stores.metrics, stores.observations, clock=clock, live=self.live)
+        reads = Reads(stores.metrics, stores.observations, self.live)
         # notifications go out through their own client: it honours HTTPS_PROXY & co.
         self.http = httpx.AsyncClient()
-        self.alerts = AlertEngine(cfg, stores.reads, stores.alerts, stores.silences, self.http)
+        self.alerts = AlertEngine(cfg, reads, stores.alerts, stores.silences, self.http, clock=clock)
         self.collector.on_flush.append(self.alerts.data_arrived)
-        self.app = create_app(cfg, stores.reads, stores.alerts, stores.silences, self.collector, alerts=self.alerts)
+        self.app = create_app(cfg, reads, stores.alerts, stores.silences, self.collector, clock=clock,
+                              alerts=self.alerts)
         self._stop = asyncio.Event()
         self._alerting: asyncio.Task[None] | None = None
         self._maintenance: asyncio.Task[None] | None = None

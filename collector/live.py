@@ -1,0 +1,138 @@
+"""The newest minutes of what the collector wrote, kept in memory: the reads the alert engine,
+the API and the pages make every few seconds need not go back to the database.
+
+``LiveWindow.add`` takes each batch of scrape records once it is committed; ``window`` answers
+what ``MetricsStore`` would for a window it covers — the newest gauge point per series, counter
+totals, histogram rows — with the same rows, the same filtering of non-finite numbers, in the same
+order (``tests/collector/test_live.py`` compares the two). A window is covered when it starts at
+or after ``covered_from``: the later of when this process started collecting (what came before is
+only in the database) and the horizon's edge (older entries are dropped).
+
+One process writes the database; another process writing it too would not be seen here.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import threading
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from collector.store import HistogramRow
+from core.samples import ScrapeRecord
+
+__all__ = ["LiveWindow", "WindowRows"]
+
+
+class _Entry(NamedTuple):
+    ts: float
+    gauges: tuple[tuple[str, str, float], ...]
+    counters: tuple[tuple[str, str, float, float], ...]
+    hists: tuple[HistogramRow, ...]
+
+
+class WindowRows(NamedTuple):
+    """A window's rows, shaped as ``collector.query.WindowData`` holds them."""
+
+    gauges: dict[str, dict[tuple[str, str], tuple[float, float]]]
+    counters: dict[str, dict[tuple[str, str], tuple[float, float]]]
+    hists: dict[str, list[HistogramRow]]
+
+
+class LiveWindow:
+    """Per backend, the successful scrape records of the last ``horizon`` seconds."""
+
+    def __init__(self, horizon: float, started: float) -> None:
+        self.horizon = horizon
+        self._started = started
+        self._edge = -math.inf  # entries at or before it are dropped
+        self._lock = threading.Lock()
+        self._backends: dict[str, list[_Entry]] = {}
+        self._bounds: dict[tuple[float, ...], tuple[float, ...]] = {}  # one tuple per layout
+
+    @property
+    def covered_from(self) -> float:
+        return max(self._started, self._edge)
+
+    def covers(self, since: float) -> bool:
+        return since >= self.covered_from
+
+    def add(self, records: Sequence[ScrapeRecord]) -> None:
+        """Records the store has committed (any order; failed scrapes carry nothing to keep)."""
+        newest = -math.inf
+        with self._lock:
+            for r in records:
+                if not r.up:
+                    continue
+                entry = self._entry(r)
+                series = self._backends.setdefault(r.backend, [])
+                if not series or series[-1].ts <= entry.ts:
+                    series.append(entry)
+                else:  # a batch retried after a failed write lands behind newer ones
+                    bisect.insort(series, entry, key=lambda e: e.ts)
+                newest = max(newest, entry.ts)
+            if newest > -math.inf:
+                self._prune(newest - self.horizon)
+
+    def _entry(self, r: ScrapeRecord) -> _Entry:
+        ts = float(r.ts)
+        hists = []
+        for h in sorted(r.histograms, key=lambda h: (h.signal, h.model)):
+            count = float(h.count)
+            if not math.isfinite(count):
+                continue  # the store drops them: nothing usable
+            bounds = tuple(map(float, h.bounds))
+            bounds = self._bounds.setdefault(bounds, bounds)
+            hists.append(HistogramRow(r.backend, h.signal, h.model, ts, bounds, tuple(map(float, h.counts)),
+                                      float(h.sum), count))
+        counters = tuple((c.signal, c.model, float(c.delta), float(c.interval)) for c in r.counters
+                         if math.isfinite(c.delta) and math.isfinite(c.interval))
+        gauges = tuple((g.signal, g.model, float(g.value)) for g in r.gauges)
+        return _Entry(ts, gauges, counters, tuple(hists))
+
+    def _prune(self, edge: float) -> None:
+        if edge <= self._edge:
+            return
+        self._edge = edge
+        for name, series in list(self._backends.items()):
+            cut = bisect.bisect_right(series, edge, key=lambda e: e.ts)
+            if cut:
+                del series[:cut]
+            if not series:
+                del self._backends[name]
+
+    def window(self, since: float, until: float, backends: Sequence[str] | None = None,
+               signals: Sequence[str] | None = None) -> WindowRows:
+        """The rows of ``(since, until]`` (gauges: the newest point after ``since``, as
+        ``MetricsStore.latest_gauges``); only ``backends``/``signals`` when given."""
+        wanted = None if signals is None else frozenset(signals)
+        gauges: dict[str, dict[tuple[str, str], tuple[float, float]]] = {}
+        counters: dict[str, dict[tuple[str, str], tuple[float, float]]] = {}
+        hists: dict[str, list[HistogramRow]] = {}
+        with self._lock:
+            names = list(self._backends) if backends is None else [b for b in dict.fromkeys(backends)
+                                                                    if b in self._backends]
+            for name in names:
+                series = self._backends[name]
+                first = bisect.bisect_right(series, since, key=lambda e: e.ts)
+                newest: dict[tuple[str, str], tuple[float, float]] = {}
+                totals: dict[tuple[str, str], tuple[float, float]] = {}
+                rows: list[HistogramRow] = []
+                for e in series[first:]:
+                    for s, m, v in e.gauges:
+                        newest[(s, m)] = (e.ts, v)
+                    if e.ts > until:
+                        continue
+                    for s, m, d, i in e.counters:
+                        if wanted is None or s in wanted:
+                            held = totals.get((s, m))
+                            totals[(s, m)] = (d, i) if held is None else (held[0] + d, held[1] + i)
+                    rows.extend(h for h in e.hists if wanted is None or h.signal in wanted)
+                if newest:
+                    gauges[name] = newest
+                if totals:
+                    counters[name] = totals
+                if rows:
+                    hists[name] = rows
+        return WindowRows(gauges, counters, hists)

@@ -1,0 +1,116 @@
+"""The live window answers exactly what the store would for every window it covers, and says
+which windows it does not cover (those are read from the database)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from collector.live import LiveWindow
+from collector.query import Reads, WindowData
+from core.samples import CounterDelta, GaugePoint, HistogramDelta, ScrapeRecord
+from inferwatch.stores import Stores
+
+INF = math.inf
+T0 = 1_700_000_000.0
+BACKENDS = ("a", "b", "c")
+SIGNALS = ("ttft_seconds", "e2e_latency_seconds")
+MODELS = ("", "m1", "m2")
+BOUNDS = ((0.1, 0.5, 1.0, INF), (0.25, 2.0, INF))
+
+values = st.one_of(st.floats(0, 1e6), st.sampled_from([math.nan, INF, -INF, 0.0]))
+finite = st.floats(0, 1e6)
+
+
+@st.composite
+def records(draw: st.DrawFn, taken: set[tuple[str, float]]) -> list[ScrapeRecord]:
+    """Scrape records of a few backends; one scrape per backend and time, as the collector makes."""
+    out = []
+    for i in range(draw(st.integers(1, 25))):
+        backend = draw(st.sampled_from(BACKENDS))
+        ts = T0 + draw(st.integers(0, 600)) + draw(st.sampled_from([0.0, 0.25, 0.5]))
+        if (backend, ts) in taken:
+            continue
+        taken.add((backend, ts))
+        if draw(st.booleans()) and i % 5 == 4:
+            out.append(ScrapeRecord(backend, ts, False, "connection refused", 0.5))
+            continue
+        # one value per series and scrape (a snapshot is a mapping)
+        gauges = {(draw(st.sampled_from(("queue_depth", "kv_cache_usage_ratio"))), draw(st.sampled_from(MODELS))):
+                  GaugePoint("", "", draw(values)) for _ in range(draw(st.integers(0, 3)))}
+        counters = {(draw(st.sampled_from(("requests_total", "request_errors_total"))), draw(st.sampled_from(MODELS))):
+                    (draw(values), draw(st.sampled_from([15.0, 15.004, INF]))) for _ in range(draw(st.integers(0, 3)))}
+        hists = {}
+        for _ in range(draw(st.integers(0, 3))):
+            bounds = draw(st.sampled_from(BOUNDS))
+            hists[(draw(st.sampled_from(SIGNALS)), draw(st.sampled_from(MODELS)))] = (
+                bounds, tuple(draw(finite) for _ in bounds), draw(values), draw(st.one_of(finite, st.just(math.nan))))
+        out.append(ScrapeRecord(
+            backend, ts, True, None, 0.05,
+            tuple(GaugePoint(s, m, g.value) for (s, m), g in gauges.items()),
+            tuple(CounterDelta(s, m, d, i) for (s, m), (d, i) in counters.items()),
+            tuple(HistogramDelta(s, m, b, cs, sm, n, 15.0) for (s, m), (b, cs, sm, n) in hists.items())))
+    return out
+
+
+def _same(a: WindowData, b: WindowData) -> None:
+    """The same rows; sums of floats compared to the last few bits (the database adds them in its own order)."""
+    assert a.hists == b.hists
+    assert a.gauges.keys() == b.gauges.keys()
+    for backend, series in a.gauges.items():
+        assert series.keys() == b.gauges[backend].keys()
+        for key, (ts, v) in series.items():
+            ts2, v2 = b.gauges[backend][key]
+            assert ts == ts2 and (v == v2 or (math.isnan(v) and math.isnan(v2))), (backend, key)
+    assert a.counters.keys() == b.counters.keys()
+    for backend, totals in a.counters.items():
+        assert totals.keys() == b.counters[backend].keys()
+        for key, (d, i) in totals.items():
+            assert (d, i) == pytest.approx(b.counters[backend][key], rel=1e-12, nan_ok=True), (backend, key)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.shared(st.builds(set), key="taken").flatmap(
+    lambda taken: st.lists(records(taken), min_size=1, max_size=3)), edges=st.lists(st.integers(-20, 620), min_size=2, max_size=2),
+       only=st.sampled_from([None, ["a"], ["b", "c"]]))
+def test_every_covered_window_equals_the_store(store: Stores, batches: list[list[ScrapeRecord]], edges: list[int],
+                                               only: list[str] | None) -> None:
+
+    with store.db.engine.begin() as conn:  # a fresh database per example
+        for table in ("gauges", "counter_deltas", "histogram_deltas", "scrape_status", "backend_status", "cursors"):
+            conn.exec_driver_sql(f"DELETE FROM {table}")
+    live = LiveWindow(horizon=10_000.0, started=T0 - 60)
+    for batch in batches:  # committed batches, in the order the writer commits them
+        store.metrics.write(batch)
+        live.add(batch)
+    since, until = T0 + min(edges), T0 + max(edges) + 0.5
+    store_reads = Reads(store.metrics, store.observations)
+    live_reads = Reads(store.metrics, store.observations, live)
+    assert live.covers(since)
+    from_store = WindowData.fetch(store_reads, until, until - since, only)
+    from_live = WindowData.fetch(live_reads, until, until - since, only)
+    if only is not None:  # the store reads every backend's newest gauges; a summary reads its own
+        from_store = WindowData(from_store.since, from_store.until, from_store.status,
+                                {b: g for b, g in from_store.gauges.items() if b in only},
+                                from_store.counters, from_store.hists, from_store.probes)
+    _same(from_live, from_store)
+
+
+def test_windows_before_the_start_or_beyond_the_horizon_are_not_covered() -> None:
+    live = LiveWindow(horizon=300.0, started=T0)
+    assert live.covers(T0) and not live.covers(T0 - 1)
+    live.add([ScrapeRecord("a", T0 + ts, True, None, 0.01, (GaugePoint("queue_depth", "", ts),)) for ts in (10, 400, 700)])
+    assert live.covered_from == T0 + 400  # the newest (700) minus the horizon
+    assert not live.covers(T0 + 399) and live.covers(T0 + 400)
+    assert live.window(T0 + 400, T0 + 1000).gauges == {"a": {("queue_depth", ""): (T0 + 700, 700.0)}}
+
+
+def test_a_retried_batch_lands_in_time_order() -> None:
+    live = LiveWindow(horizon=300.0, started=T0)
+    h = lambda ts: HistogramDelta("ttft_seconds", "", (1.0, INF), (1.0, 1.0), 0.5, 1.0, 15.0)  # noqa: E731
+    live.add([ScrapeRecord("a", T0 + 30, True, None, 0.01, histograms=(h(30),))])
+    live.add([ScrapeRecord("a", T0 + 15, True, None, 0.01, histograms=(h(15),))])  # committed late
+    assert [r.ts for r in live.window(T0, T0 + 60).hists["a"]] == [T0 + 15, T0 + 30]
