@@ -19,7 +19,7 @@ import threading
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from collector.store import HistogramRow
+from collector.store import HistogramRow, MetricsStore
 from core.samples import ScrapeRecord
 
 __all__ = ["LiveWindow", "WindowRows"]
@@ -44,6 +44,8 @@ class LiveWindow:
     """Per backend, the successful scrape records of the last ``horizon`` seconds."""
 
     def __init__(self, horizon: float, started: float) -> None:
+        """``started``: from when on every committed record reaches ``add`` (this process's start,
+        or, after ``warm``, the start of what was loaded)."""
         self.horizon = horizon
         self._started = started
         self._edge = -math.inf  # entries at or before it are dropped
@@ -57,6 +59,18 @@ class LiveWindow:
 
     def covers(self, since: float) -> bool:
         return since >= self.covered_from
+
+    def warm(self, store: MetricsStore, now: float) -> bool:
+        """Load the last ``horizon`` seconds from the store (a restart then reads from memory
+        at once); False, covering only from the start, when the store no longer has them raw."""
+        since = now - self.horizon
+        records = store.raw_records(since)
+        if records is None:
+            return False
+        self.add(records)
+        with self._lock:
+            self._started = min(self._started, since)
+        return True
 
     def add(self, records: Sequence[ScrapeRecord]) -> None:
         """Records the store has committed (any order; failed scrapes carry nothing to keep)."""

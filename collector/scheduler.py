@@ -157,6 +157,8 @@ class Collector:
 
     async def start(self) -> None:
         await self._load_cursors()
+        if self.live is not None:
+            await asyncio.to_thread(self.live.warm, self.metrics, self.clock())
         await asyncio.to_thread(self.start_nvml)
         loop_start = self.clock()
         for source in self.sources:

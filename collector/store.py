@@ -49,7 +49,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from core.numbers import nan_to_none
-from core.samples import EngineSnapshot, GaugePoint, Histogram, ScrapeRecord
+from core.samples import (
+    CounterDelta,
+    EngineSnapshot,
+    GaugePoint,
+    Histogram,
+    HistogramDelta,
+    ScrapeRecord,
+)
 from storage.codec import dumps_floats, enc, loads_floats, null_to_nan
 from storage.database import IN_CHUNK, Database, in_chunks, metadata
 from storage.retention import Retention
@@ -427,6 +434,37 @@ class MetricsStore:
         with self.db.engine.connect() as conn:
             rows = conn.execute(sa.select(cursors.c.backend, cursors.c.ts, cursors.c.snapshot))
             return {b: (float(ts), _decode_snapshot(text)) for b, ts, text in rows}
+
+    def raw_records(self, since: float) -> list[ScrapeRecord] | None:
+        """The successful scrapes after ``since`` as the writer was given them (gauges, counter and
+        histogram deltas; no cursor), from the raw tables; None when some of that span has been
+        rolled up already (the raw rows no longer tell each scrape apart)."""
+        by_scrape: dict[tuple[str, float], tuple[list[GaugePoint], list[CounterDelta], list[HistogramDelta]]] = {}
+
+        def slot(backend: str, ts: float) -> tuple[list[GaugePoint], list[CounterDelta], list[HistogramDelta]]:
+            return by_scrape.setdefault((backend, float(ts)), ([], [], []))
+
+        with self.db.engine.connect() as conn:
+            for t in (gauges_rollup, counter_deltas_rollup, histogram_deltas_rollup):
+                if conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c.ts > since)).scalar_one():
+                    return None
+            g = gauges
+            for b, ts, m, sig, v in conn.execute(sa.select(g.c.backend, g.c.ts, g.c.model, g.c.signal, g.c.value)
+                                                 .where(g.c.ts > since)):
+                slot(b, ts)[0].append(GaugePoint(sig, m, null_to_nan(v)))
+            c = counter_deltas
+            for b, ts, m, sig, d, i in conn.execute(sa.select(c.c.backend, c.c.ts, c.c.model, c.c.signal, c.c.delta,
+                                                              c.c.interval_seconds).where(c.c.ts > since)):
+                slot(b, ts)[1].append(CounterDelta(sig, m, float(d), float(i)))
+            h = histogram_deltas
+            rows = conn.execute(sa.select(h.c.backend, h.c.ts, h.c.model, h.c.signal, h.c.layout_id, h.c.counts, h.c.sum,
+                                          h.c.count, h.c.interval_seconds).where(h.c.ts > since)).all()
+            bounds_of = self._layouts_by_id(conn, {r[4] for r in rows})
+            for b, ts, m, sig, layout_id, counts, total, count, interval in rows:
+                slot(b, ts)[2].append(HistogramDelta(sig, m, bounds_of[layout_id], loads_floats(counts),
+                                                     null_to_nan(total), float(count), float(interval)))
+        return [ScrapeRecord(b, ts, True, None, math.nan, tuple(gs), tuple(cs), tuple(hs))
+                for (b, ts), (gs, cs, hs) in sorted(by_scrape.items())]
 
     def latest_status(self) -> dict[str, StatusRow]:
         with self.db.engine.connect() as conn:

@@ -13,6 +13,7 @@ from collector.live import LiveWindow
 from collector.query import Reads, WindowData
 from core.samples import CounterDelta, GaugePoint, HistogramDelta, ScrapeRecord
 from inferwatch.stores import Stores
+from storage.retention import Retention
 
 INF = math.inf
 T0 = 1_700_000_000.0
@@ -114,3 +115,28 @@ def test_a_retried_batch_lands_in_time_order() -> None:
     live.add([ScrapeRecord("a", T0 + 30, True, None, 0.01, histograms=(h(30),))])
     live.add([ScrapeRecord("a", T0 + 15, True, None, 0.01, histograms=(h(15),))])  # committed late
     assert [r.ts for r in live.window(T0, T0 + 60).hists["a"]] == [T0 + 15, T0 + 30]
+
+
+def test_a_restart_warms_the_window_from_the_store(store: Stores) -> None:
+    """What the store holds of the horizon is loaded at start: a window over it reads the same."""
+    h = HistogramDelta("ttft_seconds", "m1", (0.5, INF), (3.0, 4.0), 1.25, 4.0, 15.0)
+    batch = [ScrapeRecord(b, T0 + 15 * k, True, None, 0.01, (GaugePoint("queue_depth", "m1", float(k)),),
+                          (CounterDelta("requests_total", "m1", 4.0, 15.0),), (h,))
+             for k in range(1, 25) for b in ("a", "b")]
+    batch.append(ScrapeRecord("c", T0 + 100, False, "connection refused", 2.0))
+    store.metrics.write(batch)
+    live = LiveWindow(horizon=300.0, started=T0 + 400)
+    assert live.warm(store.metrics, now=T0 + 400)
+    assert live.covers(T0 + 100) and not live.covers(T0 + 99)
+    until = T0 + 400
+    _same(WindowData.fetch(Reads(store.metrics, store.observations, live), until, 300.0),
+          WindowData.fetch(Reads(store.metrics, store.observations), until, 300.0))
+
+
+def test_no_warm_start_over_rolled_up_data(store: Stores) -> None:
+    store.metrics.write([ScrapeRecord("a", T0 + 10, True, None, 0.01, (GaugePoint("queue_depth", "", 1.0),))])
+    store.metrics.retention = Retention(raw_seconds=0.0, rollup_step=60.0)
+    store.metrics.maintain(T0 + 120)  # the raw row is rolled up
+    live = LiveWindow(horizon=300.0, started=T0 + 200)
+    assert not live.warm(store.metrics, now=T0 + 200)
+    assert not live.covers(T0 + 199) and live.covers(T0 + 200)
