@@ -41,6 +41,7 @@ from core.samples import (
     ScrapeResult,
 )
 from exporters.base import Source
+from exporters.http import Http
 from exporters.nvml import NvmlReader
 from exporters.scrape import EngineScrape
 
@@ -103,6 +104,9 @@ class Collector:
             if b.ca_file:
                 transport.trust(b.url, b.ca_file)
         self.client = client or httpx.AsyncClient(transport=transport, follow_redirects=True, trust_env=False)
+        # plain-http scrapes on the lean keep-alive path, the rest through the client; a client
+        # given by the caller (tests) carries every request
+        self.http = Http(self.client, lean=client is None)
         self.sources: list[Source] = build_sources(cfg)
         self.health = {s.backend: BackendHealth() for s in self.sources if isinstance(s, EngineScrape)}
         self.host = local_host()
@@ -176,6 +180,7 @@ class Collector:
         await self.flush()
         if self.nvml is not None:
             self.nvml.close()
+        await self.http.aclose()
         if self._own_client:
             await self.client.aclose()
 
@@ -183,9 +188,9 @@ class Collector:
         """One observation of ``source`` now (a ``grid`` one within a concurrency slot)."""
         if source.schedule == "grid":
             async with self._sem:
-                result = await source.collect(self.client, self.clock)
+                result = await source.collect(self.http, self.clock)
         else:
-            result = await source.collect(self.client, self.clock)
+            result = await source.collect(self.http, self.clock)
         if isinstance(result, ScrapeResult):
             self._record_health(result)
         return result

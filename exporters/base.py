@@ -20,11 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Literal, Protocol, runtime_checkable
 
-import httpx
 from pydantic import JsonValue
 
 from core.samples import EngineSnapshot, Observation
 from exporters.families import MetricFamily
+from exporters.http import Http
 
 __all__ = ["Adapter", "AdapterFactory", "Clock", "Options", "OptionsError", "Schedule", "Source", "reject_options"]
 
@@ -52,7 +52,7 @@ class Source(Protocol):
     @property
     def schedule(self) -> Schedule: ...
 
-    async def collect(self, http: httpx.AsyncClient, clock: Clock) -> Observation:
+    async def collect(self, http: Http, clock: Clock) -> Observation:
         """One observation now; never raises."""
         ...
 

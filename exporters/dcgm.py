@@ -9,13 +9,11 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import httpx
-
 from core.samples import GpuReading
 from exporters.base import Clock, Schedule
 from exporters.families import ParseError
 from exporters.gpu_scrape import WANTED_DCGM, from_dcgm
-from exporters.http import FetchError, Limits, fetch_exposition
+from exporters.http import FetchError, Http, Limits
 from exporters.parser import parse
 
 __all__ = ["DcgmScrape", "metrics_url"]
@@ -42,11 +40,11 @@ class DcgmScrape:
     def name(self) -> str:
         return f"dcgm {metrics_url(self.url)}"
 
-    async def collect(self, http: httpx.AsyncClient, clock: Clock = time.time) -> GpuReading:
+    async def collect(self, http: Http, clock: Clock = time.time) -> GpuReading:
         ts = clock()
         url = metrics_url(self.url)
         try:
-            body = await fetch_exposition(http, url, self.limits)
+            body = await http.exposition(url, self.limits)
             samples = from_dcgm(parse(body, keep=WANTED_DCGM), self.host)
         except FetchError as exc:
             return GpuReading(ts, self.name, (), f"{url}: {exc.reason}")

@@ -51,10 +51,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from core.samples import GpuProcess, GpuReading, GpuSample
 from exporters.base import Clock, Schedule
+from exporters.http import Http
 
 __all__ = ["NvmlReader", "NvmlSource", "NvmlStatus"]
 
@@ -345,7 +344,7 @@ class NvmlSource:
     schedule: Schedule = "after"
     name: str = "nvml"
 
-    async def collect(self, http: httpx.AsyncClient, clock: Clock = time.time) -> GpuReading:
+    async def collect(self, http: Http, clock: Clock = time.time) -> GpuReading:
         ts = clock()
         try:
             samples = await asyncio.to_thread(self.reader.read)

@@ -39,6 +39,7 @@ import httpx
 
 from core.samples import ProbeResult
 from exporters.base import Clock, Schedule
+from exporters.http import Http
 from exporters.sse import Api, MalformedChunk, SSEDecoder, SSEError, SSEEvent, parse_chunk
 
 __all__ = ["ConnectTimings", "OneShotTransport", "StreamProbe", "TimingBackend", "probe"]
@@ -523,6 +524,6 @@ class StreamProbe:
     def name(self) -> str:
         return f"probe {self.backend}"
 
-    async def collect(self, http: httpx.AsyncClient, clock: Clock = time.time) -> ProbeResult:
+    async def collect(self, http: Http, clock: Clock = time.time) -> ProbeResult:
         return await probe(self.backend, self.url, model=self.model, prompt=self.prompt, max_tokens=self.max_tokens,
                            timeout=self.timeout, api=self.api, api_key=self.api_key, verify=self.verify, clock=clock)

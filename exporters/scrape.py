@@ -14,12 +14,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-import httpx
-
 from core.samples import EngineSnapshot, GpuSample, ScrapeResult
 from exporters.base import Adapter, Clock, Schedule
 from exporters.families import MetricFamily, ParseError
-from exporters.http import FetchError, Limits, fetch_exposition
+from exporters.http import FetchError, Http, Limits
 from exporters.parser import parse
 
 __all__ = ["EngineScrape"]
@@ -44,7 +42,7 @@ class EngineScrape:
     def name(self) -> str:
         return f"scrape {self.backend}"
 
-    async def collect(self, http: httpx.AsyncClient, clock: Clock = time.time) -> ScrapeResult:
+    async def collect(self, http: Http, clock: Clock = time.time) -> ScrapeResult:
         ts = clock()
         start = time.perf_counter()
 
@@ -52,7 +50,7 @@ class EngineScrape:
             return ScrapeResult(self.backend, ts, False, reason, time.perf_counter() - start)
 
         try:
-            body = await fetch_exposition(http, self.url, self.limits, self.headers)
+            body = await http.exposition(self.url, self.limits, self.headers)
         except FetchError as exc:
             return fail(exc.reason)
         try:

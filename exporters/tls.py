@@ -44,11 +44,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 from cryptography import x509
 
 from core.samples import CertResult
 from exporters.base import Clock, Schedule
+from exporters.http import Http
 
 __all__ = ["TlsCheck", "check", "days_left", "hostname_matches", "normalise_target"]
 
@@ -384,6 +384,6 @@ class TlsCheck:
     def name(self) -> str:
         return f"tls {self.target}"
 
-    async def collect(self, http: httpx.AsyncClient, clock: Clock = time.time) -> CertResult:
+    async def collect(self, http: Http, clock: Clock = time.time) -> CertResult:
         return await check(self.target, server_name=self.server_name, ca_file=self.ca_file, timeout=self.timeout,
                            clock=clock)
