@@ -193,16 +193,23 @@ scrape_status, gauges, counter_deltas, histogram_deltas = _tables("")
 # --- number and JSON helpers -----------------------------------------------------------------
 
 
+def _whole(values: Sequence[float]) -> list[float] | list[int]:
+    """The values as JSON writes them fastest: integers when every one is whole (cumulative
+    counts are), else floats; ``_decode_snapshot`` reads both back as the same floats."""
+    floats = list(map(float, values))
+    return list(map(int, floats)) if all(map(float.is_integer, floats)) else floats
+
+
 def _encode_snapshot(snapshot: EngineSnapshot) -> str:
     fast: dict[str, Any] = {
         "gauges": [[s, m, float(v)] for (s, m), v in snapshot.gauges.items()],
-        "counters": [[s, m, float(v)] for (s, m), v in snapshot.counters.items()],
+        "counters": [[s, m, int(v) if float(v).is_integer() else float(v)] for (s, m), v in snapshot.counters.items()],
         "histograms": [
             [
                 s,
                 m,
                 list(map(float, h.bounds)),
-                list(map(float, h.counts)),
+                _whole(h.counts),
                 float(h.sum),
                 float(h.count),
             ]
@@ -256,6 +263,13 @@ def _bucket_end(ts: float, step: float) -> float:
     return math.ceil(ts / step) * step
 
 
+#: the column order of the rows ``write`` builds as tuples
+_STATUS_COLUMNS = ("ts", "backend", "up", "reason", "duration")
+_GAUGE_COLUMNS = ("ts", "backend", "model", "signal", "value")
+_COUNTER_COLUMNS = ("ts", "backend", "model", "signal", "delta", "interval_seconds")
+_HIST_COLUMNS = ("ts", "backend", "model", "signal", "layout_id", "counts", "sum", "count", "interval_seconds")
+
+
 # --- the store ---------------------------------------------------------------------------------
 
 
@@ -277,71 +291,41 @@ class MetricsStore:
         """Store a batch of scrape records in ONE transaction: all of it, or (on error) none."""
         if not records:
             return
-        status_rows: list[dict[str, Any]] = []
-        gauge_rows: list[dict[str, Any]] = []
-        counter_rows: list[dict[str, Any]] = []
-        hist_rows: list[tuple[tuple[float, ...], dict[str, Any]]] = []
+        status_rows: list[tuple[float, str, bool, str | None, float | None]] = []
+        gauge_rows: list[tuple[float, str, str, str, float | None]] = []
+        counter_rows: list[tuple[float, str, str, str, float, float]] = []
+        #: (bounds, the row with the layout id to fill in at index 4)
+        hist_rows: list[tuple[tuple[float, ...], list[Any]]] = []
         latest: dict[str, ScrapeRecord] = {}
         last_success: dict[str, float] = {}
-        cursor_rows: dict[str, dict[str, Any]] = {}
+        newest_cursor: dict[str, ScrapeRecord] = {}
+        isfinite = math.isfinite
         for r in records:
             ts = float(r.ts)
-            status_rows.append(
-                {
-                    "ts": ts,
-                    "backend": r.backend,
-                    "up": bool(r.up),
-                    "reason": r.reason,
-                    "duration": nan_to_none(r.duration),
-                }
-            )
-            prev = latest.get(r.backend)
+            backend = r.backend
+            status_rows.append((ts, backend, bool(r.up), r.reason, nan_to_none(r.duration)))
+            prev = latest.get(backend)
             if prev is None or ts >= prev.ts:
-                latest[r.backend] = r
+                latest[backend] = r
             if r.up:
-                if ts > last_success.get(r.backend, -math.inf):
-                    last_success[r.backend] = ts
-                gauge_rows.extend(_gauge_row(ts, r.backend, g) for g in r.gauges)
+                if ts > last_success.get(backend, -math.inf):
+                    last_success[backend] = ts
+                gauge_rows.extend((ts, backend, g.model, g.signal, nan_to_none(g.value)) for g in r.gauges)
                 for c in r.counters:
                     delta, interval = float(c.delta), float(c.interval)
-                    if math.isfinite(delta) and math.isfinite(interval):
-                        counter_rows.append(
-                            {
-                                "ts": ts,
-                                "backend": r.backend,
-                                "model": c.model,
-                                "signal": c.signal,
-                                "delta": delta,
-                                "interval_seconds": interval,
-                            }
-                        )
+                    if isfinite(delta) and isfinite(interval):
+                        counter_rows.append((ts, backend, c.model, c.signal, delta, interval))
                 for h in r.histograms:
                     count = float(h.count)
-                    if not math.isfinite(count):
-                        continue
-                    hist_rows.append(
-                        (
-                            tuple(h.bounds),
-                            {
-                                "ts": ts,
-                                "backend": r.backend,
-                                "model": h.model,
-                                "signal": h.signal,
-                                "counts": dumps_floats(h.counts),
-                                "sum": nan_to_none(h.sum),
-                                "count": count,
-                                "interval_seconds": float(h.interval),
-                            },
-                        )
-                    )
+                    if isfinite(count):
+                        hist_rows.append((tuple(h.bounds), [ts, backend, h.model, h.signal, 0, dumps_floats(h.counts),
+                                                            nan_to_none(h.sum), count, float(h.interval)]))
             if r.cursor is not None:
-                held = cursor_rows.get(r.backend)
-                if held is None or ts >= held["ts"]:
-                    cursor_rows[r.backend] = {
-                        "backend": r.backend,
-                        "ts": ts,
-                        "snapshot": _encode_snapshot(r.cursor),
-                    }
+                held = newest_cursor.get(backend)
+                if held is None or ts >= held.ts:
+                    newest_cursor[backend] = r
+        cursor_rows = {b: {"backend": b, "ts": float(r.ts), "snapshot": _encode_snapshot(r.cursor)}
+                       for b, r in newest_cursor.items() if r.cursor is not None}
         latest_rows = [
             {
                 "backend": b,
@@ -359,13 +343,11 @@ class MetricsStore:
             if hist_rows:
                 layout_ids = self._resolve_layouts(conn, {b for b, _ in hist_rows}, new_layouts)
                 for bounds, row in hist_rows:
-                    row["layout_id"] = layout_ids[bounds]
-                self.db.bulk_insert(conn, histogram_deltas, [row for _, row in hist_rows])
-            self.db.bulk_insert(conn, scrape_status, status_rows)
-            if gauge_rows:
-                self.db.bulk_insert(conn, gauges, gauge_rows)
-            if counter_rows:
-                self.db.bulk_insert(conn, counter_deltas, counter_rows)
+                    row[4] = layout_ids[bounds]
+                self.db.bulk_insert(conn, histogram_deltas, _HIST_COLUMNS, [tuple(row) for _, row in hist_rows])
+            self.db.bulk_insert(conn, scrape_status, _STATUS_COLUMNS, status_rows)
+            self.db.bulk_insert(conn, gauges, _GAUGE_COLUMNS, gauge_rows)
+            self.db.bulk_insert(conn, counter_deltas, _COUNTER_COLUMNS, counter_rows)
             ins = self.db.upsert(backend_status)
             conn.execute(
                 ins.on_conflict_do_update(
@@ -905,13 +887,3 @@ class MetricsStore:
             )
         for t in (scrape_status, gauges, counter_deltas, histogram_deltas):
             conn.execute(sa.delete(t).where(t.c.ts <= end))
-
-
-def _gauge_row(ts: float, backend: str, g: GaugePoint) -> dict[str, Any]:
-    return {
-        "ts": ts,
-        "backend": backend,
-        "model": g.model,
-        "signal": g.signal,
-        "value": nan_to_none(g.value),
-    }

@@ -27,8 +27,15 @@ def enc(x: float) -> float | str:
 
 
 def dumps_floats(values: Sequence[float]) -> str:
-    """Compact JSON list; the fast path serialises finite lists without a per-value call."""
+    """Compact JSON list. Whole numbers (bucket counts nearly always are) are written as
+    integers: shorter text, and faster than formatting floats; they read back as the same floats.
+
+    >>> dumps_floats([3.0, 0.0, 12.0]), dumps_floats([0.5, 2.0])
+    ('[3,0,12]', '[0.5,2.0]')
+    """
     floats = list(map(float, values))
+    if all(map(float.is_integer, floats)):  # (False for NaN and infinities)
+        return "[" + ",".join(map(str, map(int, floats))) + "]"
     try:
         return json.dumps(floats, separators=(",", ":"), allow_nan=False)
     except ValueError:

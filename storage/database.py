@@ -76,24 +76,26 @@ class Database:
         """``INSERT`` of this dialect, with ``on_conflict_do_update``/``on_conflict_do_nothing``."""
         return sqlite.insert(table) if self.dialect == "sqlite" else postgresql.insert(table)
 
-    def bulk_insert(self, conn: sa.Connection, table: sa.Table, rows: list[dict[str, object]]) -> None:
-        """executemany; on PostgreSQL a COPY (several times faster than pipelined INSERTs),
-        inside the same transaction."""
+    def bulk_insert(self, conn: sa.Connection, table: sa.Table, columns: Sequence[str],
+                    rows: Sequence[Sequence[object]]) -> None:
+        """Rows (tuples in ``columns`` order) inserted inside ``conn``'s transaction, through the
+        driver itself: SQLite's ``executemany``, PostgreSQL's COPY (several times faster than
+        pipelined INSERTs). Errors are SQLAlchemy's, as ``conn.execute`` would raise them."""
         if not rows:
             return
-        if self.dialect != "postgresql":
-            conn.execute(table.insert(), rows)
-            return
-        names = list(rows[0])
-        columns = ", ".join(conn.dialect.identifier_preparer.quote(n) for n in names)
-        statement = f"COPY {table.name} ({columns}) FROM STDIN"
+        names = ", ".join(conn.dialect.identifier_preparer.quote(n) for n in columns)
         dbapi = conn.dialect.loaded_dbapi
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            with cursor.copy(statement) as copy:
-                for row in rows:
-                    copy.write_row([row[n] for n in names])
-        except dbapi.Error as exc:  # the same exception types as an executemany would raise
+            if self.dialect == "postgresql":
+                statement = f"COPY {table.name} ({names}) FROM STDIN"
+                with cursor.copy(statement) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            else:
+                statement = f"INSERT INTO {table.name} ({names}) VALUES ({', '.join('?' * len(columns))})"
+                cursor.executemany(statement, rows)
+        except dbapi.Error as exc:  # the same exception types as conn.execute would raise
             raise sa.exc.DBAPIError.instance(statement, None, exc, dbapi.Error) from exc
         finally:
             cursor.close()
