@@ -20,13 +20,18 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from collector.store import HistogramRow, MetricsStore
+from collector.summary import Latency
 from core.samples import ScrapeRecord
 
 __all__ = ["LiveWindow", "WindowRows"]
 
+#: readers' memo entries kept before it is cleared (a few rounds of a large fleet's latencies)
+_MEMO_MAX = 200_000
+
 
 class _Entry(NamedTuple):
     ts: float
+    seq: int  # unique, in the order entries were added
     gauges: tuple[tuple[str, str, float], ...]
     counters: tuple[tuple[str, str, float, float], ...]
     hists: tuple[HistogramRow, ...]
@@ -38,6 +43,10 @@ class WindowRows(NamedTuple):
     gauges: dict[str, dict[tuple[str, str], tuple[float, float]]]
     counters: dict[str, dict[tuple[str, str], tuple[float, float]]]
     hists: dict[str, list[HistogramRow]]
+    #: per backend, (generation, first seq, last seq) of the entries its rows come from: within a
+    #: generation entries are only appended (and dropped from the front), so these name the set
+    #: of rows; an entry inserted out of order starts a new generation (``LiveWindow.memo`` keys)
+    ranges: dict[str, tuple[int, int, int]]
 
 
 class LiveWindow:
@@ -52,6 +61,11 @@ class LiveWindow:
         self._lock = threading.Lock()
         self._backends: dict[str, list[_Entry]] = {}
         self._bounds: dict[tuple[float, ...], tuple[float, ...]] = {}  # one tuple per layout
+        self._seq = 0
+        #: what readers computed from a backend's entries, by (backend, …, first seq, last seq):
+        #: the alert engine, the API, /metrics and the pages share it (``collector.query``)
+        self.memo: dict[tuple[str, str, str | None, int, int, int], Latency | None] = {}
+        self._generation: dict[str, int] = {}
 
     @property
     def covered_from(self) -> float:
@@ -85,12 +99,14 @@ class LiveWindow:
                     series.append(entry)
                 else:  # a batch retried after a failed write lands behind newer ones
                     bisect.insort(series, entry, key=lambda e: e.ts)
+                    self._generation[r.backend] = self._generation.get(r.backend, 0) + 1
                 newest = max(newest, entry.ts)
             if newest > -math.inf:
                 self._prune(newest - self.horizon)
 
     def _entry(self, r: ScrapeRecord) -> _Entry:
         ts = float(r.ts)
+        self._seq += 1
         hists = []
         for h in sorted(r.histograms, key=lambda h: (h.signal, h.model)):
             count = float(h.count)
@@ -103,12 +119,14 @@ class LiveWindow:
         counters = tuple((c.signal, c.model, float(c.delta), float(c.interval)) for c in r.counters
                          if math.isfinite(c.delta) and math.isfinite(c.interval))
         gauges = tuple((g.signal, g.model, float(g.value)) for g in r.gauges)
-        return _Entry(ts, gauges, counters, tuple(hists))
+        return _Entry(ts, self._seq, gauges, counters, tuple(hists))
 
     def _prune(self, edge: float) -> None:
         if edge <= self._edge:
             return
         self._edge = edge
+        if len(self.memo) > _MEMO_MAX:  # keys of pruned or superseded spans are dead weight
+            self.memo = {}
         for name, series in list(self._backends.items()):
             cut = bisect.bisect_right(series, edge, key=lambda e: e.ts)
             if cut:
@@ -124,6 +142,7 @@ class LiveWindow:
         gauges: dict[str, dict[tuple[str, str], tuple[float, float]]] = {}
         counters: dict[str, dict[tuple[str, str], tuple[float, float]]] = {}
         hists: dict[str, list[HistogramRow]] = {}
+        ranges: dict[str, tuple[int, int, int]] = {}
         with self._lock:
             names = list(self._backends) if backends is None else [b for b in dict.fromkeys(backends)
                                                                     if b in self._backends]
@@ -133,11 +152,15 @@ class LiveWindow:
                 newest: dict[tuple[str, str], tuple[float, float]] = {}
                 totals: dict[tuple[str, str], tuple[float, float]] = {}
                 rows: list[HistogramRow] = []
+                low = high = -1
                 for e in series[first:]:
                     for s, m, v in e.gauges:
                         newest[(s, m)] = (e.ts, v)
                     if e.ts > until:
                         continue
+                    if low < 0:
+                        low = e.seq
+                    high = e.seq
                     for s, m, d, i in e.counters:
                         if wanted is None or s in wanted:
                             held = totals.get((s, m))
@@ -149,4 +172,5 @@ class LiveWindow:
                     counters[name] = totals
                 if rows:
                     hists[name] = rows
-        return WindowRows(gauges, counters, hists)
+                    ranges[name] = (self._generation.get(name, 0), low, high)
+        return WindowRows(gauges, counters, hists, ranges)

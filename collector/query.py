@@ -12,7 +12,8 @@ import math
 import socket
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from collector.config import BackendConfig
@@ -38,18 +39,35 @@ def quantile_key(q: float) -> str:
     return f"p{round(q * 100):d}"
 
 
+class Merged(NamedTuple):
+    """Histogram deltas merged (``sum by (le)``), with their summed ``sum`` and ``count``."""
+
+    bounds: tuple[float, ...]
+    counts: tuple[float, ...]
+    sum: float
+    count: float  # type: ignore[assignment]  # the field shadows tuple.count, on purpose
+
+
+def merged_rows(rows: Sequence[HistogramRow] | Sequence[Merged]) -> Merged | None:
+    """The rows (or merges of rows) merged into one; None with none. Merging merges gives the
+    same buckets and count as merging their rows at once (bucket counts are whole numbers)."""
+    if not rows:
+        return None
+    merged = merge((r.bounds, r.counts) for r in rows)
+    assert merged is not None
+    return Merged(merged[0], merged[1], sum(r.sum for r in rows), sum(r.count for r in rows))
+
+
+def latency_of(m: Merged) -> Latency:
+    return Latency(p50=quantile_or_none(0.5, m.bounds, m.counts), p95=quantile_or_none(0.95, m.bounds, m.counts),
+                   p99=quantile_or_none(0.99, m.bounds, m.counts),
+                   mean=(m.sum / m.count) if m.count > 0 else None, count=m.count)
+
+
 def latency_block(rows: Iterable[HistogramRow]) -> Latency | None:
     """p50, p95, p99, mean and count over the rows' merged bucket deltas; None with no rows."""
-    items = list(rows)
-    if not items:
-        return None
-    merged = merge((r.bounds, r.counts) for r in items)
-    assert merged is not None
-    bounds, counts = merged
-    total = sum(r.count for r in items)
-    return Latency(p50=quantile_or_none(0.5, bounds, counts), p95=quantile_or_none(0.95, bounds, counts),
-                   p99=quantile_or_none(0.99, bounds, counts),
-                   mean=(sum(r.sum for r in items) / total) if total > 0 else None, count=total)
+    m = merged_rows(list(rows))
+    return None if m is None else latency_of(m)
 
 
 @dataclass(frozen=True)
@@ -75,6 +93,46 @@ class WindowData:
     counters: dict[str, dict[tuple[str, str], tuple[float, float]]]
     hists: dict[str, list[HistogramRow]]
     probes: dict[str, list[ProbeResult]]
+    #: from the live window: per backend, the entries the rows came from, and its memo of
+    #: latencies by those entries (a backend's latencies change only when its entries do)
+    ranges: dict[str, tuple[int, int, int]] = field(default_factory=dict, compare=False)
+    memo: dict[tuple[str, str, str | None, int, int, int], Latency | None] | None = field(default=None, compare=False)
+    _groups: dict[str, dict[tuple[str, str], list[HistogramRow]]] = field(default_factory=dict, compare=False,
+                                                                         repr=False)
+    _merged: dict[tuple[str, str, str | None], Merged | None] = field(default_factory=dict, compare=False,
+                                                                      repr=False)
+
+    def merged(self, backend: str, signal: str, model: str | None) -> Merged | None:
+        """One backend's histogram rows of ``signal`` merged: of one ``model``, or of all (the
+        merge of the per-model merges). Computed once per WindowData."""
+        key = (backend, signal, model)
+        if key in self._merged:
+            return self._merged[key]
+        groups = self._groups.get(backend)
+        if groups is None:
+            groups = {}
+            for r in self.hists.get(backend, ()):
+                groups.setdefault((r.signal, r.model), []).append(r)
+            self._groups[backend] = groups
+        if model is not None:
+            out = merged_rows(groups.get((signal, model), []))
+        else:
+            parts = [m for (sig, mod) in sorted(groups) if sig == signal
+                     for m in (self.merged(backend, signal, mod),) if m is not None]
+            out = merged_rows(parts)
+        self._merged[key] = out
+        return out
+
+    def latency(self, backend: str, signal: str, model: str | None) -> Latency | None:
+        span = self.ranges.get(backend)
+        key = (backend, signal, model, *span) if span is not None and self.memo is not None else None
+        if key is not None and self.memo is not None and key in self.memo:
+            return self.memo[key]
+        m = self.merged(backend, signal, model)
+        out = None if m is None else latency_of(m)
+        if key is not None and self.memo is not None:
+            self.memo[key] = out
+        return out
 
     @classmethod
     def fetch(cls, reads: Reads, until: float, window: float, backends: Sequence[str] | None = None,
@@ -89,9 +147,12 @@ class WindowData:
         # only to those) too: the read is then a range of the (backend, signal, ts) index, not
         # every row those backends ever had (SQLite would use the index's prefix only)
         signals = list(c.SIGNALS) if backends is not None else None
+        ranges: dict[str, tuple[int, int, int]] = {}
+        memo = None
         if reads.live is not None and reads.live.covers(since):
             rows = reads.live.window(since, until, backends, signals)
             gauges, counters_by, hists_by = rows.gauges, rows.counters, rows.hists
+            ranges, memo = rows.ranges, reads.live.memo
         else:
             hists: dict[str, list[HistogramRow]] = defaultdict(list)
             for row in reads.metrics.histogram_deltas(since, until, backends=backends, signals=signals):
@@ -109,6 +170,8 @@ class WindowData:
             counters=counters_by,
             hists=hists_by,
             probes=dict(probes),
+            ranges=ranges,
+            memo=memo,
         )
 
 
@@ -140,8 +203,8 @@ class BackendWindow:
         self.model = model
         self._gauges = data.gauges.get(backend, {}) if self.up else {}
         self._counters = data.counters.get(backend, {})
-        self._rows = [r for r in data.hists.get(backend, []) if model is None or r.model == model]
-        self._latency: dict[str, Latency | None] = {}
+        self._data = data
+        self._backend = backend
 
     def gauge(self, signal: str) -> float | None:
         """The models' last values summed (max for ``MAX_OVER_MODELS``); None when none."""
@@ -151,9 +214,7 @@ class BackendWindow:
         return max(vals) if signal in c.MAX_OVER_MODELS else sum(vals)
 
     def latency(self, signal: str) -> Latency | None:
-        if signal not in self._latency:
-            self._latency[signal] = latency_block(r for r in self._rows if r.signal == signal)
-        return self._latency[signal]
+        return self._data.latency(self._backend, signal, self.model)
 
     def rate(self, signal: str) -> float | None:
         return rate(self._counters, signal, self.model)

@@ -140,3 +140,28 @@ def test_no_warm_start_over_rolled_up_data(store: Stores) -> None:
     live = LiveWindow(horizon=300.0, started=T0 + 200)
     assert not live.warm(store.metrics, now=T0 + 200)
     assert not live.covers(T0 + 199) and live.covers(T0 + 200)
+
+
+def test_summaries_from_memory_match_the_store_and_survive_late_batches(store: Stores) -> None:
+    """A backend's latencies are kept per set of entries (``LiveWindow.memo``); a batch committed
+    late changes that set, so a window read after it never gets the latencies of before."""
+    from collector.query import BackendWindow
+
+    h = lambda n: HistogramDelta("ttft_seconds", "m1", (0.5, 1.0, INF), (n, n + 1.0, n + 2.0), n, n + 2.0, 15.0)  # noqa: E731
+    live = LiveWindow(horizon=600.0, started=T0)
+    reads, plain = Reads(store.metrics, store.observations, live), Reads(store.metrics, store.observations)
+
+    def commit(*recs: ScrapeRecord) -> None:
+        store.metrics.write(list(recs))
+        live.add(list(recs))
+
+    for k in (1, 2, 4):
+        commit(ScrapeRecord("a", T0 + 15 * k, True, None, 0.01, histograms=(h(float(k)),)))
+    until = T0 + 100
+    first = BackendWindow(WindowData.fetch(reads, until, 90), "a").latency("ttft_seconds")
+    assert first == BackendWindow(WindowData.fetch(plain, until, 90), "a").latency("ttft_seconds")
+    assert live.memo  # kept for the next reader
+    commit(ScrapeRecord("a", T0 + 45, True, None, 0.01, histograms=(h(30.0),)))  # a retried batch
+    after = BackendWindow(WindowData.fetch(reads, until, 90), "a").latency("ttft_seconds")
+    assert after != first
+    assert after == BackendWindow(WindowData.fetch(plain, until, 90), "a").latency("ttft_seconds")
