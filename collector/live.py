@@ -23,7 +23,7 @@ from collector.store import HistogramRow, MetricsStore
 from collector.summary import Latency
 from core.samples import ScrapeRecord
 
-__all__ = ["LiveWindow", "WindowRows"]
+__all__ = ["FleetSteps", "LiveWindow", "WindowRows"]
 
 #: readers' memo entries kept before it is cleared (a few rounds of a large fleet's latencies)
 _MEMO_MAX = 200_000
@@ -49,12 +49,59 @@ class WindowRows(NamedTuple):
     ranges: dict[str, tuple[int, int, int]]
 
 
-class LiveWindow:
-    """Per backend, the successful scrape records of the last ``horizon`` seconds."""
+class FleetSteps:
+    """Every backend's histogram deltas of ``signals`` summed per step of a fixed grid (step ``k``
+    covers ``((k-1)*step, k*step]``) over the last ``horizon`` seconds: what the fleet chart reads
+    (at 1,000 backends an hour of rows is a million; here it is 240 sums)."""
 
-    def __init__(self, horizon: float, started: float) -> None:
+    def __init__(self, step: float, horizon: float, signals: Sequence[str], started: float) -> None:
+        self.step = step
+        self.horizon = horizon
+        self.signals = frozenset(signals)
+        self._started = started
+        self._edge = -math.inf
+        #: k -> signal -> bounds -> summed counts
+        self._sums: dict[int, dict[str, dict[tuple[float, ...], list[float]]]] = {}
+
+    def covers(self, since: float, step: float) -> bool:
+        return step == self.step and since >= max(self._started, self._edge)
+
+    def add(self, rows: Sequence[HistogramRow]) -> None:
+        for r in rows:
+            if r.signal not in self.signals:
+                continue
+            k = math.ceil(r.ts / self.step)
+            layouts = self._sums.setdefault(k, {}).setdefault(r.signal, {})
+            held = layouts.get(r.bounds)
+            if held is None:
+                layouts[r.bounds] = list(r.counts)
+            else:
+                for i, c in enumerate(r.counts):
+                    held[i] += c
+
+    def prune(self, newest: float) -> None:
+        edge = newest - self.horizon
+        if edge <= self._edge:
+            return
+        cut = math.floor(edge / self.step)  # steps ending at or before the edge go
+        self._edge = cut * self.step
+        for k in [k for k in self._sums if k <= cut]:
+            del self._sums[k]
+
+    def merged(self, signal: str, first: int, last: int) -> list[list[tuple[Sequence[float], Sequence[float]]]]:
+        """Per step ``first`` … ``last``, the ``(bounds, counts)`` of each layout seen in it."""
+        return [[(b, tuple(c)) for b, c in self._sums.get(k, {}).get(signal, {}).items()]
+                for k in range(first, last + 1)]
+
+
+class LiveWindow:
+    """Per backend, the successful scrape records of the last ``horizon`` seconds; with a
+    ``fleet`` grid, also the fleet's per-step histogram sums (``FleetSteps``)."""
+
+    def __init__(self, horizon: float, started: float, fleet: FleetSteps | None = None) -> None:
         """``started``: from when on every committed record reaches ``add`` (this process's start,
         or, after ``warm``, the start of what was loaded)."""
+        self.fleet = fleet
         self.horizon = horizon
         self._started = started
         self._edge = -math.inf  # entries at or before it are dropped
@@ -74,16 +121,34 @@ class LiveWindow:
     def covers(self, since: float) -> bool:
         return since >= self.covered_from
 
+    def fleet_steps(self, signal: str, step: float, first: int, last: int
+                    ) -> list[list[tuple[Sequence[float], Sequence[float]]]] | None:
+        """The fleet's sums of ``signal`` per step ``first`` … ``last`` (see ``FleetSteps``); None
+        when they are not kept for that signal and step, or not back to step ``first``."""
+        fleet = self.fleet
+        with self._lock:
+            if fleet is None or signal not in fleet.signals or not fleet.covers((first - 1) * step, step):
+                return None
+            return fleet.merged(signal, first, last)
+
     def warm(self, store: MetricsStore, now: float) -> bool:
         """Load the last ``horizon`` seconds from the store (a restart then reads from memory
         at once); False, covering only from the start, when the store no longer has them raw."""
         since = now - self.horizon
+        fleet = self.fleet
+        fleet_since = since if fleet is None else min(since, now - fleet.horizon)
         records = store.raw_records(since)
+        fleet_rows = None
+        if fleet is not None and records is not None:
+            fleet_rows = store.histogram_deltas(fleet_since, since, signals=sorted(fleet.signals))
         if records is None:
             return False
         self.add(records)
         with self._lock:
             self._started = min(self._started, since)
+            if fleet is not None and fleet_rows is not None:
+                fleet.add(fleet_rows)  # what add() did not: the rest of the fleet's horizon
+                fleet._started = min(fleet._started, fleet_since)
         return True
 
     def add(self, records: Sequence[ScrapeRecord]) -> None:
@@ -101,8 +166,12 @@ class LiveWindow:
                     bisect.insort(series, entry, key=lambda e: e.ts)
                     self._generation[r.backend] = self._generation.get(r.backend, 0) + 1
                 newest = max(newest, entry.ts)
+                if self.fleet is not None:
+                    self.fleet.add(entry.hists)
             if newest > -math.inf:
                 self._prune(newest - self.horizon)
+                if self.fleet is not None:
+                    self.fleet.prune(newest)
 
     def _entry(self, r: ScrapeRecord) -> _Entry:
         ts = float(r.ts)

@@ -14,7 +14,6 @@ from alerts.model import AlertState, Transition
 from alerts.rules import Query, Rule
 from collector import query
 from collector.config import BackendConfig
-from collector.store import MetricsStore
 from core import conventions as c
 from core.numbers import exact_quantile
 from core.quantiles import merge, quantile_or_none
@@ -61,14 +60,33 @@ def downsample(points: Sequence[tuple[float, float | None]], max_points: int = M
     return out
 
 
-def fleet_quantiles(metrics: MetricsStore, now: float, window: float, step: float, signal: str = c.TTFT_SECONDS,
+#: the fleet page's chart: the last hour of the fleet's TTFT
+FLEET_CHART_WINDOW = 3600.0
+
+
+def fleet_chart_step(scrape_interval: float) -> float:
+    """The fleet chart's step (the live window keeps the fleet's sums on that grid)."""
+    return choose_step(FLEET_CHART_WINDOW, min_step=scrape_interval)
+
+
+def fleet_quantiles(reads: query.Reads, now: float, window: float, step: float, signal: str = c.TTFT_SECONDS,
                     quantiles: Sequence[float] = c.QUANTILES, backends: Sequence[str] | None = None
                     ) -> dict[float, Points]:
-    """Per step, each quantile of ``signal`` over the merged histograms of every backend."""
-    since, ends, slot = query.step_grid(now, window, step)
-    per: list[list[tuple[Sequence[float], Sequence[float]]]] = [[] for _ in ends]
-    for r in metrics.histogram_deltas(since, now, backends=backends, signals=[signal]):
-        per[slot(r.ts)].append((r.bounds, r.counts))
+    """Per step, each quantile of ``signal`` over the merged histograms of every backend (or of
+    ``backends``). Steps lie on a fixed grid, step ``k`` covering ``((k-1)*step, k*step]``, the last
+    one holding ``now``; from the live window's fleet sums when it keeps them, else from the store."""
+    last = math.ceil(now / step)
+    first = last - max(1, math.ceil(window / step)) + 1
+    ends = [k * step for k in range(first, last + 1)]
+    since = (first - 1) * step
+    kept = reads.live.fleet_steps(signal, step, first, last) if reads.live is not None and backends is None else None
+    per: list[list[tuple[Sequence[float], Sequence[float]]]]
+    if kept is not None:
+        per = kept
+    else:
+        per = [[] for _ in ends]
+        for r in reads.metrics.histogram_deltas(since, ends[-1], backends=backends, signals=[signal]):
+            per[min(len(ends) - 1, max(0, math.ceil(r.ts / step) - first))].append((r.bounds, r.counts))
     merged = [merge(rows) for rows in per]
     return {q: [(t, quantile_or_none(q, *m) if m else None) for t, m in zip(ends, merged, strict=True)]
             for q in quantiles}

@@ -14,9 +14,11 @@ import httpx
 import uvicorn
 
 from alerts.engine import AlertEngine
-from collector.live import LiveWindow
+from collector.live import FleetSteps, LiveWindow
 from collector.query import Reads
 from collector.scheduler import Collector
+from core import conventions as c
+from dashboards.data import FLEET_CHART_WINDOW, fleet_chart_step
 from inferwatch.config import Config
 from inferwatch.stores import Stores
 from web.app import create_app
@@ -51,7 +53,8 @@ class Service:
         self.stores = stores
         self.clock = clock
         # the newest minutes in memory: what the alert engine, the API and the pages read most
-        self.live = LiveWindow(live_horizon(cfg), started=clock())
+        fleet = FleetSteps(fleet_chart_step(cfg.scrape_interval), FLEET_CHART_WINDOW, (c.TTFT_SECONDS,), clock())
+        self.live = LiveWindow(live_horizon(cfg), started=clock(), fleet=fleet)
         self.collector = Collector(cfg, stores.metrics, stores.observations, clock=clock, live=self.live)
         reads = Reads(stores.metrics, stores.observations, self.live)
         # notifications go out through their own client: it honours HTTPS_PROXY & co.

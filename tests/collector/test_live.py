@@ -165,3 +165,35 @@ def test_summaries_from_memory_match_the_store_and_survive_late_batches(store: S
     after = BackendWindow(WindowData.fetch(reads, until, 90), "a").latency("ttft_seconds")
     assert after != first
     assert after == BackendWindow(WindowData.fetch(plain, until, 90), "a").latency("ttft_seconds")
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["as written", "warmed at start"])
+def test_the_fleet_chart_from_memory_equals_the_store(store: Stores, warm: bool) -> None:
+    """The fleet's per-step TTFT sums kept in memory give the chart the store would, on the same
+    fixed grid; after a restart they are loaded back for the whole hour."""
+    from collector.live import FleetSteps
+    from dashboards import data as d
+
+    step, now = 15.0, T0 + 3000.0
+    def ttft(k: int, i: int, model: str) -> HistogramDelta:
+        bounds = BOUNDS[(k + i) % 2]  # the layouts differ between backends and over time
+        counts = tuple(float((k * (i + 1)) % 7 + j) for j in range(len(bounds)))
+        return HistogramDelta("ttft_seconds", model, bounds, counts, 0.5 * k, counts[-1], 15.0)
+
+    batches = [[ScrapeRecord(b, T0 + 15.0 * k + 0.3 + i, True, None, 0.01,
+                             histograms=(ttft(k, i, "m1"), ttft(k, i, "m2"))) for i, b in enumerate(BACKENDS)]
+               for k in range(1, 190)]
+    fleet = FleetSteps(step, 3600.0, ("ttft_seconds",), started=T0)
+    live = LiveWindow(300.0, started=T0, fleet=fleet)
+    for batch in batches:
+        store.metrics.write(batch)
+        if not warm:
+            live.add(batch)
+    if warm:
+        live = LiveWindow(300.0, started=now, fleet=FleetSteps(step, 3600.0, ("ttft_seconds",), started=now))
+        assert live.warm(store.metrics, now)
+    from_memory = d.fleet_quantiles(Reads(store.metrics, store.observations, live), now, 1800.0, step)
+    from_store = d.fleet_quantiles(Reads(store.metrics, store.observations), now, 1800.0, step)
+    assert live.fleet_steps("ttft_seconds", step, int(now // step) - 119, int(now // step) + 1) is not None
+    assert from_memory == from_store
+    assert sum(v is not None for v in from_store[0.5]) > 100  # the chart has data to compare

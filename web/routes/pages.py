@@ -112,11 +112,11 @@ def _fleet(ctx: WebContext, window: float) -> dict[str, Any]:
                                                    "warn" if days < CERT_WARN_DAYS else "ok"),
             "firing": firing.get(s.name, 0),
         })
-    step = d.choose_step(3600.0, min_step=ctx.cfg.scrape_interval)
-    qs = d.fleet_quantiles(ctx.reads.metrics, now, 3600.0, step)
+    step = d.fleet_chart_step(ctx.cfg.scrape_interval)
+    qs = d.fleet_quantiles(ctx.reads, now, d.FLEET_CHART_WINDOW, step)
     chart = f.percentiles("Fleet TTFT (all backends, last hour)",
                           {query.quantile_key(q): d.downsample(pts) for q, pts in qs.items()},
-                          x_range=(now - 3600.0, now))
+                          x_range=(now - d.FLEET_CHART_WINDOW, now))
     return {"rows": rows, "waiting": not ctx.reads.metrics.latest_status(), "chart": chart, "now": now}
 
 @router.get("/", response_class=HTMLResponse)
