@@ -24,28 +24,67 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
+import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from bench.bench_collector import (
-    cpu_seconds,
-    free_port,
-    inferwatch_scrapes,
-    prometheus_scrapes,
-    wait_http,
-)
-
 START, END = "<!-- bench_scale -->", "<!-- /bench_scale -->"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return str(resp.read().decode())
+
+
+def wait_http(url: str, deadline: float = 60.0) -> None:
+    end = time.time() + deadline
+    while time.time() < end:
+        try:
+            get(url)
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {deadline:g}s")
+
+
+def inferwatch_scrapes(db: Path, t0: float, t1: float) -> float:
+    # one scrape_status row per scrape attempt, stamped with the scrape's start
+    with sqlite3.connect(db) as conn:
+        return float(conn.execute("SELECT count(*) FROM scrape_status WHERE ts > ? AND ts <= ?", (t0, t1)).fetchone()[0])
+
+
+def prometheus_scrapes(port: int, t0: float, t1: float) -> float:
+    # every completed scrape (success or not) appends one `up` sample for its target
+    query = urllib.parse.quote(f"sum(count_over_time(up[{(t1 - t0) * 1000:.0f}ms]))")
+    body = json.loads(get(f"http://127.0.0.1:{port}/api/v1/query?query={query}&time={t1:.3f}"))
+    return float(body["data"]["result"][0]["value"][1])
+
+
 
 
 @dataclass
