@@ -14,6 +14,7 @@ are fetched once per evaluation and shared by every rule that uses them.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 
@@ -48,8 +49,12 @@ class Fetcher:
     """Values of ``Need``s at one evaluation time, with the windows cached."""
 
     def __init__(self, reads: query.Reads, cfg: CollectorSettings, now: float,
-                 references: dict[tuple[str, str, str, float], tuple[float, float | None]] | None = None) -> None:
+                 references: dict[tuple[str, str, str, float], tuple[float, float | None]] | None = None,
+                 refresh_budget: int | None = None) -> None:
+        """``refresh_budget``: how many stale references this round may recompute (None: all);
+        the rest keep their last value until a later round (see ``refresh_budget``)."""
         self.reads = reads
+        self.budget = refresh_budget
         self.cfg = cfg
         self.now = now
         #: baseline references (e.g. a 24 h median) change slowly: kept across evaluations
@@ -119,8 +124,12 @@ class Fetcher:
     def _reference(self, backend: str, signal: str, stat: str, window: float) -> float | None:
         key = (backend, signal, stat, window)
         held = self.references.get(key)
-        if held is not None and self.now - held[0] < min(REFERENCE_TTL, window / 12):
+        if held is not None and self.now - held[0] < reference_ttl(window):
             return held[1]
+        if self.budget is not None:
+            if self.budget <= 0:  # this round's refreshes are spent: the last value serves
+                return None if held is None else held[1]
+            self.budget -= 1
         value = self._compute_reference(backend, signal, stat, window)
         self.references[key] = (self.now, value)
         return value
@@ -134,6 +143,34 @@ class Fetcher:
         if not points:
             return None
         return statistics.median(points) if stat == "median" else statistics.fmean(points)
+
+
+def _is_reference(need: Need) -> bool:
+    """Whether ``Fetcher`` reads ``need`` as a reference (a per-backend series over the window),
+    as its ``backend_value`` decides."""
+    if need.aggregation in ("median", "mean"):
+        return True
+    return (need.aggregation == "avg" and bool(need.window) and need.signal in _SUMMARY_GAUGES
+            and need.signal not in _SERIES_OF)
+
+
+def reference_ttl(window: float) -> float:
+    """How long a reference over ``window`` is reused: at most 5 minutes, a twelfth of the window
+    for short ones (``avg(queue_depth[10m])`` is recomputed every 50 s)."""
+    return min(REFERENCE_TTL, window / 12)
+
+
+def refresh_budget(rules: Sequence[Rule], backends: int, evaluation_interval: float) -> int:
+    """How many references one evaluation may recompute: twice what keeps every reference within
+    its TTL on average, at least 16. A long window's reference reads hours of rows of one backend;
+    without a budget, every backend's would expire in the same round (a 24 h median of 1,000
+    backends is a 10–20 s round), delaying every alert of that round."""
+    per_round = 0.0
+    for rule in rules:
+        for need in rule.needs():
+            if _is_reference(need):
+                per_round += backends * evaluation_interval / reference_ttl(need.window or DEFAULT_WINDOW)
+    return max(16, math.ceil(2 * per_round))
 
 
 def _backend_targets(backends: Sequence[BackendConfig]) -> dict[str, str]:
@@ -156,10 +193,12 @@ def _kind(rule: Rule) -> str:
 
 
 def fetch_values(rules: Sequence[Rule], reads: query.Reads, cfg: CollectorSettings, now: float,
-                 references: dict[tuple[str, str, str, float], tuple[float, float | None]] | None = None) -> Values:
+                 references: dict[tuple[str, str, str, float], tuple[float, float | None]] | None = None,
+                 budget: int | None = None) -> Values:
     """``{rule name: {instance label set: value or None}}`` for ``alerts.evaluate.evaluate``;
-    ``references`` (kept by the caller across evaluations) caches baseline references."""
-    f = Fetcher(reads, cfg, now, references)
+    ``references`` (kept by the caller across evaluations) caches baseline references, ``budget``
+    caps how many stale ones this round recomputes."""
+    f = Fetcher(reads, cfg, now, references, budget)
     gpus: list[tuple[dict[str, str], float | None]] | None = None
     certs: list[tuple[dict[str, str], float | None]] | None = None
     out: dict[str, dict[LabelSet, float | None]] = {}

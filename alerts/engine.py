@@ -21,7 +21,7 @@ from dataclasses import replace
 import httpx
 
 from alerts.config import AlertingConfig
-from alerts.data import fetch_values
+from alerts.data import fetch_values, refresh_budget
 from alerts.dispatcher import Dispatcher
 from alerts.evaluate import evaluate, notifiable
 from alerts.model import AlertState, Notification, Transition
@@ -84,6 +84,7 @@ class AlertEngine:
         self.failures = 0
         self._wake: asyncio.Event | None = None
         self._references: dict[tuple[str, str, str, float], tuple[float, float | None]] = {}
+        self._budget = refresh_budget(self.rules, len(cfg.backends), cfg.evaluation_interval)
 
     def dashboard_url(self, t: Transition | AlertState) -> str | None:
         base = self.cfg.dashboard_base()
@@ -96,7 +97,8 @@ class AlertEngine:
             self.states = await asyncio.to_thread(self.store.load_alert_states)
             self.sent = await asyncio.to_thread(self.store.last_sent, self.states)
             self._loaded = True
-        values = dict(await asyncio.to_thread(fetch_values, self.rules, self.reads, self.cfg, now, self._references))
+        values = dict(await asyncio.to_thread(fetch_values, self.rules, self.reads, self.cfg, now, self._references,
+                                              self._budget))
         if self.burn_rules:  # SLO multi-window burn-rate alerts share the state machine and routing
             values.update(await asyncio.to_thread(burn_values, self.burn_rules, self.reads.metrics, self.cfg, now))
         states, transitions = evaluate([*self.rules, *(b.rule for b in self.burn_rules)], values, self.states, now)

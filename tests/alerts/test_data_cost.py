@@ -51,3 +51,39 @@ def test_an_evaluation_reads_the_fleet_a_fixed_number_of_times(tmp_path: Path, m
     large = _reads_of_one_evaluation(tmp_path, 60, monkeypatch)
     assert small == large, (small, large)
     assert all(small[name] <= 1 for name in FLEET_READS), small
+
+
+def test_baseline_references_refresh_a_few_backends_a_round(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 24 h reference reads hours of one backend's rows: a round recomputes at most its budget
+    of them, the others keep their last value, and every backend gets one within a few rounds."""
+    from alerts.data import refresh_budget
+    from alerts.evaluate import labelset
+    from core.samples import CounterDelta
+
+    n = 40
+    backends = [{"name": f"b{i}", "engine": "vllm", "url": f"http://127.0.0.1:{10000 + i}"} for i in range(n)]
+    cfg = parse({"storage": f"sqlite:///{tmp_path}/r.db", "backends": backends})
+    stores = Stores.open(cfg.storage)
+    stores.migrate()
+    stores.metrics.write([ScrapeRecord(f"b{i}", NOW - 60 * k, True, None, 0.01,
+                                       counters=(CounterDelta("generation_tokens_total", "", 6000.0, 60.0),))
+                          for i in range(n) for k in range(1, 30)])
+    rule = next(r for r in DEFAULT_RULES if r.name == "TokenThroughputDegraded")
+    assert refresh_budget([rule], 1000, 15.0) == 100  # 1,000 backends: a 24 h median each 5 min
+    calls: Counter[str] = Counter()
+    original = MetricsStore.counter_steps
+
+    def counted(self: MetricsStore, *args: object, **kwargs: object) -> object:
+        calls["counter_steps"] += 1
+        return original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(MetricsStore, "counter_steps", counted)
+    references: dict = {}
+    seen: set[str] = set()
+    for round_ in range(4):
+        calls.clear()
+        values = fetch_values([rule], stores.reads, cfg, NOW + round_, references, budget=12)
+        assert calls["counter_steps"] <= 12, calls
+        seen |= {f"b{i}" for i in range(n) if values[rule.name][labelset({"backend": f"b{i}"})] is not None}
+    stores.close()
+    assert seen == {f"b{i}" for i in range(n)}  # 40 references in rounds of 12: all after 4
