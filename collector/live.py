@@ -79,6 +79,11 @@ class FleetSteps:
                 for i, c in enumerate(r.counts):
                     held[i] += c
 
+    def load(self, rows: Sequence[HistogramRow], since: float) -> None:
+        """Rows from the store back to ``since``: the sums now cover from there."""
+        self.add(rows)
+        self._started = min(self._started, since)
+
     def prune(self, newest: float) -> None:
         edge = newest - self.horizon
         if edge <= self._edge:
@@ -138,17 +143,14 @@ class LiveWindow:
         fleet = self.fleet
         fleet_since = since if fleet is None else min(since, now - fleet.horizon)
         records = store.raw_records(since)
-        fleet_rows = None
-        if fleet is not None and records is not None:
-            fleet_rows = store.histogram_deltas(fleet_since, since, signals=sorted(fleet.signals))
         if records is None:
             return False
+        fleet_rows = [] if fleet is None else store.histogram_deltas(fleet_since, since, signals=sorted(fleet.signals))
         self.add(records)
         with self._lock:
             self._started = min(self._started, since)
-            if fleet is not None and fleet_rows is not None:
-                fleet.add(fleet_rows)  # what add() did not: the rest of the fleet's horizon
-                fleet._started = min(fleet._started, fleet_since)
+            if fleet is not None:  # what add() did not: the rest of the fleet's horizon
+                fleet.load(fleet_rows, fleet_since)
         return True
 
     def add(self, records: Sequence[ScrapeRecord]) -> None:

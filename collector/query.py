@@ -64,12 +64,6 @@ def latency_of(m: Merged) -> Latency:
                    mean=(m.sum / m.count) if m.count > 0 else None, count=m.count)
 
 
-def latency_block(rows: Iterable[HistogramRow]) -> Latency | None:
-    """p50, p95, p99, mean and count over the rows' merged bucket deltas; None with no rows."""
-    m = merged_rows(list(rows))
-    return None if m is None else latency_of(m)
-
-
 @dataclass(frozen=True)
 class Reads:
     """What the query layer reads: the metrics store and the observation store, and the

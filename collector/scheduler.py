@@ -199,11 +199,10 @@ class Collector:
         """Run ``source`` on its schedule until cancelled, handing each result to the writer."""
         interval = source.interval
         start = self.clock() if loop_start is None else loop_start
-        # a grid source runs first soon after start, within one interval, at a stable offset: the
-        # hash of its backend's name (so an upgrade or restart keeps each backend's phase)
-        key = source.backend if isinstance(source, EngineScrape) else source.name
-        next_at = start + (_offset(key, interval) if source.schedule == "grid" else 0.0)
         grid = source.schedule == "grid"
+        # a grid source runs first soon after start, within one interval, at a stable offset: the
+        # hash of its name (so a restart keeps each backend's phase)
+        next_at = start + (_offset(source.name, interval) if grid else 0.0)
         while True:
             delay = next_at - self.clock()
             if delay > 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 from collector.config import BackendConfig, CollectorSettings
@@ -41,8 +42,7 @@ def engine_scrape(cfg: CollectorSettings, b: BackendConfig) -> EngineScrape:
                           Limits(cfg.timeout_for(b), cfg.max_body_bytes), cfg.interval_for(b), headers)
     if b.engine == "triton":  # Triton also exports its GPUs (nv_gpu_*): same GPU vocabulary
         host = urlsplit(b.url).hostname or b.name
-        return EngineScrape(scrape.backend, scrape.url, scrape.adapter, scrape.limits, scrape.interval, headers,
-                            gpus=lambda fams: from_triton(fams, host), gpu_families=frozenset(WANTED_TRITON))
+        return replace(scrape, gpus=lambda fams: from_triton(fams, host), gpu_families=frozenset(WANTED_TRITON))
     return scrape
 
 

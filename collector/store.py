@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -282,6 +283,7 @@ class MetricsStore:
     def __init__(self, db: Database, retention: Retention | None = None) -> None:
         self.db = db
         self.retention = retention if retention is not None else Retention()
+        self._lock = threading.Lock()  # guards the layout caches (the writer thread and readers)
         self._layout_ids: dict[tuple[float, ...], int] = {}
         self._layout_bounds: dict[int, tuple[float, ...]] = {}
 
@@ -376,7 +378,7 @@ class MetricsStore:
                     list(cursor_rows.values()),
                 )
         if new_layouts:  # only once committed: a rolled-back layout id must not be cached
-            with self.db.lock:
+            with self._lock:
                 for bounds, layout_id in new_layouts.items():
                     self._layout_ids[bounds] = layout_id
                     self._layout_bounds[layout_id] = bounds
@@ -387,7 +389,7 @@ class MetricsStore:
         needed: set[tuple[float, ...]],
         new_layouts: dict[tuple[float, ...], int],
     ) -> dict[tuple[float, ...], int]:
-        with self.db.lock:
+        with self._lock:
             known = {b: self._layout_ids[b] for b in needed if b in self._layout_ids}
         missing = {b: dumps_floats(b) for b in needed if b not in known}
         if missing:
@@ -664,7 +666,7 @@ class MetricsStore:
         ]
 
     def _layouts_by_id(self, conn: sa.Connection, ids: set[int]) -> dict[int, tuple[float, ...]]:
-        with self.db.lock:
+        with self._lock:
             found = {i: self._layout_bounds[i] for i in ids if i in self._layout_bounds}
         missing = sorted(ids - found.keys())
         for i in range(0, len(missing), IN_CHUNK):
@@ -676,7 +678,7 @@ class MetricsStore:
             for layout_id, text in rows:
                 bounds = loads_floats(text)
                 found[layout_id] = bounds
-                with self.db.lock:  # committed rows: safe to cache
+                with self._lock:  # committed rows: safe to cache
                     self._layout_bounds[layout_id] = bounds
                     self._layout_ids[bounds] = layout_id
         return found

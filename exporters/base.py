@@ -43,7 +43,7 @@ Schedule = Literal["grid", "after"]
 class Source(Protocol):
     @property
     def name(self) -> str:
-        """Unique among the sources, for logs: ``scrape vllm-a``, ``probe vllm-a``, ``tls h:443`` …"""
+        """Unique among the sources, for logs: ``vllm-a`` (its scrape), ``probe vllm-a``, ``tls h:443`` …"""
         ...
 
     @property

@@ -40,7 +40,9 @@ class EngineScrape:
 
     @property
     def name(self) -> str:
-        return f"scrape {self.backend}"
+        """The backend's name: the collector places a grid source's ticks by its name's hash, so
+        each backend keeps its phase across restarts and upgrades."""
+        return self.backend
 
     async def collect(self, http: Http, clock: Clock = time.time) -> ScrapeResult:
         ts = clock()

@@ -13,7 +13,6 @@ once on PostgreSQL take an advisory lock, so only one creates the schema). Store
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
@@ -69,8 +68,6 @@ class Database:
             self.dialect = "postgresql"
         else:
             raise ValueError(f"unsupported storage URL {url!r}: use sqlite:/// or postgresql://")
-        #: guards caches the stores keep next to the database (layout ids)
-        self.lock = threading.Lock()
 
     def upsert(self, table: sa.Table) -> Upsert:
         """``INSERT`` of this dialect, with ``on_conflict_do_update``/``on_conflict_do_nothing``."""

@@ -68,8 +68,9 @@ class WebContext:
         return self.engine.muted if self.engine is not None else {}
 
     # -- backends, certificates, GPUs ---------------------------------------------------------
-    def summaries(self, window: float) -> list[BackendSummary]:
-        return query.summaries(self.reads, self.cfg.backends, self.clock(), window, self.local_host)
+    def summaries(self, window: float, now: float | None = None) -> list[BackendSummary]:
+        return query.summaries(self.reads, self.cfg.backends, self.clock() if now is None else now, window,
+                               self.local_host)
 
     def summary(self, b: BackendConfig, window: float) -> BackendSummary:
         """One backend's summary, reading only its rows."""

@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector as PromCollector
 from prometheus_client.samples import Sample
 
 from alerts.engine import AlertEngine
-from collector.summary import BackendSummary, Figures, Latency, ProbeSummary, Quantiles
+from collector.summary import BackendSummary, Figures, ProbeSummary, Quantiles
 from core import conventions as c
 from core.numbers import LatencyHistogram
 from core.samples import CertResult, GpuSample
@@ -62,12 +62,11 @@ class FleetCollector(PromCollector):
             (GaugeMetricFamily(c.METRIC_KV_CACHE, "KV-cache usage, 0..1 (max over models)."),
              lambda f: f.kv_cache_usage_ratio),
         ]
-        summaries: list[tuple[Metric, Callable[[Figures], Latency | None]]] = [
+        summaries: list[tuple[Metric, str]] = [
             (Metric(name, f"{key.upper()} latency over the window, from the engine's histogram buckets "
                           "(quantiles interpolated like histogram_quantile; _sum/_count cover the window).", "summary"),
-             read)
-            for key, name, read in (("ttft", c.METRIC_TTFT, _ttft), ("itl", c.METRIC_ITL, _itl),
-                                    ("e2e", c.METRIC_E2E, _e2e))
+             key)
+            for key, name in (("ttft", c.METRIC_TTFT), ("itl", c.METRIC_ITL), ("e2e", c.METRIC_E2E))
         ]
         for s in rows:
             lab = _labels(s)
@@ -78,8 +77,8 @@ class FleetCollector(PromCollector):
                 v = figure(s.figures)
                 if v is not None:
                     fam.samples.append(_sample(fam.name, lab, float(v)))
-            for summary, latency in summaries:
-                block = latency(s.figures)
+            for summary, key in summaries:
+                block = s.figures.latency(key)
                 if block is None or not block.count:
                     continue
                 _add_quantiles(summary, lab, block)
@@ -199,18 +198,6 @@ class FleetCollector(PromCollector):
                 if p.used_memory_bytes is not None:
                     procs.add_metric([*lab, str(p.pid), p.name or ""], float(p.used_memory_bytes))
         yield from (*(fam for fam, _ in fams), procs)
-
-
-def _ttft(f: Figures) -> Latency | None:
-    return f.ttft
-
-
-def _itl(f: Figures) -> Latency | None:
-    return f.itl
-
-
-def _e2e(f: Figures) -> Latency | None:
-    return f.e2e
 
 
 def _add_quantiles(fam: Metric, labels: dict[str, str], block: Quantiles) -> None:

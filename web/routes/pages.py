@@ -87,7 +87,7 @@ def parse_range(rng: str, start: str | None, end: str | None, now: float) -> tup
 # -- fleet -----------------------------------------------------------------------------------
 def _fleet(ctx: WebContext, window: float) -> dict[str, Any]:
     now = ctx.clock()
-    summaries = query.summaries(ctx.reads, ctx.cfg.backends, now, window, ctx.local_host)
+    summaries = ctx.summaries(window, now)
     certs = {r.target: r for r in ctx.reads.observations.certificate_results()}
     firing: dict[str, int] = {}
     for a in ctx.alert_states().values():
