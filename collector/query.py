@@ -138,8 +138,8 @@ class WindowData:
             for p in reads.observations.probe_results_between(since, until, backends=probed):
                 probes[p.backend].append(p)
         # with backends named, every signal of the vocabulary (all a store holds: adapters map
-        # only to those) too: the read is then a range of the (backend, signal, ts) index, not
-        # every row those backends ever had (SQLite would use the index's prefix only)
+        # only to those) too: the read is then ranges of the (series_id, ts) index of exactly
+        # those series
         signals = list(c.SIGNALS) if backends is not None else None
         ranges: dict[str, tuple[int, int, int]] = {}
         memo = None

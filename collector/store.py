@@ -4,10 +4,15 @@ PostgreSQL (SQLAlchemy 2.x Core), over the shared ``storage.database.Database``.
 Layout (created by the Alembic migrations in ``storage/migrations``, run by ``Database.migrate``):
 
 * ``scrape_status``: one row per scrape (ts, backend, up, reason, duration).
-* ``gauges``: (ts, backend, model, signal, value) of successful scrapes.
-* ``counter_deltas``: (ts, backend, model, signal, delta, interval_seconds).
-* ``histogram_deltas``: bucket deltas as compact JSON text plus ``layout_id`` into
-  ``bucket_layouts`` (the bounds, written once per distinct layout, cached in memory).
+* ``series``: one row per (backend, signal, model), written once; every data row below names
+  its series by this integer id instead of repeating the three texts (the ``(series_id, ts)``
+  index is a third the size of a ``(backend, signal, ts)`` one).
+* ``gauges``: (ts, series_id, value) of successful scrapes.
+* ``counter_deltas``: (ts, series_id, delta, interval_seconds).
+* ``histogram_deltas``: bucket deltas as bytes (``storage.codec.pack_counts``: the occupied
+  buckets' increments in the narrowest integer width, 7-12 bytes for a vLLM histogram where JSON
+  text took 60-100) plus ``layout_id`` into ``bucket_layouts`` (the bounds, written once per
+  distinct layout, cached in memory).
 * ``<table>_rollup``: the same four tables downsampled by ``maintain`` (extra ``step`` column).
   Raw and rolled-up rows live in separate tables so that the hot raw tables stay small and a
   rollup pass finds its work through the ``ts`` index; every read is a ``UNION ALL`` of both.
@@ -24,7 +29,7 @@ edges are multiples of ``rollup_step`` returns exactly the same totals before an
 Non-finite numbers: a NaN gauge (or duration, or histogram sum) is stored as NULL and read back as
 ``math.nan``; ``±inf`` is stored as is (both databases support it). Counter deltas whose delta or
 interval is not finite, and histogram deltas whose count is not finite, carry no usable
-information and are dropped. JSON text (cursors, bucket counts and bounds) spells ``+Inf``,
+information and are dropped. JSON text (cursors and bucket bounds) spells ``+Inf``,
 ``-Inf`` and ``NaN`` as strings, as the Prometheus exposition format does.
 
 >>> from storage.database import Database
@@ -41,6 +46,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,7 +64,7 @@ from core.samples import (
     HistogramDelta,
     ScrapeRecord,
 )
-from storage.codec import dumps_floats, enc, loads_floats, null_to_nan
+from storage.codec import dumps_floats, enc, loads_floats, null_to_nan, pack_counts, unpack_counts
 from storage.database import IN_CHUNK, Database, in_chunks, metadata
 from storage.retention import Retention
 
@@ -124,9 +130,23 @@ def _step(suffix: str) -> list[sa.Column[Any]]:
     return [sa.Column("step", sa.Double, nullable=False)] if suffix else []
 
 
+#: (backend, signal, model): what a row of ``series`` names, and every data row refers to by id
+SeriesKey = tuple[str, str, str]
+
+series = sa.Table(
+    "series",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("backend", sa.Text, nullable=False),
+    sa.Column("signal", sa.Text, nullable=False),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.UniqueConstraint("backend", "signal", "model", name="uq_series_key"),
+)
+
+
 def _series_indexes(name: str) -> list[sa.Index]:
     return [
-        sa.Index(f"ix_{name}_series", "backend", "signal", "ts"),
+        sa.Index(f"ix_{name}_series", "series_id", "ts"),
         sa.Index(f"ix_{name}_ts", "ts"),
     ]
 
@@ -148,9 +168,7 @@ def _tables(suffix: str) -> tuple[sa.Table, sa.Table, sa.Table, sa.Table]:
         f"gauges{suffix}",
         metadata,
         sa.Column("ts", sa.Double, nullable=False),
-        sa.Column("backend", sa.Text, nullable=False),
-        sa.Column("model", sa.Text, nullable=False),
-        sa.Column("signal", sa.Text, nullable=False),
+        sa.Column("series_id", sa.Integer, nullable=False),
         sa.Column("value", sa.Double, nullable=True),
         *_step(suffix),
         *_series_indexes(f"gauges{suffix}"),
@@ -159,9 +177,7 @@ def _tables(suffix: str) -> tuple[sa.Table, sa.Table, sa.Table, sa.Table]:
         f"counter_deltas{suffix}",
         metadata,
         sa.Column("ts", sa.Double, nullable=False),
-        sa.Column("backend", sa.Text, nullable=False),
-        sa.Column("model", sa.Text, nullable=False),
-        sa.Column("signal", sa.Text, nullable=False),
+        sa.Column("series_id", sa.Integer, nullable=False),
         sa.Column("delta", sa.Double, nullable=False),
         sa.Column("interval_seconds", sa.Double, nullable=False),
         *_step(suffix),
@@ -171,11 +187,9 @@ def _tables(suffix: str) -> tuple[sa.Table, sa.Table, sa.Table, sa.Table]:
         f"histogram_deltas{suffix}",
         metadata,
         sa.Column("ts", sa.Double, nullable=False),
-        sa.Column("backend", sa.Text, nullable=False),
-        sa.Column("model", sa.Text, nullable=False),
-        sa.Column("signal", sa.Text, nullable=False),
+        sa.Column("series_id", sa.Integer, nullable=False),
         sa.Column("layout_id", sa.Integer, sa.ForeignKey("bucket_layouts.id"), nullable=False),
-        sa.Column("counts", sa.Text, nullable=False),
+        sa.Column("counts", sa.LargeBinary, nullable=False),
         sa.Column("sum", sa.Double, nullable=True),
         sa.Column("count", sa.Double, nullable=False),
         sa.Column("interval_seconds", sa.Double, nullable=False),
@@ -266,9 +280,32 @@ def _bucket_end(ts: float, step: float) -> float:
 
 #: the column order of the rows ``write`` builds as tuples
 _STATUS_COLUMNS = ("ts", "backend", "up", "reason", "duration")
-_GAUGE_COLUMNS = ("ts", "backend", "model", "signal", "value")
-_COUNTER_COLUMNS = ("ts", "backend", "model", "signal", "delta", "interval_seconds")
-_HIST_COLUMNS = ("ts", "backend", "model", "signal", "layout_id", "counts", "sum", "count", "interval_seconds")
+_GAUGE_COLUMNS = ("ts", "series_id", "value")
+_COUNTER_COLUMNS = ("ts", "series_id", "delta", "interval_seconds")
+_HIST_COLUMNS = ("ts", "series_id", "layout_id", "counts", "sum", "count", "interval_seconds")
+
+
+def _of_series(t: sa.Table, backends: Sequence[str] | None, signals: Sequence[str] | None
+               ) -> sa.ColumnElement[bool]:
+    """``t``'s rows of the series of these backends and signals (None: any); ``true`` if both None."""
+    where = []
+    if backends is not None:
+        where.append(series.c.backend.in_(list(dict.fromkeys(backends))))
+    if signals is not None:
+        where.append(series.c.signal.in_(list(dict.fromkeys(signals))))
+    return t.c.series_id.in_(sa.select(series.c.id).where(*where)) if where else sa.true()
+
+
+def _row_order(r: HistogramRow) -> tuple[float, str, str, str]:
+    return (r.ts, r.backend, r.signal, r.model)
+
+
+def _step_and_model(v: tuple[Any, ...]) -> tuple[int, str]:
+    return (v[0], v[1])
+
+
+def _ts_and_model(v: tuple[Any, ...]) -> tuple[float, str]:
+    return (v[0], v[1])
 
 
 # --- the store ---------------------------------------------------------------------------------
@@ -286,6 +323,10 @@ class MetricsStore:
         self._lock = threading.Lock()  # guards the layout caches (the writer thread and readers)
         self._layout_ids: dict[tuple[float, ...], int] = {}
         self._layout_bounds: dict[int, tuple[float, ...]] = {}
+        #: the ``series`` rows this process has written or read (the writer resolves each
+        #: (backend, signal, model) once; readers map ids back); committed rows only
+        self._series_ids: dict[SeriesKey, int] = {}
+        self._series_keys: dict[int, SeriesKey] = {}
 
     # --- writing -----------------------------------------------------------------------------
 
@@ -293,10 +334,36 @@ class MetricsStore:
         """Store a batch of scrape records in ONE transaction: all of it, or (on error) none."""
         if not records:
             return
+        ids = self._series_ids  # this batch keeps this dict even if ``maintain`` swaps in a new one
+        missing: set[SeriesKey] = set()
+        for r in records:
+            if r.up:
+                b = r.backend
+                missing.update(k for k in ((b, p.signal, p.model) for p in r.gauges) if k not in ids)
+                missing.update(k for k in ((b, p.signal, p.model) for p in r.counters) if k not in ids)
+                missing.update(k for k in ((b, p.signal, p.model) for p in r.histograms) if k not in ids)
+        new_layouts: dict[tuple[float, ...], int] = {}
+        new_series: dict[SeriesKey, int] = {}
+        with self.db.engine.begin() as conn:
+            if missing:
+                new_series = self._resolve_series(conn, missing)
+                ids = {**ids, **new_series}
+            self._write_rows(conn, records, ids, new_layouts)
+        # only once committed: a rolled-back id must not be cached
+        with self._lock:
+            for bounds, layout_id in new_layouts.items():
+                self._layout_ids[bounds] = layout_id
+                self._layout_bounds[layout_id] = bounds
+            for key, series_id in new_series.items():
+                self._series_ids[key] = series_id
+                self._series_keys[series_id] = key
+
+    def _write_rows(self, conn: sa.Connection, records: Sequence[ScrapeRecord], ids: dict[SeriesKey, int],
+                    new_layouts: dict[tuple[float, ...], int]) -> None:
         status_rows: list[tuple[float, str, bool, str | None, float | None]] = []
-        gauge_rows: list[tuple[float, str, str, str, float | None]] = []
-        counter_rows: list[tuple[float, str, str, str, float, float]] = []
-        #: (bounds, the row with the layout id to fill in at index 4)
+        gauge_rows: list[tuple[float, int, float | None]] = []
+        counter_rows: list[tuple[float, int, float, float]] = []
+        #: (bounds, the row with the layout id to fill in at index 2)
         hist_rows: list[tuple[tuple[float, ...], list[Any]]] = []
         latest: dict[str, ScrapeRecord] = {}
         last_success: dict[str, float] = {}
@@ -312,16 +379,17 @@ class MetricsStore:
             if r.up:
                 if ts > last_success.get(backend, -math.inf):
                     last_success[backend] = ts
-                gauge_rows.extend((ts, backend, g.model, g.signal, nan_to_none(g.value)) for g in r.gauges)
+                gauge_rows.extend((ts, ids[(backend, g.signal, g.model)], nan_to_none(g.value)) for g in r.gauges)
                 for c in r.counters:
                     delta, interval = float(c.delta), float(c.interval)
                     if isfinite(delta) and isfinite(interval):
-                        counter_rows.append((ts, backend, c.model, c.signal, delta, interval))
+                        counter_rows.append((ts, ids[(backend, c.signal, c.model)], delta, interval))
                 for h in r.histograms:
                     count = float(h.count)
                     if isfinite(count):
-                        hist_rows.append((tuple(h.bounds), [ts, backend, h.model, h.signal, 0, dumps_floats(h.counts),
-                                                            nan_to_none(h.sum), count, float(h.interval)]))
+                        hist_rows.append((tuple(h.bounds), [ts, ids[(backend, h.signal, h.model)], 0,
+                                                            pack_counts(h.counts), nan_to_none(h.sum), count,
+                                                            float(h.interval)]))
             if r.cursor is not None:
                 held = newest_cursor.get(backend)
                 if held is None or ts >= held.ts:
@@ -340,48 +408,72 @@ class MetricsStore:
             for b, r in latest.items()
         ]
 
-        new_layouts: dict[tuple[float, ...], int] = {}
-        with self.db.engine.begin() as conn:
-            if hist_rows:
-                layout_ids = self._resolve_layouts(conn, {b for b, _ in hist_rows}, new_layouts)
-                for bounds, row in hist_rows:
-                    row[4] = layout_ids[bounds]
-                self.db.bulk_insert(conn, histogram_deltas, _HIST_COLUMNS, [tuple(row) for _, row in hist_rows])
-            self.db.bulk_insert(conn, scrape_status, _STATUS_COLUMNS, status_rows)
-            self.db.bulk_insert(conn, gauges, _GAUGE_COLUMNS, gauge_rows)
-            self.db.bulk_insert(conn, counter_deltas, _COUNTER_COLUMNS, counter_rows)
-            ins = self.db.upsert(backend_status)
+        if hist_rows:
+            layout_ids = self._resolve_layouts(conn, {b for b, _ in hist_rows}, new_layouts)
+            for bounds, row in hist_rows:
+                row[2] = layout_ids[bounds]
+            self.db.bulk_insert(conn, histogram_deltas, _HIST_COLUMNS, [tuple(row) for _, row in hist_rows])
+        self.db.bulk_insert(conn, scrape_status, _STATUS_COLUMNS, status_rows)
+        self.db.bulk_insert(conn, gauges, _GAUGE_COLUMNS, gauge_rows)
+        self.db.bulk_insert(conn, counter_deltas, _COUNTER_COLUMNS, counter_rows)
+        ins = self.db.upsert(backend_status)
+        conn.execute(
+            ins.on_conflict_do_update(
+                index_elements=["backend"],
+                set_={
+                    "ts": ins.excluded.ts,
+                    "up": ins.excluded.up,
+                    "reason": ins.excluded.reason,
+                    "duration": ins.excluded.duration,
+                    "last_success_ts": sa.func.coalesce(
+                        ins.excluded.last_success_ts, backend_status.c.last_success_ts
+                    ),
+                },
+                where=backend_status.c.ts <= ins.excluded.ts,
+            ),
+            latest_rows,
+        )
+        if cursor_rows:
+            ins = self.db.upsert(cursors)
             conn.execute(
                 ins.on_conflict_do_update(
                     index_elements=["backend"],
-                    set_={
-                        "ts": ins.excluded.ts,
-                        "up": ins.excluded.up,
-                        "reason": ins.excluded.reason,
-                        "duration": ins.excluded.duration,
-                        "last_success_ts": sa.func.coalesce(
-                            ins.excluded.last_success_ts, backend_status.c.last_success_ts
-                        ),
-                    },
-                    where=backend_status.c.ts <= ins.excluded.ts,
+                    set_={"ts": ins.excluded.ts, "snapshot": ins.excluded.snapshot},
+                    where=cursors.c.ts <= ins.excluded.ts,
                 ),
-                latest_rows,
+                list(cursor_rows.values()),
             )
-            if cursor_rows:
-                ins = self.db.upsert(cursors)
-                conn.execute(
-                    ins.on_conflict_do_update(
-                        index_elements=["backend"],
-                        set_={"ts": ins.excluded.ts, "snapshot": ins.excluded.snapshot},
-                        where=cursors.c.ts <= ins.excluded.ts,
-                    ),
-                    list(cursor_rows.values()),
-                )
-        if new_layouts:  # only once committed: a rolled-back layout id must not be cached
-            with self._lock:
-                for bounds, layout_id in new_layouts.items():
-                    self._layout_ids[bounds] = layout_id
-                    self._layout_bounds[layout_id] = bounds
+
+    def _resolve_series(self, conn: sa.Connection, keys: set[SeriesKey]) -> dict[SeriesKey, int]:
+        """The ids of ``keys`` in ``series``, inserting those not there yet (inside ``conn``'s
+        transaction: a batch that rolls back leaves no id behind)."""
+        rows = [{"backend": b, "signal": s, "model": m} for b, s, m in sorted(keys, key=repr)]
+        conn.execute(
+            self.db.upsert(series).on_conflict_do_nothing(index_elements=["backend", "signal", "model"]), rows
+        )
+        found: dict[SeriesKey, int] = {}
+        for chunk in in_chunks(sorted({k[0] for k in keys})):
+            assert chunk is not None
+            q = sa.select(series.c.id, series.c.backend, series.c.signal, series.c.model).where(
+                series.c.backend.in_(chunk))
+            found.update(((b, sig, m), i) for i, b, sig, m in conn.execute(q))
+        return {k: found[k] for k in keys}
+
+    def _keys_of(self, conn: sa.Connection, ids: set[int]) -> dict[int, SeriesKey]:
+        """(backend, signal, model) of each series id (an id whose row is gone is left out)."""
+        known = self._series_keys
+        found = {i: known[i] for i in ids if i in known}
+        missing = sorted(ids - found.keys())
+        for i in range(0, len(missing), IN_CHUNK):
+            rows = conn.execute(
+                sa.select(series.c.id, series.c.backend, series.c.signal, series.c.model).where(
+                    series.c.id.in_(missing[i : i + IN_CHUNK]))
+            )
+            fresh = {series_id: (b, sig, m) for series_id, b, sig, m in rows}
+            found.update(fresh)
+            with self._lock:  # committed rows: safe to cache
+                self._series_keys.update(fresh)
+        return found
 
     def _resolve_layouts(
         self,
@@ -432,20 +524,26 @@ class MetricsStore:
             for t in (gauges_rollup, counter_deltas_rollup, histogram_deltas_rollup):
                 if conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c.ts > since)).scalar_one():
                     return None
-            g = gauges
-            for b, ts, m, sig, v in conn.execute(sa.select(g.c.backend, g.c.ts, g.c.model, g.c.signal, g.c.value)
-                                                 .where(g.c.ts > since)):
+            g, c, h = gauges, counter_deltas, histogram_deltas
+            gauge_rows = conn.execute(sa.select(g.c.series_id, g.c.ts, g.c.value).where(g.c.ts > since)).all()
+            counter_rows = conn.execute(sa.select(c.c.series_id, c.c.ts, c.c.delta, c.c.interval_seconds)
+                                        .where(c.c.ts > since)).all()
+            hist_rows = conn.execute(sa.select(h.c.series_id, h.c.ts, h.c.layout_id, h.c.counts, h.c.sum,
+                                               h.c.count, h.c.interval_seconds).where(h.c.ts > since)).all()
+            keys = self._keys_of(conn, {r[0] for rows in (gauge_rows, counter_rows, hist_rows) for r in rows})
+            bounds_of = self._layouts_by_id(conn, {r[2] for r in hist_rows})
+        for sid, ts, v in gauge_rows:
+            if sid in keys:
+                b, sig, m = keys[sid]
                 slot(b, ts)[0].append(GaugePoint(sig, m, null_to_nan(v)))
-            c = counter_deltas
-            for b, ts, m, sig, d, i in conn.execute(sa.select(c.c.backend, c.c.ts, c.c.model, c.c.signal, c.c.delta,
-                                                              c.c.interval_seconds).where(c.c.ts > since)):
+        for sid, ts, d, i in counter_rows:
+            if sid in keys:
+                b, sig, m = keys[sid]
                 slot(b, ts)[1].append(CounterDelta(sig, m, float(d), float(i)))
-            h = histogram_deltas
-            rows = conn.execute(sa.select(h.c.backend, h.c.ts, h.c.model, h.c.signal, h.c.layout_id, h.c.counts, h.c.sum,
-                                          h.c.count, h.c.interval_seconds).where(h.c.ts > since)).all()
-            bounds_of = self._layouts_by_id(conn, {r[4] for r in rows})
-            for b, ts, m, sig, layout_id, counts, total, count, interval in rows:
-                slot(b, ts)[2].append(HistogramDelta(sig, m, bounds_of[layout_id], loads_floats(counts),
+        for sid, ts, layout_id, counts, total, count, interval in hist_rows:
+            if sid in keys:
+                b, sig, m = keys[sid]
+                slot(b, ts)[2].append(HistogramDelta(sig, m, bounds_of[layout_id], unpack_counts(counts),
                                                      null_to_nan(total), float(count), float(interval)))
         return [ScrapeRecord(b, ts, True, None, math.nan, tuple(gs), tuple(cs), tuple(hs))
                 for (b, ts), (gs, cs, hs) in sorted(by_scrape.items())]
@@ -469,23 +567,22 @@ class MetricsStore:
         ``ts > since`` (NaN where the value was NaN)."""
 
         def part(t: sa.Table) -> sa.Select[Any]:
-            return sa.select(t.c.backend, t.c.signal, t.c.model, t.c.ts, t.c.value).where(
-                t.c.ts > since
-            )
+            return sa.select(t.c.series_id, t.c.ts, t.c.value).where(t.c.ts > since)
 
         u = sa.union_all(part(gauges), part(gauges_rollup)).subquery()
+        # ``+ 0``: partitioned by an expression, not the column, or SQLite would walk the whole
+        # (series_id, ts) index in order instead of the window's range of the ts index
         ranked = sa.select(
-            u,
-            sa.func.row_number()
-            .over(partition_by=(u.c.backend, u.c.signal, u.c.model), order_by=u.c.ts.desc())
-            .label("rn"),
+            u, sa.func.row_number().over(partition_by=u.c.series_id + 0, order_by=u.c.ts.desc()).label("rn")
         ).subquery()
-        q = sa.select(
-            ranked.c.backend, ranked.c.signal, ranked.c.model, ranked.c.ts, ranked.c.value
-        ).where(ranked.c.rn == 1)
+        q = sa.select(ranked.c.series_id, ranked.c.ts, ranked.c.value).where(ranked.c.rn == 1)
         out: dict[str, dict[tuple[str, str], tuple[float, float]]] = {}
         with self.db.engine.connect() as conn:
-            for backend, signal, model, ts, value in conn.execute(q):
+            rows = conn.execute(q).all()
+            keys = self._keys_of(conn, {r[0] for r in rows})
+        for sid, ts, value in rows:
+            if sid in keys:
+                backend, signal, model = keys[sid]
                 out.setdefault(backend, {})[(signal, model)] = (float(ts), null_to_nan(value))
         return out
 
@@ -495,14 +592,15 @@ class MetricsStore:
         """(ts, model, value) of one gauge signal of one backend, ``since < ts <= until``."""
 
         def part(t: sa.Table) -> sa.Select[Any]:
-            return sa.select(t.c.ts, t.c.model, t.c.value).where(
-                t.c.backend == backend, t.c.signal == signal, t.c.ts > since, t.c.ts <= until
+            return sa.select(t.c.ts, t.c.series_id, t.c.value).where(
+                _of_series(t, [backend], [signal]), t.c.ts > since, t.c.ts <= until
             )
 
-        u = sa.union_all(part(gauges), part(gauges_rollup)).subquery()
-        q = sa.select(u.c.ts, u.c.model, u.c.value).order_by(u.c.ts, u.c.model)
+        q = sa.union_all(part(gauges), part(gauges_rollup))
         with self.db.engine.connect() as conn:
-            return [(float(ts), m, null_to_nan(v)) for ts, m, v in conn.execute(q)]
+            rows = conn.execute(q).all()
+            keys = self._keys_of(conn, {r[1] for r in rows})
+        return sorted((float(ts), keys[sid][2], null_to_nan(v)) for ts, sid, v in rows if sid in keys)
 
     def gauge_steps(
         self, backend: str, signals: Sequence[str], since: float, until: float, step: float, n: int
@@ -511,8 +609,8 @@ class MetricsStore:
         ``n`` steps of ``step`` seconds after ``since`` (``since < ts <= until``), reduced in SQL."""
 
         def part(t: sa.Table) -> sa.Select[Any]:
-            return sa.select(t.c.signal, t.c.ts, t.c.model, t.c.value).where(
-                t.c.backend == backend, t.c.signal.in_(list(signals)), t.c.ts > since, t.c.ts <= until
+            return sa.select(t.c.series_id, t.c.ts, t.c.value).where(
+                _of_series(t, [backend], signals), t.c.ts > since, t.c.ts <= until
             )
 
         u = sa.union_all(part(gauges), part(gauges_rollup)).subquery()
@@ -520,16 +618,21 @@ class MetricsStore:
         q: sa.Select[Any]
         if self.db.dialect == "sqlite":
             # SQLite documents it: with max(), bare columns come from the row holding the maximum
-            q = sa.select(u.c.signal, slot, u.c.model, u.c.value, sa.func.max(u.c.ts)).group_by(
-                u.c.signal, slot, u.c.model)
+            q = sa.select(u.c.series_id, slot, u.c.value, sa.func.max(u.c.ts)).group_by(u.c.series_id, slot)
         else:
-            q = (sa.select(u.c.signal, slot, u.c.model, u.c.value)
-                 .ext(postgresql.distinct_on(u.c.signal, slot, u.c.model))
-                 .order_by(u.c.signal, slot, u.c.model, u.c.ts.desc()))
+            q = (sa.select(u.c.series_id, slot, u.c.value)
+                 .ext(postgresql.distinct_on(u.c.series_id, slot))
+                 .order_by(u.c.series_id, slot, u.c.ts.desc()))
         out: dict[str, list[tuple[int, str, float]]] = {s: [] for s in signals}
         with self.db.engine.connect() as conn:
-            for sig, i, m, v, *_ in conn.execute(q):
+            rows = conn.execute(q).all()
+            keys = self._keys_of(conn, {r[0] for r in rows})
+        for sid, i, v, *_ in rows:
+            if sid in keys:
+                _, sig, m = keys[sid]
                 out[sig].append((int(i), m, null_to_nan(v)))
+        for values in out.values():
+            values.sort(key=_step_and_model)
         return out
 
     def counter_totals(
@@ -540,32 +643,22 @@ class MetricsStore:
         signals: Sequence[str] | None = None,
     ) -> dict[tuple[str, str, str], tuple[float, float]]:
         """(backend, signal, model) -> (sum of deltas, sum of intervals), ``since < ts <= until``;
-        optionally only some backends and signals (with both, the read is a range of the
-        ``(backend, signal, ts)`` index instead of every row of those backends)."""
-        out: dict[tuple[str, str, str], tuple[float, float]] = {}
-        signal_list = None if signals is None else list(dict.fromkeys(signals))
+        optionally only some backends and signals (with either, the read is ranges of the
+        ``(series_id, ts)`` index instead of every row of the window)."""
+        sums: list[tuple[int, float, float]] = []
         with self.db.engine.connect() as conn:
             for chunk in in_chunks(backends):
 
                 def part(t: sa.Table, chunk: Sequence[str] | None = chunk) -> sa.Select[Any]:
-                    q = sa.select(
-                        t.c.backend, t.c.signal, t.c.model, t.c.delta, t.c.interval_seconds
-                    ).where(t.c.ts > since, t.c.ts <= until)
-                    if signal_list is not None:
-                        q = q.where(t.c.signal.in_(signal_list))
-                    return q if chunk is None else q.where(t.c.backend.in_(chunk))
+                    return sa.select(t.c.series_id, t.c.delta, t.c.interval_seconds).where(
+                        _of_series(t, chunk, signals), t.c.ts > since, t.c.ts <= until)
 
                 u = sa.union_all(part(counter_deltas), part(counter_deltas_rollup)).subquery()
-                q = sa.select(
-                    u.c.backend,
-                    u.c.signal,
-                    u.c.model,
-                    sa.func.sum(u.c.delta),
-                    sa.func.sum(u.c.interval_seconds),
-                ).group_by(u.c.backend, u.c.signal, u.c.model)
-                for b, s, m, delta, interval in conn.execute(q):
-                    out[(b, s, m)] = (float(delta), float(interval))
-        return out
+                q = sa.select(u.c.series_id, sa.func.sum(u.c.delta), sa.func.sum(u.c.interval_seconds)
+                              ).group_by(u.c.series_id)
+                sums.extend(conn.execute(q).all())
+            keys = self._keys_of(conn, {r[0] for r in sums})
+        return {keys[sid]: (float(delta), float(interval)) for sid, delta, interval in sums if sid in keys}
 
     def counter_series(
         self, backend: str, signal: str, since: float, until: float
@@ -579,16 +672,21 @@ class MetricsStore:
         """Like ``counter_series`` for several signals of one backend, in one read."""
 
         def part(t: sa.Table) -> sa.Select[Any]:
-            return sa.select(t.c.signal, t.c.ts, t.c.model, t.c.delta, t.c.interval_seconds).where(
-                t.c.backend == backend, t.c.signal.in_(list(signals)), t.c.ts > since, t.c.ts <= until
+            return sa.select(t.c.series_id, t.c.ts, t.c.delta, t.c.interval_seconds).where(
+                _of_series(t, [backend], signals), t.c.ts > since, t.c.ts <= until
             )
 
-        u = sa.union_all(part(counter_deltas), part(counter_deltas_rollup)).subquery()
-        q = sa.select(u).order_by(u.c.ts, u.c.model)
+        q = sa.union_all(part(counter_deltas), part(counter_deltas_rollup))
         out: dict[str, list[tuple[float, str, float, float]]] = {s: [] for s in signals}
         with self.db.engine.connect() as conn:
-            for sig, ts, m, d, i in conn.execute(q):
+            rows = conn.execute(q).all()
+            keys = self._keys_of(conn, {r[0] for r in rows})
+        for sid, ts, d, i in rows:
+            if sid in keys:
+                _, sig, m = keys[sid]
                 out[sig].append((float(ts), m, float(d), float(i)))
+        for values in out.values():
+            values.sort(key=_ts_and_model)
         return out
 
     def counter_steps(
@@ -598,18 +696,24 @@ class MetricsStore:
         the ``n`` steps of ``step`` seconds after ``since`` (``since < ts <= until``), summed in SQL."""
 
         def part(t: sa.Table) -> sa.Select[Any]:
-            return sa.select(t.c.signal, t.c.ts, t.c.model, t.c.delta, t.c.interval_seconds).where(
-                t.c.backend == backend, t.c.signal.in_(list(signals)), t.c.ts > since, t.c.ts <= until
+            return sa.select(t.c.series_id, t.c.ts, t.c.delta, t.c.interval_seconds).where(
+                _of_series(t, [backend], signals), t.c.ts > since, t.c.ts <= until
             )
 
         u = sa.union_all(part(counter_deltas), part(counter_deltas_rollup)).subquery()
         slot = self._step_index(u.c.ts, since, step, n).label("slot")
-        q = sa.select(u.c.signal, slot, u.c.model, sa.func.sum(u.c.delta), sa.func.sum(u.c.interval_seconds)
-                      ).group_by(u.c.signal, slot, u.c.model)
+        q = sa.select(u.c.series_id, slot, sa.func.sum(u.c.delta), sa.func.sum(u.c.interval_seconds)
+                      ).group_by(u.c.series_id, slot)
         out: dict[str, list[tuple[int, str, float, float]]] = {s: [] for s in signals}
         with self.db.engine.connect() as conn:
-            for sig, i, m, d, iv in conn.execute(q):
+            rows = conn.execute(q).all()
+            keys = self._keys_of(conn, {r[0] for r in rows})
+        for sid, i, d, iv in rows:
+            if sid in keys:
+                _, sig, m = keys[sid]
                 out[sig].append((int(i), m, float(d), float(iv)))
+        for values in out.values():
+            values.sort(key=_step_and_model)
         return out
 
     def _step_index(self, ts: sa.ColumnElement[float], since: float, step: float, n: int) -> sa.ColumnElement[int]:
@@ -630,40 +734,25 @@ class MetricsStore:
     ) -> list[HistogramRow]:
         """Every histogram delta with ``since < ts <= until``, ordered by ts, backend, signal,
         model; optionally only some backends and signals."""
-        signal_list = None if signals is None else list(dict.fromkeys(signals))
-        raw: list[tuple[str, str, str, float, int, str, float | None, float]] = []
+        raw: list[tuple[int, float, int, bytes, float | None, float]] = []
         with self.db.engine.connect() as conn:
             for chunk in in_chunks(backends):
 
                 def part(t: sa.Table, chunk: Sequence[str] | None = chunk) -> sa.Select[Any]:
-                    q = sa.select(
-                        t.c.backend,
-                        t.c.signal,
-                        t.c.model,
-                        t.c.ts,
-                        t.c.layout_id,
-                        t.c.counts,
-                        t.c.sum,
-                        t.c.count,
-                    ).where(t.c.ts > since, t.c.ts <= until)
-                    if chunk is not None:
-                        q = q.where(t.c.backend.in_(chunk))
-                    if signal_list is not None:
-                        q = q.where(t.c.signal.in_(signal_list))
-                    return q
+                    return sa.select(t.c.series_id, t.c.ts, t.c.layout_id, t.c.counts, t.c.sum, t.c.count).where(
+                        _of_series(t, chunk, signals), t.c.ts > since, t.c.ts <= until)
 
-                u = sa.union_all(part(histogram_deltas), part(histogram_deltas_rollup)).subquery()
-                q = sa.select(u).order_by(u.c.ts, u.c.backend, u.c.signal, u.c.model)
-                raw.extend(tuple(r) for r in conn.execute(q))
-            bounds_of = self._layouts_by_id(conn, {r[4] for r in raw})
-        if backends is not None and len(backends) > IN_CHUNK:
-            raw.sort(key=lambda r: (r[3], r[0], r[1], r[2]))
+                raw.extend(conn.execute(sa.union_all(part(histogram_deltas), part(histogram_deltas_rollup))).all())
+            keys = self._keys_of(conn, {r[0] for r in raw})
+            bounds_of = self._layouts_by_id(conn, {r[2] for r in raw})
         nan = math.nan
-        return [
-            HistogramRow(b, s, m, float(ts), bounds_of[layout_id], loads_floats(counts),
+        rows = [
+            HistogramRow(*keys[sid], float(ts), bounds_of[layout_id], unpack_counts(counts),
                          nan if total is None else float(total), float(count))
-            for b, s, m, ts, layout_id, counts, total, count in raw
+            for sid, ts, layout_id, counts, total, count in raw if sid in keys
         ]
+        rows.sort(key=_row_order)
+        return rows
 
     def _layouts_by_id(self, conn: sa.Connection, ids: set[int]) -> dict[int, tuple[float, ...]]:
         with self._lock:
@@ -711,8 +800,8 @@ class MetricsStore:
         averaged and ``up`` true only if every scrape in the bucket was up. Each slice of work
         inserts its rollups and deletes their raw rows in the same transaction, so a rerun (or a
         crash) never counts anything twice. Everything older than ``rollup_seconds``, raw or
-        rolled up, is deleted, as are cursors and latest-status rows of backends not heard
-        from since then.
+        rolled up, is deleted, as are cursors, latest-status rows and the ``series`` rows of
+        backends not heard from since then.
         """
         ret = self.retention
         step = float(ret.rollup_step)
@@ -730,6 +819,11 @@ class MetricsStore:
                 backend_status,
             ):
                 conn.execute(sa.delete(t).where(t.c.ts <= expire))
+            # the series of backends not heard from since ``expire`` (none of their rows are left)
+            gone = conn.execute(sa.delete(series).where(series.c.backend.not_in(sa.select(backend_status.c.backend))))
+        if gone.rowcount:
+            with self._lock:  # new dicts: a write in flight keeps the ones it took
+                self._series_ids, self._series_keys = {}, {}
         slice_len = step * max(1, round(_SLICE_SECONDS / step))
         while True:
             with self.db.engine.connect() as conn:
@@ -783,109 +877,58 @@ class MetricsStore:
 
         g = gauges
         inner = (
-            sa.select(
-                self._bucket_expr(g.c.ts, step).label("bts"),
-                g.c.backend,
-                g.c.model,
-                g.c.signal,
-                g.c.value,
-            )
+            sa.select(self._bucket_expr(g.c.ts, step).label("bts"), g.c.series_id, g.c.value)
             .where(g.c.ts <= end)
             .subquery()
         )
         conn.execute(
             gauges_rollup.insert().from_select(
-                ["ts", "backend", "model", "signal", "value", "step"],
-                sa.select(
-                    inner.c.bts,
-                    inner.c.backend,
-                    inner.c.model,
-                    inner.c.signal,
-                    sa.func.avg(inner.c.value),
-                    step_lit,
-                ).group_by(inner.c.bts, inner.c.backend, inner.c.model, inner.c.signal),
+                ["ts", "series_id", "value", "step"],
+                sa.select(inner.c.bts, inner.c.series_id, sa.func.avg(inner.c.value), step_lit
+                          ).group_by(inner.c.bts, inner.c.series_id),
             )
         )
 
         c = counter_deltas
         inner = (
-            sa.select(
-                self._bucket_expr(c.c.ts, step).label("bts"),
-                c.c.backend,
-                c.c.model,
-                c.c.signal,
-                c.c.delta,
-                c.c.interval_seconds,
-            )
+            sa.select(self._bucket_expr(c.c.ts, step).label("bts"), c.c.series_id, c.c.delta, c.c.interval_seconds)
             .where(c.c.ts <= end)
             .subquery()
         )
         conn.execute(
             counter_deltas_rollup.insert().from_select(
-                ["ts", "backend", "model", "signal", "delta", "interval_seconds", "step"],
-                sa.select(
-                    inner.c.bts,
-                    inner.c.backend,
-                    inner.c.model,
-                    inner.c.signal,
-                    sa.func.sum(inner.c.delta),
-                    sa.func.sum(inner.c.interval_seconds),
-                    step_lit,
-                ).group_by(inner.c.bts, inner.c.backend, inner.c.model, inner.c.signal),
+                ["ts", "series_id", "delta", "interval_seconds", "step"],
+                sa.select(inner.c.bts, inner.c.series_id, sa.func.sum(inner.c.delta),
+                          sa.func.sum(inner.c.interval_seconds), step_lit).group_by(inner.c.bts, inner.c.series_id),
             )
         )
 
         h = histogram_deltas
-        acc: dict[tuple[float, str, str, str, int], list[Any]] = {}
+        acc: dict[tuple[float, int, int], list[Any]] = {}
         rows = conn.execute(
-            sa.select(
-                h.c.ts,
-                h.c.backend,
-                h.c.model,
-                h.c.signal,
-                h.c.layout_id,
-                h.c.counts,
-                h.c.sum,
-                h.c.count,
-                h.c.interval_seconds,
-            ).where(h.c.ts <= end),
+            sa.select(h.c.ts, h.c.series_id, h.c.layout_id, h.c.counts, h.c.sum, h.c.count, h.c.interval_seconds
+                      ).where(h.c.ts <= end),
             execution_options={"yield_per": 10_000},
         )
-        for ts, backend, model, signal, layout_id, counts, total, count, interval in rows:
-            key = (_bucket_end(float(ts), step), backend, model, signal, layout_id)
-            values = loads_floats(counts)
+        for ts, series_id, layout_id, counts, total, count, interval in rows:
+            key = (_bucket_end(float(ts), step), series_id, layout_id)
+            values = unpack_counts(counts)
             total_f = null_to_nan(total)
             held = acc.get(key)
             if held is None:
-                acc[key] = [list(values), total_f, float(count), float(interval)]
+                acc[key] = [values, total_f, float(count), float(interval)]
             else:
-                held[0] = [a + b for a, b in zip(held[0], values, strict=True)]
+                held[0] = tuple(map(operator.add, held[0], values))
                 held[1] += total_f
                 held[2] += float(count)
                 held[3] += float(interval)
         if acc:
-            conn.execute(
-                histogram_deltas_rollup.insert(),
-                [
-                    {
-                        "ts": bts,
-                        "backend": backend,
-                        "model": model,
-                        "signal": signal,
-                        "layout_id": layout_id,
-                        "counts": dumps_floats(counts),
-                        "sum": nan_to_none(total),
-                        "count": count,
-                        "interval_seconds": interval,
-                        "step": step,
-                    }
-                    for (bts, backend, model, signal, layout_id), (
-                        counts,
-                        total,
-                        count,
-                        interval,
-                    ) in acc.items()
-                ],
+            self.db.bulk_insert(
+                conn,
+                histogram_deltas_rollup,
+                (*_HIST_COLUMNS, "step"),
+                [(bts, series_id, layout_id, pack_counts(counts), nan_to_none(total), count, interval, step)
+                 for (bts, series_id, layout_id), (counts, total, count, interval) in acc.items()],
             )
         for t in (scrape_status, gauges, counter_deltas, histogram_deltas):
             conn.execute(sa.delete(t).where(t.c.ts <= end))

@@ -500,7 +500,11 @@ def test_maintain_rolls_up_and_preserves_window_totals(store_url: str) -> None:
         assert store.metrics.status_series("a", 0.0, start + 1800.0) == []
         assert store.metrics.counter_totals(start + 1800.0, end) != {}
         store.maintain(end + 10 * 86400.0)
-        assert sum(_all_counts(store).values()) - count_rows(store, "bucket_layouts") == 0
+        assert sum(_all_counts(store).values()) - count_rows(store, "bucket_layouts") == 0  # series too
+        # a backend heard from again gets its series back (not ids cached from before)
+        late_ts = end + 10 * 86400.0 + 15.0
+        store.metrics.write([ok("a", late_ts, counters=(CounterDelta("requests_total", "m", 3.0, 15.0),))])
+        assert store.metrics.counter_totals(late_ts - 1.0, late_ts) == {("a", "requests_total", "m"): (3.0, 15.0)}
     finally:
         store.close()
 
