@@ -18,6 +18,7 @@ from core.schema import ConfigModel
 from core.units import Duration, Size, Threshold
 from exporters.adapters import ENGINES, PROBE_ONLY, make_adapter
 from exporters.base import OptionsError
+from exporters.families import SeriesLimits
 
 __all__ = [
     "BackendConfig", "CollectorSettings", "DcgmTarget", "GpusConfig", "ProbeConfig", "ProbeTargets",
@@ -103,6 +104,13 @@ class BackendConfig(ConfigModel):
     # the host whose GPUs serve this backend, as GPU readings name it (dcgm-exporter's Hostname,
     # NVML's hostname); default: the URL's host, or this machine's for a loopback URL
     gpu_host: str | None = Field(default=None, min_length=1)
+    # per-backend overrides of the top-level scrape limits (None: the top-level value; 0: none)
+    sample_limit: int | None = Field(default=None, ge=0)
+    label_limit: int | None = Field(default=None, ge=0)
+    label_name_length_limit: int | None = Field(default=None, ge=0)
+    label_value_length_limit: int | None = Field(default=None, ge=0)
+    follow_redirects: bool = True  # within the backend's own origin (scheme, host, port)
+    cross_origin_redirects: bool = False  # to any other origin too (credentials are not sent there)
 
     @field_validator("engine")
     @classmethod
@@ -156,6 +164,12 @@ class CollectorSettings(ConfigModel):
     scrape_timeout: Duration = 10.0
     scrape_concurrency: int = Field(64, ge=1)
     max_body_bytes: Size = 16 * 1024 * 1024
+    # what one scrape may hold (Prometheus's names; 0: no limit); a scrape over one fails with a
+    # reason naming it and stores nothing. A 4-model vLLM body is about 1,500 samples.
+    sample_limit: int = Field(50_000, ge=0)
+    label_limit: int = Field(64, ge=0)
+    label_name_length_limit: int = Field(256, ge=0)
+    label_value_length_limit: int = Field(4096, ge=0)
     backends: list[BackendConfig] = Field(default_factory=list)
     gpus: GpusConfig = Field(default_factory=GpusConfig)
     tls: list[TlsTargetConfig] = Field(default_factory=list)
@@ -172,6 +186,17 @@ class CollectorSettings(ConfigModel):
 
     def interval_for(self, b: BackendConfig) -> float:
         return b.interval if b.interval is not None else self.scrape_interval
+
+    def series_limits_for(self, b: BackendConfig) -> SeriesLimits:
+        def pick(own: int | None, default: int) -> int:
+            return default if own is None else own
+
+        return SeriesLimits(
+            samples=pick(b.sample_limit, self.sample_limit),
+            labels=pick(b.label_limit, self.label_limit),
+            label_name_length=pick(b.label_name_length_limit, self.label_name_length_limit),
+            label_value_length=pick(b.label_value_length_limit, self.label_value_length_limit),
+        )
 
     def timeout_for(self, b: BackendConfig) -> float:
         t = b.timeout if b.timeout is not None else self.scrape_timeout

@@ -38,8 +38,9 @@ def tls_target(b: BackendConfig) -> str | None:
 
 def engine_scrape(cfg: CollectorSettings, b: BackendConfig) -> EngineScrape:
     headers = {"Authorization": f"Bearer {b.bearer_token}"} if b.bearer_token else {}
-    scrape = EngineScrape(b.name, b.metrics_url, make_adapter(b.engine, b.options),
-                          Limits(cfg.timeout_for(b), cfg.max_body_bytes), cfg.interval_for(b), headers)
+    limits = Limits(cfg.timeout_for(b), cfg.max_body_bytes, b.follow_redirects, b.cross_origin_redirects)
+    scrape = EngineScrape(b.name, b.metrics_url, make_adapter(b.engine, b.options), limits, cfg.interval_for(b),
+                          headers, series_limits=cfg.series_limits_for(b))
     if b.engine == "triton":  # Triton also exports its GPUs (nv_gpu_*): same GPU vocabulary
         host = urlsplit(b.url).hostname or b.name
         return replace(scrape, gpus=lambda fams: from_triton(fams, host), gpu_families=frozenset(WANTED_TRITON))

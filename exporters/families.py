@@ -34,3 +34,23 @@ class ParseError(ValueError):
         super().__init__(f"line {lineno}: {message}")
         self.message = message
         self.lineno = lineno
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesLimits:
+    """What one scrape may hold, as Prometheus's scrape limits (0: no limit): ``samples``
+    (``sample_limit``: sample lines in the body), and per kept series ``labels``
+    (``label_limit``), ``label_name_length`` and ``label_value_length`` (characters)."""
+
+    samples: int = 0
+    labels: int = 0
+    label_name_length: int = 0
+    label_value_length: int = 0
+
+
+class LimitError(ValueError):
+    """A body over one of its ``SeriesLimits``; ``reason`` names the limit (its config key)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

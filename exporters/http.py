@@ -12,8 +12,15 @@ keep-alive connection per origin on asyncio streams, the request written in one 
 response framed by ``Content-Length``, chunked encoding or the connection's end, ``gzip`` and
 ``deflate`` decoded. At a thousand targets that path costs a quarter of a general client's CPU
 per request (``bench/README.md``). A reused connection the server had closed is retried once on a
-new one, as browsers and httpx do. https targets, redirects and anything the lean path does not
-speak go through the shared ``httpx.AsyncClient``, with the same limits and the same reasons.
+new one, as browsers and httpx do. https targets and anything the lean path does not speak go
+through the shared ``httpx.AsyncClient``, with the same limits and the same reasons.
+
+Compressed bodies are inflated incrementally and never past ``max_body_bytes`` (a 1 MiB gzip
+bomb costs 16 MiB at most, then fails). Redirects (both paths) are followed here, at most
+``MAX_REDIRECTS``, and only within the target's own origin (scheme, host, port) unless
+``Limits.cross_origin_redirects``; credentials never go to another origin. A reason never quotes
+the target's body or headers, only positions and lengths: what a target answers may be another
+service's page it was redirected to.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import socket
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
@@ -33,6 +40,9 @@ __all__ = ["ACCEPT", "FetchError", "Http", "Limits"]
 ACCEPT = "text/plain;version=0.0.4;q=0.9,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1"
 #: response head (status line and headers) at most this long
 MAX_HEAD = 64 * 1024
+#: redirects followed per fetch (Prometheus and httpx: 10)
+MAX_REDIRECTS = 10
+_REDIRECTS = frozenset((301, 302, 303, 307, 308))
 #: idle keep-alive connections kept per origin
 IDLE_PER_ORIGIN = 2
 _READ = 64 * 1024
@@ -40,10 +50,14 @@ _READ = 64 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """What one fetch may take: ``timeout`` seconds in all, ``max_body_bytes`` of body."""
+    """What one fetch may take: ``timeout`` seconds in all (redirects included),
+    ``max_body_bytes`` of body (on the wire and inflated); whether redirects are followed, and
+    to another origin."""
 
     timeout: float
     max_body_bytes: int
+    follow_redirects: bool = True
+    cross_origin_redirects: bool = False
 
 
 class FetchError(Exception):
@@ -56,6 +70,21 @@ class FetchError(Exception):
 
 class _Fallback(Exception):
     """The lean path does not handle this response (a redirect …): ask httpx instead."""
+
+
+class _Redirect(Exception):
+    """A 3xx with a Location: ``Http.exposition`` decides whether to follow it."""
+
+    def __init__(self, status: int, location: str) -> None:
+        super().__init__(status)
+        self.status = status
+        self.location = location
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
 
 
 class _Stale(Exception):
@@ -100,7 +129,7 @@ def _decoded(body: bytes, encoding: str, limits: Limits) -> bytes:
         d = zlib.decompressobj(zlib.MAX_WBITS if body[:1] == b"\x78" else -zlib.MAX_WBITS)
     else:
         raise _Fallback(encoding)
-    try:
+    try:  # at most cap + 1 bytes out, whatever the ratio: a bomb stops here
         out = d.decompress(body, limits.max_body_bytes + 1)
     except zlib.error as exc:
         raise FetchError(f"HTTP protocol error: bad {encoding} body ({exc})") from None
@@ -135,15 +164,9 @@ class Http:
 
     async def exposition(self, url: str, limits: Limits, headers: Mapping[str, str] | None = None) -> bytes:
         """The body of ``GET url``, checked: status < 400, not HTML or JSON, within the size cap."""
-        parts = urlsplit(url)
         try:
             async with asyncio.timeout(limits.timeout):
-                if self.lean and parts.scheme == "http" and parts.hostname:
-                    try:
-                        return await self._lean(parts.hostname, parts.port or 80, url, limits, headers or {})
-                    except _Fallback:
-                        pass
-                return await self._httpx(url, limits, headers or {})
+                return await self._follow(url, limits, headers or {})
         except FetchError:
             raise
         except TimeoutError:
@@ -156,11 +179,42 @@ class Http:
             text = str(exc)
             if "incomplete" in text.lower() or "closed" in text.lower():
                 raise FetchError("truncated body: the connection closed before the announced length was sent") from None
-            raise FetchError(f"HTTP protocol error: {text}") from None
-        except httpx.HTTPError as exc:
-            raise FetchError(f"HTTP error: {type(exc).__name__}: {exc}") from None
+            raise FetchError("HTTP protocol error: not a valid HTTP/1.1 response") from None
+        except httpx.HTTPError as exc:  # (its message may quote the response: not shown)
+            raise FetchError(f"HTTP error: {type(exc).__name__}") from None
         except OSError as exc:
             raise FetchError(f"network error: {exc.strerror or exc}") from None
+
+    async def _follow(self, url: str, limits: Limits, headers: Mapping[str, str]) -> bytes:
+        home = _origin(url)
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                return await self._once(url, limits, headers)
+            except _Redirect as r:
+                if not limits.follow_redirects:
+                    raise FetchError(f"HTTP {r.status} redirect not followed (follow_redirects is off)") from None
+                nxt = urljoin(url, r.location.strip())
+                parts = urlsplit(nxt)
+                if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+                    raise FetchError(f"HTTP {r.status} redirect to a location that is not http(s)") from None
+                there = _origin(nxt)
+                if there != home:
+                    if not limits.cross_origin_redirects:
+                        raise FetchError(
+                            f"HTTP {r.status} redirect to another origin ({there[0]}://{there[1]}:{there[2]}) "
+                            "not followed; set cross_origin_redirects: true on this backend to allow it") from None
+                    headers = {}  # credentials stay with the origin they were configured for
+                url = nxt
+        raise FetchError(f"more than {MAX_REDIRECTS} redirects")
+
+    async def _once(self, url: str, limits: Limits, headers: Mapping[str, str]) -> bytes:
+        parts = urlsplit(url)
+        if self.lean and parts.scheme == "http" and parts.hostname:
+            try:
+                return await self._lean(parts.hostname, parts.port or 80, url, limits, headers)
+            except _Fallback:
+                pass
+        return await self._httpx(url, limits, headers)
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, {}
@@ -236,7 +290,7 @@ class Http:
         version, _, tail = status_line.partition(b" ")
         code = tail[:3]
         if not version.startswith(b"HTTP/1.") or not code.isdigit():
-            raise FetchError(f"HTTP protocol error: not an HTTP/1.x response ({status_line[:40]!r})")
+            raise FetchError(f"HTTP protocol error: not an HTTP/1.x response (a {len(status_line)}-byte status line)")
         status = int(code)
         fields: dict[str, str] = {}
         for line in rest.split(b"\r\n"):
@@ -248,8 +302,12 @@ class Http:
             key = name.strip().lower().decode("latin-1")
             text = value.strip().decode("latin-1")
             fields[key] = f"{fields[key]}, {text}" if key in fields else text
-        if 300 <= status < 400 or status < 200:
-            raise _Fallback(str(status))  # redirects (and the odd 1xx): httpx follows them
+        if status in _REDIRECTS and "location" in fields:
+            raise _Redirect(status, fields["location"])  # (the connection is not kept: closed)
+        if status < 200:
+            raise _Fallback(str(status))  # the odd 1xx: httpx reads past it
+        if 300 <= status < 400:
+            raise FetchError(f"HTTP {status}")
         if status >= 400:
             raise FetchError(f"HTTP {status}")
         _check_type(fields.get("content-type", ""))
@@ -262,7 +320,7 @@ class Http:
             body = await self._chunked(reader, cap)
         elif length is not None:
             if not length.isdigit():
-                raise FetchError(f"HTTP protocol error: bad content-length {length[:20]!r}")
+                raise FetchError(f"HTTP protocol error: a content-length that is not a number ({len(length)} characters)")
             if int(length) > cap:
                 raise FetchError(f"body over size cap ({length} bytes > {cap} bytes)")
             try:
@@ -296,7 +354,7 @@ class Http:
                 try:
                     n = int(text, 16)
                 except ValueError:
-                    raise FetchError(f"HTTP protocol error: bad chunk size {text[:20]!r}") from None
+                    raise FetchError(f"HTTP protocol error: a chunk size that is not hex ({len(text)} bytes)") from None
                 if n == 0:
                     while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
                         pass
@@ -314,9 +372,12 @@ class Http:
 
     # -- the general path ------------------------------------------------------------------------
     async def _httpx(self, url: str, limits: Limits, headers: Mapping[str, str]) -> bytes:
-        async with self.client.stream("GET", url, headers={"Accept": ACCEPT, **headers},
-                                      timeout=limits.timeout) as resp:
-            if resp.status_code >= 400:
+        async with self.client.stream("GET", url, headers={"Accept": ACCEPT, "Accept-Encoding": "gzip, deflate",
+                                                           **headers},
+                                      timeout=limits.timeout, follow_redirects=False) as resp:
+            if resp.status_code in _REDIRECTS and "location" in resp.headers:
+                raise _Redirect(resp.status_code, resp.headers["location"])
+            if resp.status_code >= 300:
                 raise FetchError(f"HTTP {resp.status_code}")
             _check_type(resp.headers.get("content-type", ""))
             declared = resp.headers.get("content-length")
@@ -329,12 +390,11 @@ class Http:
                 if size > limits.max_body_bytes:
                     raise FetchError(f"body over size cap (more than {limits.max_body_bytes} bytes)")
                 chunks.append(chunk)
-        body = b"".join(chunks)
-        if resp.headers.get("content-encoding", "identity") not in ("identity", ""):
-            # aiter_raw skips decoding so the cap applies to wire bytes; decode afterwards
-            body = httpx.Response(200, headers={"content-encoding": resp.headers["content-encoding"]}, content=body).content
-            if len(body) > limits.max_body_bytes:
-                raise FetchError(f"body over size cap (decompressed to more than {limits.max_body_bytes} bytes)")
+        # aiter_raw skips decoding so the cap applies to wire bytes; inflated here, capped again
+        try:
+            body = _decoded(b"".join(chunks), resp.headers.get("content-encoding", ""), limits)
+        except _Fallback:
+            raise FetchError("unsupported content-encoding (gzip, deflate or none)") from None
         if _looks_like_html(body):
             raise FetchError("not exposition text (the body is HTML)")
         return body

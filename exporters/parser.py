@@ -27,6 +27,10 @@ Rules, in short (see ``exporters/families.py`` for the output types):
 * ``keep``: families whose base name is not in ``keep`` are dropped at the name: their sample
   lines are neither tokenised into labels nor validated (undeclared samples are judged by their
   own name).
+* ``limits`` (``SeriesLimits``, Prometheus's scrape limits): a body with more sample lines than
+  ``samples`` raises :class:`LimitError` before any line is parsed; a kept series with more
+  labels, or a longer label name or value, than allowed raises it after. Dropped families'
+  labels are never read, so they are not checked (as Prometheus checks after relabelling).
 * Errors raise :class:`ParseError` with a 1-based line number. Bytes are decoded as strict
   UTF-8; invalid UTF-8 raises ``ParseError`` naming the line that holds the first bad byte.
   ``\\r\\n`` line ends are accepted. Every step is linear in the input (no backtracking regex
@@ -40,9 +44,9 @@ import re
 from collections.abc import Container
 
 from core.labels import LABEL_NAME
-from exporters.families import MetricFamily, ParseError, Sample
+from exporters.families import LimitError, MetricFamily, ParseError, Sample, SeriesLimits
 
-__all__ = ["parse", "ParseError"]
+__all__ = ["LimitError", "ParseError", "SeriesLimits", "parse"]
 
 _METRIC_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 # Possessive quantifiers: no backtracking state, so memory stays flat on a 10 MB line.
@@ -95,8 +99,11 @@ def _unescape(s: str) -> str:
     return _ESC_RE.sub(_unescape_one, s)
 
 
-def _snip(line: str) -> str:
-    return repr(line if len(line) <= 80 else line[:77] + "...")
+def _snip(text: str) -> str:
+    """How an error names the offending text: by its length only. A reason is shown in pages,
+    the API and logs, and the body is the target's (a redirect to an internal page must not
+    put that page's content there)."""
+    return f"({len(text)} characters)"
 
 
 def _decode(data: bytes) -> str:
@@ -163,7 +170,7 @@ def _labels_regex(line: str, brace: int) -> tuple[dict[str, str], int]:
             raise _Bad("bad label set: " + _label_error(line, pos))
         k, v, sep = m.groups()
         if k in labels:
-            raise _Bad(f"duplicate label name {k!r}")
+            raise _Bad(f"duplicate label name (at column {m.start(1) + 1})")
         labels[k] = _unescape(v)
         pos = m.end()
         if sep == "}":
@@ -224,7 +231,7 @@ class _Builder:
     """Declarations and the name → samples-list lookup table (the non-hot part of parsing)."""
 
     __slots__ = ("keep", "fams", "lookup", "by_raw", "typed", "exact", "implicit", "reg", "cache",
-                 "first_sep", "comma_sep")
+                 "first_sep", "comma_sep", "uncached")
 
     def __init__(self, keep: Container[str] | None) -> None:
         self.keep = keep
@@ -241,6 +248,7 @@ class _Builder:
         self.cache: dict[str, dict[str, str]] = {}
         self.first_sep = _FirstSep()
         self.comma_sep = _CommaSep()
+        self.uncached: list[dict[str, str]] = []  # kept label sets not in ``cache`` (limit checks)
 
     # -- comment lines --------------------------------------------------------------------------
     def comment(self, line: str, idx: int) -> bool:
@@ -280,14 +288,14 @@ class _Builder:
             words = parts[3].split(None, 1)
             typ = words[0].lower()
             if len(words) != 1 or typ not in _SUFFIXES:
-                raise ParseError(f"invalid TYPE {_snip(parts[3])} for {raw}", idx + 1)
+                raise ParseError(f"invalid TYPE {_snip(parts[3])}", idx + 1)
             fam = self.by_raw.get(raw)
             if fam is None:
                 fam = MetricFamily(raw, typ)
                 self.by_raw[raw] = fam
             elif raw in self.typed:
                 if fam.type != typ:
-                    raise ParseError(f"second TYPE for {raw}: {typ} after {fam.type}", idx + 1)
+                    raise ParseError(f"a second TYPE for one family: {typ} after {fam.type}", idx + 1)
                 return False
             self.typed.add(raw)
             self._register(fam, raw, typ, idx)
@@ -332,7 +340,7 @@ class _Builder:
         if kept:
             other = self.fams.get(base)
             if other is not None and other is not fam:
-                raise ParseError(f"family {base!r} declared twice ({other.type} and {typ})", idx + 1)
+                raise ParseError(f"a family declared twice ({other.type} and {typ})", idx + 1)
             self.fams[base] = fam
             key = base
         self.exact.add(raw)
@@ -351,7 +359,7 @@ class _Builder:
             return _SKIP
         other = self.fams.get(name)
         if other is not None:
-            raise _Bad(f"sample {name!r} does not belong to {other.type} family {name!r}")
+            raise _Bad(f"a sample named like a {other.type} family it does not belong to")
         fam = MetricFamily(name, "untyped")
         self.fams[name] = fam
         self.implicit[name] = fam
@@ -403,10 +411,36 @@ class _Builder:
         labels, end = _labels_regex(line, brace)
         if close > brace and end == close + 2:  # (not when that '"}' is inside an exemplar)
             self.cache[line[brace + 1 : close]] = labels
+        else:
+            self.uncached.append(labels)
         return target, name, labels, line[end:]  # type: ignore[return-value]
 
 
-def parse(text: str | bytes, keep: Container[str] | None = None) -> dict[str, MetricFamily]:
+def _sample_lines(lines: list[str]) -> int:
+    """How many of ``lines`` are samples (not blank, not a comment)."""
+    n = 0
+    for line in lines:
+        if line and (line[0] > "#" or (line[0] != "#" and line.lstrip()[:1] not in ("", "#"))):
+            n += 1
+    return n
+
+
+def _check_labels(label_sets: list[dict[str, str]], limits: SeriesLimits) -> None:
+    most, name_len, value_len = limits.labels, limits.label_name_length, limits.label_value_length
+    for labels in label_sets:
+        if most and len(labels) > most:
+            raise LimitError(f"label_limit exceeded: a series with {len(labels)} labels (limit {most})")
+        for k, v in labels.items():
+            if name_len and len(k) > name_len:
+                raise LimitError(f"label_name_length_limit exceeded: a {len(k)}-character label name "
+                                 f"(limit {name_len})")
+            if value_len and len(v) > value_len:
+                raise LimitError(f"label_value_length_limit exceeded: a {len(v)}-character label value "
+                                 f"(limit {value_len})")
+
+
+def parse(text: str | bytes, keep: Container[str] | None = None,
+          limits: SeriesLimits | None = None) -> dict[str, MetricFamily]:
     """Parse an exposition body into ``{base name: MetricFamily}`` (see the module docstring)."""
     if not isinstance(text, str):
         text = _decode(bytes(text))
@@ -414,6 +448,11 @@ def parse(text: str | bytes, keep: Container[str] | None = None) -> dict[str, Me
         text = text[1:]
     if "\r" in text:
         text = text.replace("\r\n", "\n")
+    lines = text.split("\n")
+    if limits is not None and limits.samples and len(lines) > limits.samples:
+        n = _sample_lines(lines)
+        if n > limits.samples:
+            raise LimitError(f"sample_limit exceeded: {n} samples in the body (limit {limits.samples})")
     b = _Builder(keep)
     lookup_get = b.lookup.get
     cache = b.cache
@@ -421,7 +460,6 @@ def parse(text: str | bytes, keep: Container[str] | None = None) -> dict[str, Me
     first_sep = b.first_sep
     comma_sep = b.comma_sep
     new = tuple.__new__
-    lines = text.split("\n")
     idx = 0
     try:
         for idx, line in enumerate(lines):  # noqa: B007 (idx is read by the except clauses)
@@ -487,5 +525,11 @@ def parse(text: str | bytes, keep: Container[str] | None = None) -> dict[str, Me
     except _Bad as e:
         raise ParseError(str(e), idx + 1) from None
     except ValueError:
-        raise ParseError(f"invalid sample value in {_snip(lines[idx])}", idx + 1) from None
+        raise ParseError("invalid sample value", idx + 1) from None
+    if limits is not None and (limits.labels or limits.label_name_length or limits.label_value_length):
+        # every kept label set is in the memo (each distinct one once) or in ``uncached``; a
+        # set's text bounds its label count and every name and value length
+        bound = min(x for x in (limits.labels * 4, limits.label_name_length, limits.label_value_length) if x)
+        _check_labels([v for k, v in cache.items() if len(k) > bound], limits)
+        _check_labels(b.uncached, limits)
     return b.fams

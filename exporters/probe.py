@@ -25,6 +25,7 @@ import contextlib
 import errno
 import ipaddress
 import json
+import re
 import socket
 import ssl
 import time
@@ -46,6 +47,7 @@ __all__ = ["ConnectTimings", "OneShotTransport", "StreamProbe", "TimingBackend",
 
 _ERROR_BODY_BYTES = 1024
 _ERROR_TEXT_CHARS = 200
+_MEDIA_TYPE = re.compile(r"[\w.+-]{1,40}/[\w.+-]{1,60}")
 
 
 @dataclass
@@ -386,7 +388,11 @@ async def _error_text(resp: httpx.Response) -> str:
         if isinstance(obj, dict):
             err = obj.get("error")
             message = err.get("message") if isinstance(err, dict) else (err if isinstance(err, str) else obj.get("message"))
-    detail = " ".join(str(message if message else text).split())
+    if not message:  # not the API's JSON error: the body is not shown, only its size and type
+        kind = resp.headers.get("content-type", "").split(";")[0].strip()
+        kind = kind if _MEDIA_TYPE.fullmatch(kind) else "untyped"
+        return f"HTTP {resp.status_code}" + (f" ({len(raw)}-byte {kind} body)" if raw else "")
+    detail = " ".join(str(message).split())
     if len(detail) > _ERROR_TEXT_CHARS:
         detail = detail[: _ERROR_TEXT_CHARS - 1] + "…"
     return f"HTTP {resp.status_code}" + (f": {detail}" if detail else "")

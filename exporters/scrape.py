@@ -4,11 +4,16 @@
 A failed scrape is still a result (``up=False`` with a reason an operator can act on):
 ``connection refused``, ``timeout after 2s``, ``HTTP 500``, ``not exposition text
 (content-type text/html)``, ``body over size cap (16777216 bytes)``, ``truncated body``,
-``parse error at line 12: …``, ``no vllm metrics in the body; is `engine` right …``.
+``parse error at line 12: …``, ``sample_limit exceeded: …``, ``no vllm metrics in the body;
+is `engine` right …``. A scrape over a limit stores nothing (as Prometheus does).
+
+A body over ``THREAD_BODY_BYTES`` is parsed on a worker thread, so that a large (hostile or
+merely big) body does not hold the event loop that every other scrape and ``/healthz`` share.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -16,11 +21,14 @@ from dataclasses import dataclass, field
 
 from core.samples import EngineSnapshot, GpuSample, ScrapeResult
 from exporters.base import Adapter, Clock, Schedule
-from exporters.families import MetricFamily, ParseError
+from exporters.families import LimitError, MetricFamily, ParseError, SeriesLimits
 from exporters.http import FetchError, Http, Limits
 from exporters.parser import parse
 
-__all__ = ["EngineScrape"]
+__all__ = ["THREAD_BODY_BYTES", "EngineScrape"]
+
+#: bodies larger than this are parsed off the event loop (a 4-model vLLM body is 131 kB)
+THREAD_BODY_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +45,7 @@ class EngineScrape:
     gpus: Callable[[Mapping[str, MetricFamily]], list[GpuSample]] | None = None
     gpu_families: frozenset[str] = frozenset()
     schedule: Schedule = "grid"
+    series_limits: SeriesLimits = SeriesLimits()
 
     @property
     def name(self) -> str:
@@ -55,9 +64,15 @@ class EngineScrape:
             body = await http.exposition(self.url, self.limits, self.headers)
         except FetchError as exc:
             return fail(exc.reason)
+        wanted = self.adapter.wanted()
+        keep = (wanted | self.gpu_families) if wanted is not None else None
         try:
-            wanted = self.adapter.wanted()
-            families = parse(body, keep=(wanted | self.gpu_families) if wanted is not None else None)
+            if len(body) > THREAD_BODY_BYTES:
+                families = await asyncio.to_thread(parse, body, keep, self.series_limits)
+            else:
+                families = parse(body, keep, self.series_limits)
+        except LimitError as exc:
+            return fail(exc.reason)
         except ParseError as exc:
             return fail(f"parse error at line {exc.lineno}: {exc.message}")
         snapshot = self.adapter.normalise(families)

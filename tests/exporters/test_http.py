@@ -172,11 +172,54 @@ async def test_refused_and_header_injection(http: Http) -> None:
     assert info.value.reason == "invalid request header 'Authorization'"
 
 
-async def test_a_redirect_is_followed_through_httpx(http: Http) -> None:
-    async with RawServer(lambda _: ok()) as target:
-        async with RawServer(lambda _: ok(b"", f"Location: {target.url}", status="302 Found")) as srv:
-            assert await http.exposition(srv.url, LIMITS) == BODY
-    assert target.requests  # httpx asked the target
+SECRET_PAGE = b"internal-admin-password=hunter2\n"
+
+
+@pytest.mark.parametrize("lean", [True, False])
+async def test_a_redirect_to_another_origin_is_refused_and_its_body_never_shown(http: Http, lean: bool) -> None:
+    client = Http(http.client, lean=lean)
+    async with RawServer(lambda _: ok(SECRET_PAGE)) as other:
+        async with RawServer(lambda _: ok(b"", f"Location: {other.url}", status="302 Found")) as srv:
+            with pytest.raises(FetchError) as info:
+                await client.exposition(srv.url, LIMITS, {"Authorization": "Bearer tok"})
+    assert "another origin" in info.value.reason and "cross_origin_redirects" in info.value.reason
+    assert other.requests == []  # not even asked
+
+
+@pytest.mark.parametrize("lean", [True, False])
+async def test_redirects_within_the_origin_are_followed_with_the_credentials(http: Http, lean: bool) -> None:
+    client = Http(http.client, lean=lean)
+
+    def reply(request: bytes) -> bytes:
+        if request.startswith(b"GET /metrics "):
+            return ok(b"", "Location: /real/metrics?x=1", status="301 Moved Permanently")
+        return ok()
+
+    async with RawServer(reply) as srv:
+        assert await client.exposition(srv.url, LIMITS, {"Authorization": "Bearer tok"}) == BODY
+    assert [r.split(b" ")[1] for r in srv.requests] == [b"/metrics", b"/real/metrics?x=1"]
+    assert all(b"Authorization: Bearer tok" in r for r in srv.requests)
+    with pytest.raises(FetchError) as info:
+        async with RawServer(reply) as srv:
+            await client.exposition(srv.url, Limits(2.0, 1000, follow_redirects=False))
+    assert info.value.reason == "HTTP 301 redirect not followed (follow_redirects is off)"
+
+
+@pytest.mark.parametrize("lean", [True, False])
+async def test_a_cross_origin_redirect_allowed_by_config_drops_the_credentials(http: Http, lean: bool) -> None:
+    client = Http(http.client, lean=lean)
+    async with RawServer(lambda _: ok()) as other:
+        async with RawServer(lambda _: ok(b"", f"Location: {other.url}", status="307 Temporary Redirect")) as srv:
+            allowed = Limits(2.0, 1000, cross_origin_redirects=True)
+            assert await client.exposition(srv.url, allowed, {"Authorization": "Bearer tok"}) == BODY
+    assert b"Authorization" in srv.requests[0] and b"Authorization" not in other.requests[0]
+
+
+async def test_a_redirect_loop_ends_with_a_reason(http: Http) -> None:
+    async with RawServer(lambda _: ok(b"", "Location: /metrics", status="302 Found")) as srv:
+        with pytest.raises(FetchError) as info:
+            await http.exposition(srv.url, LIMITS)
+    assert info.value.reason == "more than 10 redirects" and len(srv.requests) == 11
 
 
 async def test_the_lean_path_can_be_turned_off(http: Http) -> None:
