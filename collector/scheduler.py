@@ -124,6 +124,9 @@ class Collector:
         self.ready = asyncio.Event()
         self.writes = 0
         self.write_failures = 0
+        #: since when writing has failed (None: the last write succeeded), and why
+        self.failing_since: float | None = None
+        self.failing_reason: str | None = None
         #: how late each grid source (scrape) started after its tick, and the ticks skipped
         #: because a source (or the whole process) fell behind: the scheduler's own health
         self.start_lag = LatencyHistogram(LAG_BUCKETS)
@@ -275,11 +278,12 @@ class Collector:
             try:
                 await asyncio.to_thread(self._write, batch)
                 self.writes += 1
+                self._write_ok()
                 for callback in self.on_flush:
                     callback()
-            except Exception:  # the store is down: keep the batch (bounded) and retry next flush
+            except Exception as exc:  # the store is down: keep the batch (bounded) and retry next flush
                 self.write_failures += 1
-                log.exception("[collector.writer] writing %d records failed; will retry", len(batch))
+                self._write_failed(exc, len(batch))
                 self._pending = (batch + self._pending)[-100_000:]
         if self._observed:
             observed, self._observed = self._observed, []
@@ -291,10 +295,25 @@ class Collector:
             gpus = [(r.ts, g) for r in readings for g in r.samples]
             try:
                 await asyncio.to_thread(self.observations.write_observations, probes, certs, gpus)
-            except Exception:
+            except Exception as exc:
                 self.write_failures += 1
-                log.exception("[collector.writer] writing %d observations failed; will retry", len(observed))
+                self._write_failed(exc, len(observed))
                 self._observed = (observed + self._observed)[-100_000:]
+
+    def _write_failed(self, exc: BaseException, waiting: int) -> None:
+        """One log line (with the traceback) when writing starts failing, not one per retry."""
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}".rstrip(": ")
+        if self.failing_since is None:
+            self.failing_since = self.clock()
+            log.error("[collector.writer] writing failed (%d waiting); retrying every flush until it works",
+                      waiting, exc_info=exc)
+        self.failing_reason = reason
+
+    def _write_ok(self) -> None:
+        if self.failing_since is not None:
+            log.warning("[collector.writer] writing works again after %.0fs; the records kept meanwhile are written",
+                        self.clock() - self.failing_since)
+            self.failing_since = self.failing_reason = None
 
     async def scrape_once(self) -> list[ScrapeResult]:
         """Scrape every backend once, now, and write the results (tests, ``--once``)."""

@@ -1,5 +1,6 @@
-"""``/healthz`` (the process answers) and ``/readyz`` (the store answers, the collector started);
-both open even when auth is on."""
+"""``/healthz`` (the process answers) and ``/readyz`` (the store answers, the collector started
+and its writes succeed: not ready while the writer's batches fail, e.g. on a full disk); both
+open even when auth is on."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ async def readyz(ctx: Ctx) -> JSONResponse:
         problems.append(f"store: {type(exc).__name__}")
     if ctx.collector is not None and not ctx.collector.ready.is_set():
         problems.append("collector: starting")
+    if ctx.collector is not None and ctx.collector.failing_since is not None:
+        problems.append(f"collector: writes failing for {ctx.clock() - ctx.collector.failing_since:.0f}s "
+                        f"({ctx.collector.failing_reason})")
     if problems:
         return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
     return JSONResponse({"status": "ready"})

@@ -114,7 +114,7 @@ async def list_silences(ctx: Ctx, state: str | None = None) -> list[Json]:
 async def create_silence(ctx: Ctx, request: Request) -> JSONResponse:
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # (RecursionError: nested deeper than the parser goes)
         raise HTTPException(400, "body: expected a JSON object") from None
     if not isinstance(body, dict):
         raise HTTPException(400, "body: expected a JSON object")
