@@ -28,7 +28,7 @@ from alerts.slo import SLO
 from alerts.slo_data import BurnRule, burn_rules
 from collector.config import CollectorSettings
 from core.schema import ConfigModel
-from core.units import Duration
+from core.units import Duration, PositiveDuration
 
 __all__ = ["AlertSettings", "AlertingConfig", "alerting_problems"]
 
@@ -36,7 +36,7 @@ __all__ = ["AlertSettings", "AlertingConfig", "alerting_problems"]
 class AlertSettings(ConfigModel):
     """The alert engine's top-level keys (a part of the whole config, see ``inferwatch.config``)."""
 
-    evaluation_interval: Duration = 15.0
+    evaluation_interval: PositiveDuration = 15.0
     default_rules: bool = True  # the built-in rule pack (alerts/rulepack.py)
     #: per default rule: {threshold, for, severity, labels, annotations, enabled: false, …}
     rule_overrides: dict[str, RuleOverride] = Field(default_factory=dict)

@@ -15,7 +15,7 @@ from pydantic import Field, JsonValue, field_validator, model_validator
 
 from core.labels import RESERVED_LABELS, is_label_name
 from core.schema import ConfigModel
-from core.units import Duration, Size, Threshold
+from core.units import PositiveDuration, PositiveSize, Threshold
 from exporters.adapters import ENGINES, PROBE_ONLY, make_adapter
 from exporters.base import OptionsError
 from exporters.families import SeriesLimits
@@ -36,8 +36,8 @@ def _http_url(v: str, example: str) -> str:
 class ProbeTargets(ConfigModel):
     """Latency targets a probe must meet, all at once, to count as *good* (goodput)."""
 
-    ttft: Duration = 1.0
-    itl: Duration = 0.1  # the probe's mean gap between tokens (time per output token)
+    ttft: PositiveDuration = 1.0
+    itl: PositiveDuration = 0.1  # the probe's mean gap between tokens (time per output token)
 
 
 class ProbeConfig(ConfigModel):
@@ -46,8 +46,8 @@ class ProbeConfig(ConfigModel):
     model: str
     prompt: str = "Say hi"
     max_tokens: int = Field(16, ge=1, le=4096)
-    interval: Duration = 30.0
-    timeout: Duration = 30.0
+    interval: PositiveDuration = 30.0
+    timeout: PositiveDuration = 30.0
     api: Literal["chat", "completions"] = "chat"
     api_key: str | None = None
     targets: ProbeTargets = Field(default_factory=ProbeTargets)
@@ -65,8 +65,8 @@ class TlsTargetConfig(ConfigModel):
     url: str
     server_name: str | None = None
     ca_file: str | None = None
-    interval: Duration = 300.0
-    timeout: Duration = 10.0
+    interval: PositiveDuration = 300.0
+    timeout: PositiveDuration = 10.0
 
     @field_validator("url")
     @classmethod
@@ -94,8 +94,8 @@ class BackendConfig(ConfigModel):
     url: str
     metrics_path: str = "/metrics"
     labels: dict[str, str] = Field(default_factory=dict)
-    interval: Duration | None = None
-    timeout: Duration | None = None
+    interval: PositiveDuration | None = None
+    timeout: PositiveDuration | None = None
     bearer_token: str | None = None
     ca_file: str | None = None  # CA bundle for an https backend (scrape, probe and TLS check)
     alert_thresholds: dict[str, Threshold] = Field(default_factory=dict)  # {DefaultRuleName: threshold}
@@ -153,17 +153,17 @@ class DcgmTarget(ConfigModel):
 
 class GpusConfig(ConfigModel):
     nvml: Literal["auto", "on", "off"] = "auto"
-    interval: Duration | None = None  # default: scrape_interval
+    interval: PositiveDuration | None = None  # default: scrape_interval
     dcgm: list[DcgmTarget] = Field(default_factory=list)
 
 
 class CollectorSettings(ConfigModel):
     """The collector's top-level keys (a part of the whole config, see ``inferwatch.config``)."""
 
-    scrape_interval: Duration = 15.0
-    scrape_timeout: Duration = 10.0
+    scrape_interval: PositiveDuration = 15.0
+    scrape_timeout: PositiveDuration | None = None  # default: min(10s, scrape_interval), as Prometheus
     scrape_concurrency: int = Field(64, ge=1)
-    max_body_bytes: Size = 16 * 1024 * 1024
+    max_body_bytes: PositiveSize = 16 * 1024 * 1024
     # what one scrape may hold (Prometheus's names; 0: no limit); a scrape over one fails with a
     # reason naming it and stores nothing. A 4-model vLLM body is about 1,500 samples.
     sample_limit: int = Field(50_000, ge=0)
@@ -173,16 +173,21 @@ class CollectorSettings(ConfigModel):
     backends: list[BackendConfig] = Field(default_factory=list)
     gpus: GpusConfig = Field(default_factory=GpusConfig)
     tls: list[TlsTargetConfig] = Field(default_factory=list)
-    tls_check_interval: Duration = 300.0  # for https backends checked automatically
-    tls_check_timeout: Duration = 10.0  # for https backends checked automatically
+    tls_check_interval: PositiveDuration = 300.0  # for https backends checked automatically
+    tls_check_timeout: PositiveDuration = 10.0  # for https backends checked automatically
 
     @model_validator(mode="after")
     def _timeouts(self) -> CollectorSettings:
-        if self.scrape_timeout > self.scrape_interval:
+        if self.scrape_timeout is not None and self.scrape_timeout > self.scrape_interval:
             raise ValueError(
                 f"scrape_timeout ({self.scrape_timeout:g}s) must not exceed scrape_interval ({self.scrape_interval:g}s)"
             )
         return self
+
+    @property
+    def default_timeout(self) -> float:
+        """``scrape_timeout``, or when unset the smaller of 10s and ``scrape_interval``."""
+        return self.scrape_timeout if self.scrape_timeout is not None else min(10.0, self.scrape_interval)
 
     def interval_for(self, b: BackendConfig) -> float:
         return b.interval if b.interval is not None else self.scrape_interval
@@ -199,7 +204,7 @@ class CollectorSettings(ConfigModel):
         )
 
     def timeout_for(self, b: BackendConfig) -> float:
-        t = b.timeout if b.timeout is not None else self.scrape_timeout
+        t = b.timeout if b.timeout is not None else self.default_timeout
         return min(t, self.interval_for(b))
 
 

@@ -75,7 +75,7 @@ def build_sources(cfg: CollectorSettings) -> list[Source]:
     gpu_interval = cfg.gpus.interval or cfg.scrape_interval
     for d in cfg.gpus.dcgm:
         host = d.host or urlsplit(d.url).hostname or "?"
-        out.append(DcgmScrape(d.url, host, Limits(cfg.scrape_timeout, cfg.max_body_bytes), gpu_interval))
+        out.append(DcgmScrape(d.url, host, Limits(cfg.default_timeout, cfg.max_body_bytes), gpu_interval))
     return out
 
 

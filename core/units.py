@@ -8,13 +8,14 @@ Thresholds are numbers with an optional unit: ``0.5``, ``500ms``, ``5s``, ``90%`
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
 from pydantic import BeforeValidator
 
 __all__ = [
-    "NUMBER_RE", "UNIT_FACTORS", "Duration", "Size", "Threshold", "clean_scaled", "format_window",
+    "NUMBER_RE", "UNIT_FACTORS", "Duration", "PositiveDuration", "PositiveSize", "Size", "Threshold", "clean_scaled", "format_window",
     "format_duration_text", "format_number", "parse_duration", "parse_size", "parse_threshold",
 ]
 
@@ -37,6 +38,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration like 15s or 5m, got {value!r}")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"duration must be a finite number of seconds, got {value}")
         if value < 0:
             raise ValueError(f"duration must not be negative, got {value}")
         return float(value)
@@ -122,6 +125,8 @@ def parse_size(value: object) -> int:
     (512000, 1024)
     """
     if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"size must not be negative, got {value}")
         return value
     m = _SIZE_RE.fullmatch(str(value).strip())
     if not m:
@@ -133,5 +138,25 @@ def parse_size(value: object) -> int:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 #: A config field holding a size in bytes (``16MiB`` -> 16777216).
 Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+def _positive_duration(value: object) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"must be greater than 0 (a duration like 15s), got {value!r}")
+    return seconds
+
+
+def _positive_size(value: object) -> int:
+    size = parse_size(value)
+    if size <= 0:
+        raise ValueError(f"must be greater than 0 (a size like 16MiB), got {value!r}")
+    return size
+
+
+#: An interval, timeout or step: a duration greater than 0 (``0``, ``.nan``, ``-1`` are errors).
+PositiveDuration = Annotated[float, BeforeValidator(_positive_duration)]
+#: A size greater than 0 bytes.
+PositiveSize = Annotated[int, BeforeValidator(_positive_size)]
 #: A config field holding a threshold (``500ms`` -> 0.5, ``90%`` -> 0.9).
 Threshold = Annotated[float, BeforeValidator(parse_threshold)]

@@ -97,6 +97,33 @@ def _message(err: ErrorDetails) -> str:
     return msg
 
 
+#: what a config file may be: its size, its nesting, and how many values it holds once every
+#: YAML alias is expanded (a "billion laughs" file is a few hundred bytes that expand to 10^9)
+MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_VALUES = 200_000
+
+
+def _shape_problem(data: object) -> str | None:
+    """Why ``data`` is too deep or (aliases expanded) too large to be a config, if it is."""
+    stack: list[tuple[object, int]] = [(data, 1)]
+    seen = 0
+    while stack:
+        node, depth = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            return (f"more than {MAX_VALUES} values once YAML aliases are expanded; "
+                    "is an alias (*name) repeated inside what it names?")
+        if depth > MAX_DEPTH:
+            return f"nested more than {MAX_DEPTH} levels deep"
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+            seen += len(node)  # the keys
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return None
+
+
 def parse(data: object, source: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
     """Validate already-loaded YAML data. Raises ``ConfigError`` listing every problem."""
     problems: list[str] = []
@@ -104,6 +131,9 @@ def parse(data: object, source: str = "<config>", env: Mapping[str, str] | None 
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(source, ["the file must hold a mapping (key: value lines) at the top level"])
+    shape = _shape_problem(data)
+    if shape is not None:
+        raise ConfigError(source, [shape])
     data = _substitute(data, "", os.environ if env is None else env, problems)
     cfg: Config | None = None
     try:
@@ -125,11 +155,22 @@ def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     """Read and validate a YAML config file."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ConfigError(str(p), [f"cannot read the file: {exc.strerror or exc}"]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(str(p), [f"the file is over {MAX_FILE_BYTES // (1024 * 1024)} MiB; is it the config?"])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(str(p), [f"line {line}: not UTF-8 text (byte offset {exc.start}); save the file as UTF-8"]
+                          ) from None
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(str(p), [f"nested more than {MAX_DEPTH} levels deep"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""

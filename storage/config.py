@@ -10,16 +10,16 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from core.schema import ConfigModel
-from core.units import Duration
+from core.units import PositiveDuration
 from storage.retention import Retention
 
 __all__ = ["RetentionConfig", "StorageSettings"]
 
 
 class RetentionConfig(ConfigModel):
-    raw: Duration = 86400.0
-    rollups: Duration = 30 * 86400.0
-    rollup_step: Duration = 60.0
+    raw: PositiveDuration = 86400.0
+    rollups: PositiveDuration = 30 * 86400.0
+    rollup_step: PositiveDuration = 60.0
 
     def to_retention(self) -> Retention:
         return Retention(self.raw, self.rollups, self.rollup_step)

@@ -84,3 +84,36 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load(tmp_path / "nope.yaml")
     assert "cannot read the file" in str(info.value)
+
+
+def test_scrape_timeout_defaults_to_the_smaller_of_10s_and_the_interval() -> None:
+    # as Prometheus: an interval under 10s without a timeout is not an error
+    fast = parse({"scrape_interval": "1s", "backends": [{"name": "a", "engine": "vllm", "url": "http://127.0.0.1:1"}]},
+                 env={})
+    assert fast.timeout_for(fast.backends[0]) == 1.0
+    slow = parse({"scrape_interval": "1m", "backends": [{"name": "a", "engine": "vllm", "url": "http://127.0.0.1:1"}]},
+                 env={})
+    assert slow.timeout_for(slow.backends[0]) == 10.0
+    with pytest.raises(ConfigError):  # an explicit timeout over the interval is still one
+        parse({"scrape_interval": "1s", "scrape_timeout": "2s"}, env={})
+
+
+def test_scrape_limits_default_and_per_backend_overrides() -> None:
+    cfg = parse({"sample_limit": 1000, "backends": [
+        {"name": "a", "engine": "vllm", "url": "http://127.0.0.1:1"},
+        {"name": "b", "engine": "vllm", "url": "http://127.0.0.1:2", "sample_limit": 0, "label_value_length_limit": 64},
+    ]}, env={})
+    a, b = (cfg.series_limits_for(x) for x in cfg.backends)
+    assert (a.samples, a.labels, a.label_name_length, a.label_value_length) == (1000, 64, 256, 4096)
+    assert (b.samples, b.label_value_length) == (0, 64)
+    with pytest.raises(ConfigError) as info:
+        parse({"backends": [{"name": "a", "engine": "vllm", "url": "http://127.0.0.1:1", "label_limit": -1}]}, env={})
+    assert info.value.problems[0].startswith("backends[0].label_limit: ")
+
+
+def test_a_huge_config_file_is_refused_unread(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"# " + b"x" * (5 * 1024 * 1024) + b"\n")
+    with pytest.raises(ConfigError) as info:
+        load(big, env={})
+    assert info.value.problems == ["the file is over 4 MiB; is it the config?"]
