@@ -22,8 +22,12 @@ older than that when it comes due, is marked dead with the reason. A non-retryab
 (``ok=False, retry=False``, e.g. a 400 or 401) is dead at once; its error is logged with the
 notifier's ``describe()`` (never its URL or key).
 
-Concurrency. Receivers are served in parallel, the items of one receiver one after another in
-outbox order (a trigger before its resolve).
+Order and concurrency. The items of one receiver go one after another in outbox order, and an
+item waits while an older one of the same receiver and alert is pending (``AlertStore.due``): a
+resolve is never delivered before its trigger, even when the trigger waits out a retry
+backoff after an outage (with PagerDuty, a trigger after its resolve would reopen an incident
+nobody closes). Receivers are independent: ``run`` drains each in a task of its own and polls
+again while one is busy, so a receiver that hangs until the timeout delays only its own items.
 
 >>> import asyncio, httpx
 >>> from storage.database import Database
@@ -48,6 +52,7 @@ outbox order (a trigger before its resolve).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import random
@@ -148,6 +153,7 @@ class Dispatcher:
 
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._busy: dict[str, asyncio.Task[int]] = {}  # receiver -> its drain in flight (``run``)
         self._notified = False
         self._notify_lock = threading.Lock()
 
@@ -283,10 +289,37 @@ class Dispatcher:
             except RuntimeError:  # loop closed
                 pass
 
+    async def _start_drains(self, now: float) -> None:
+        """Start a drain for every receiver with due items and none in flight."""
+        busy = set(self._busy)
+        items = await asyncio.to_thread(self._store.due, now, self.batch, busy)
+        by_receiver: dict[str, list[OutboxItem]] = {}
+        for item in items:
+            by_receiver.setdefault(item.receiver, []).append(item)
+        for receiver, queue in by_receiver.items():
+            task = asyncio.create_task(self._drain_counted(receiver, queue), name=f"notify:{receiver}")
+            self._busy[receiver] = task
+            task.add_done_callback(functools.partial(self._drained, receiver))
+        self.queue_size = await asyncio.to_thread(self._store.pending_count)
+
+    async def _drain_counted(self, receiver: str, queue: list[OutboxItem]) -> int:
+        sent = await self._drain(receiver, queue)
+        self.queue_size = await asyncio.to_thread(self._store.pending_count)
+        return sent
+
+    def _drained(self, receiver: str, _task: object = None) -> None:
+        task = self._busy.pop(receiver, None)
+        if task is not None and not task.cancelled() and task.exception() is not None:
+            log.error("delivery to %s failed: %s", receiver, type(task.exception()).__name__)
+        if self._wake is not None:
+            self._notified = True
+            self._wake.set()  # its other items (or a resolve it held back) may be due now
+
     async def run(self, stop_event: asyncio.Event) -> None:
-        """Dispatch until ``stop_event`` is set: a pass, then sleep until the next item is due
-        (at most ``idle_wait``), ``notify()`` or stop. A failing store is retried after
-        ``error_wait``."""
+        """Dispatch until ``stop_event`` is set: start a drain for each receiver with due items
+        (one per receiver at a time), then sleep until the next item is due (at most
+        ``idle_wait``), ``notify()``, a drain's end or stop. A failing store is retried after
+        ``error_wait``. Drains in flight at stop are awaited (each ends within its timeout)."""
         self._wake = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         try:
@@ -295,10 +328,13 @@ class Dispatcher:
                     self._notified = False
                     self._wake.clear()
                 try:
-                    await self.run_once(self._clock())
-                    next_at = await asyncio.to_thread(self._store.next_due_at)
-                    wait = self.idle_wait if next_at is None else next_at - self._clock()
-                    wait = min(self.idle_wait, max(0.0, wait))
+                    await self._start_drains(self._clock())
+                    next_at = await asyncio.to_thread(self._store.next_due_at, set(self._busy))
+                    if next_at is None and self._busy:
+                        wait = math.inf  # until a drain ends (it wakes this loop) or notify()
+                    else:
+                        wait = self.idle_wait if next_at is None else next_at - self._clock()
+                        wait = min(self.idle_wait, max(0.0, wait))
                 except Exception:
                     log.exception("dispatcher pass failed; retrying in %gs", self.error_wait)
                     wait = self.error_wait
@@ -314,14 +350,17 @@ class Dispatcher:
         finally:
             with self._notify_lock:
                 self._wake, self._loop = None, None
+            if self._busy:
+                await asyncio.gather(*self._busy.values(), return_exceptions=True)
 
     async def _wait(self, seconds: float, stop_event: asyncio.Event) -> None:
         assert self._wake is not None
-        tasks = [
-            asyncio.ensure_future(self._sleep(seconds)),
+        tasks: list[asyncio.Future[object]] = [
             asyncio.ensure_future(self._wake.wait()),
             asyncio.ensure_future(stop_event.wait()),
         ]
+        if math.isfinite(seconds):
+            tasks.append(asyncio.ensure_future(self._sleep(seconds)))
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -35,7 +35,7 @@ True
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -178,23 +178,42 @@ class AlertStore:
                 conn.execute(self.alert_history_table.insert(), [_history_row(x) for x in transitions])
             self._enqueue(conn, notifications)
 
-    def due(self, now: float, limit: int = 100) -> list[OutboxItem]:
+    def _sendable(self, skip: Collection[str]) -> list[sa.ColumnElement[bool]]:
+        """Pending, not of a receiver in ``skip``, and not behind an older pending item of the
+        same receiver and alert: a resolve waits for its trigger, even one waiting to be retried
+        (after an outage the trigger's backoff must not let its resolve overtake it)."""
+        t = self.outbox_table
+        older = t.alias("older")
+        blocked = sa.exists().where(
+            older.c.status == "pending",
+            older.c.receiver == t.c.receiver,
+            older.c.fingerprint == t.c.fingerprint,
+            sa.or_(older.c.created_at < t.c.created_at,
+                   sa.and_(older.c.created_at == t.c.created_at, older.c.id < t.c.id)),
+        )
+        where = [t.c.status == "pending", ~blocked]
+        if skip:
+            where.append(t.c.receiver.not_in(list(skip)))
+        return where
+
+    def due(self, now: float, limit: int = 100, skip: Collection[str] = ()) -> list[OutboxItem]:
         """Pending items with ``next_attempt_at <= now``, oldest first (``created_at``, ``id``),
-        so that a receiver gets an alert's trigger before its resolve."""
+        each only when no older item of the same receiver and alert is pending (so a receiver
+        gets an alert's notifications in order); none of the receivers in ``skip``."""
         t = self.outbox_table
         q = (
             sa.select(t)
-            .where(t.c.status == "pending", t.c.next_attempt_at <= now)
+            .where(t.c.next_attempt_at <= now, *self._sendable(skip))
             .order_by(t.c.created_at, t.c.id)
             .limit(limit)
         )
         with self.db.engine.connect() as conn:
             return [_item_from_row(r._mapping) for r in conn.execute(q)]
 
-    def next_due_at(self) -> float | None:
-        """The earliest ``next_attempt_at`` of a pending item, or None when none is pending."""
+    def next_due_at(self, skip: Collection[str] = ()) -> float | None:
+        """The earliest ``next_attempt_at`` of an item ``due`` could return, or None."""
         t = self.outbox_table
-        q = sa.select(sa.func.min(t.c.next_attempt_at)).where(t.c.status == "pending")
+        q = sa.select(sa.func.min(t.c.next_attempt_at)).where(*self._sendable(skip))
         with self.db.engine.connect() as conn:
             x = conn.execute(q).scalar()
         return None if x is None else float(x)

@@ -35,7 +35,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from alerts.rules import Selector, all_signals
 from core.schema import ConfigModel
-from core.units import Duration, PositiveDuration, parse_threshold
+from core.units import Duration, parse_threshold
 
 __all__ = [
     "SLO", "AlertWindows", "AvailabilitySLI", "BurnRateWindow", "ErrorBudget", "GoodCount",
@@ -176,7 +176,7 @@ class SLO(ConfigModel):
 
     name: str
     objective: Annotated[float, BeforeValidator(_objective)]
-    window: PositiveDuration = 30 * DAY
+    window: Duration = 30 * DAY
     good: str
     selector: Selector = Field(default_factory=Selector)
     alerting: AlertWindows | None = None

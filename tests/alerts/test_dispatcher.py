@@ -459,3 +459,70 @@ def test_sigkill_mid_delivery_resends_at_most_the_item_in_flight(tmp_path: Path,
     assert second.returncode == 0, err
     assert set(receiver.keys) == {n.id for n in notifications(count)}
     assert sum(receiver.keys.values()) - count <= 1
+
+
+# --- order per alert, receivers independent (the hostile-targets issue) ----------------------------
+
+
+def resolve_of(n: Notification, created_at: float) -> Notification:
+    return Notification(id=n.id + "-resolve", receiver=n.receiver, kind="resolve", fingerprint=n.fingerprint,
+                        rule=n.rule, labels=n.labels, annotations={}, value=0.0, starts_at=n.starts_at,
+                        ends_at=created_at, created_at=created_at)
+
+
+async def test_a_resolve_never_overtakes_its_trigger_waiting_out_a_backoff(store: Stores,
+                                                                           http: httpx.AsyncClient) -> None:
+    """The issue's outage: the trigger fails and waits for its retry; the resolve, created
+    meanwhile, is due at once. It must wait for the trigger (Slack showed 'resolved' first)."""
+    clock = Clock(T0)
+    hook = FakeNotifier("hook", RETRY, SendOutcome(ok=True, status=200))
+    d = dispatcher(store, http, hook, clock=clock, backoff_base=30.0)
+    trigger = note(1)
+    other = note(2, created_at=T0 + 1)  # another alert of the same receiver is not held back
+    store.alerts.enqueue([trigger])
+    await d.run_once(clock())
+    retry_at = store.alerts.get_item("n001").next_attempt_at
+    assert retry_at > T0 + 1
+    clock.t = T0 + 1
+    store.alerts.enqueue([resolve_of(trigger, T0 + 1), other])
+    await d.run_once(clock())
+    assert hook.sent == ["n001", "n002"]  # the resolve stayed queued behind its trigger
+    assert store.alerts.next_due_at() == retry_at  # and the loop sleeps until the trigger is due
+    clock.t = retry_at
+    await d.run_once(clock())
+    await d.run_once(clock())
+    assert hook.sent == ["n001", "n002", "n001", "n001-resolve"]
+
+
+async def test_a_hanging_receiver_delays_only_itself(sqlite_store: Stores, http: httpx.AsyncClient) -> None:
+    """One receiver hangs until the send timeout; another's notifications, enqueued while it
+    hangs, go out at once (the issue measured 7.5 s of delay)."""
+    release = asyncio.Event()
+
+    class Hanging(FakeNotifier):
+        async def send(self, n: Notification, http: httpx.AsyncClient, timeout: float) -> SendOutcome:
+            self.sent.append(n.id)
+            await release.wait()
+            return SendOutcome(ok=True, status=200)
+
+    hang, fast = Hanging("hang"), FakeNotifier("fast")
+    d = Dispatcher(sqlite_store.alerts, {"hang": hang, "fast": fast}, http, timeout=30.0)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(d.run(stop))
+    sqlite_store.alerts.enqueue([note(1, "hang", created_at=time.time())])
+    d.notify()
+    for _ in range(200):
+        if hang.sent:
+            break
+        await asyncio.sleep(0.01)
+    assert hang.sent == ["n001"]
+    start = time.monotonic()
+    sqlite_store.alerts.enqueue([note(2, "fast", created_at=time.time())])
+    d.notify()
+    while not fast.sent and time.monotonic() - start < 5:
+        await asyncio.sleep(0.01)
+    assert fast.sent == ["n002"] and time.monotonic() - start < 2.0  # not after the hanging send
+    release.set()
+    stop.set()
+    await asyncio.wait_for(runner, 5)
+    assert sqlite_store.alerts.get_item("n001").status == "delivered"
