@@ -49,7 +49,8 @@ class SeriesLimits:
 
 
 class LimitError(ValueError):
-    """A body over one of its ``SeriesLimits``; ``reason`` names the limit (its config key)."""
+    """A body refused as a whole: over one of its ``SeriesLimits`` (``reason`` names the limit,
+    by its config key), or holding one series twice."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

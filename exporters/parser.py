@@ -31,6 +31,8 @@ Rules, in short (see ``exporters/families.py`` for the output types):
   ``samples`` raises :class:`LimitError` before any line is parsed; a kept series with more
   labels, or a longer label name or value, than allowed raises it after. Dropped families'
   labels are never read, so they are not checked (as Prometheus checks after relabelling).
+* A kept series (name and labels) that appears twice raises :class:`LimitError`: Prometheus
+  rejects such samples too, and adding them up would be a silent wrong number.
 * Errors raise :class:`ParseError` with a 1-based line number. Bytes are decoded as strict
   UTF-8; invalid UTF-8 raises ``ParseError`` naming the line that holds the first bad byte.
   ``\\r\\n`` line ends are accepted. Every step is linear in the input (no backtracking regex
@@ -460,6 +462,12 @@ def parse(text: str | bytes, keep: Container[str] | None = None,
     first_sep = b.first_sep
     comma_sep = b.comma_sep
     new = tuple.__new__
+    # duplicate series: the hot paths' kept samples by their text up to the labels' end (one
+    # set add each; 'name{labels' or 'name'), the general path's by name and labels
+    seen: set[str] = set()
+    seen_add = seen.add
+    hot = 0
+    general: list[tuple[str, tuple[tuple[str, str], ...]]] = []
     idx = 0
     try:
         for idx, line in enumerate(lines):  # noqa: B007 (idx is read by the except clauses)
@@ -499,6 +507,8 @@ def parse(text: str | bytes, keep: Container[str] | None = None,
                         if "_" in rest:
                             raise _Bad(f"invalid value {_snip(rest.strip())}")
                     target.append(new(Sample, (name, labels, value, ts)))
+                    seen_add(head)
+                    hot += 1
                     continue
             else:  # hot path: 'name value'
                 parts = line.split(None, 2)
@@ -513,6 +523,8 @@ def parse(text: str | bytes, keep: Container[str] | None = None,
                         if "_" in v:
                             raise _Bad(f"invalid value {_snip(v)}")
                         target.append(new(Sample, (name, {}, value, None)))
+                        seen_add(name)
+                        hot += 1
                         continue
             got = b.sample(line)
             if got is None:
@@ -520,12 +532,15 @@ def parse(text: str | bytes, keep: Container[str] | None = None,
             target, name, labels, rest = got
             value, ts = _value_tail(rest)
             target.append(new(Sample, (name, labels, value, ts)))
+            general.append((name, tuple(labels.items())))
     except ParseError:
         raise
     except _Bad as e:
         raise ParseError(str(e), idx + 1) from None
     except ValueError:
         raise ParseError("invalid sample value", idx + 1) from None
+    if len(seen) != hot or len(set(general)) != len(general):
+        raise LimitError("duplicate series: a series (name and labels) appears twice in the body")
     if limits is not None and (limits.labels or limits.label_name_length or limits.label_value_length):
         # every kept label set is in the memo (each distinct one once) or in ``uncached``; a
         # set's text bounds its label count and every name and value length

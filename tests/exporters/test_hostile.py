@@ -162,3 +162,15 @@ async def test_an_encoding_we_did_not_ask_for_is_refused() -> None:
         with pytest.raises(FetchError) as info:
             await Http(client).exposition(srv.url, Limits(5.0, 1000))
     assert info.value.reason == "unsupported content-encoding (gzip, deflate or none)"
+
+
+def test_a_duplicate_series_fails_the_body_instead_of_adding_up() -> None:
+    # the issue: 1 and 99 became 100
+    body = b'# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name="m"} 1\n' \
+           b'vllm:num_requests_running{model_name="m"} 99\n'
+    with pytest.raises(LimitError) as info:
+        parse(body)
+    assert info.value.reason.startswith("duplicate series")
+    # the same name with other labels, and the same labels under another name, are fine
+    ok_body = body.replace(b'"m"} 99', b'"n"} 99') + b'# TYPE x gauge\nx{model_name="m"} 1\n'
+    assert len(parse(ok_body)["vllm:num_requests_running"].samples) == 2

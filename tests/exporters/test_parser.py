@@ -256,7 +256,7 @@ sglang:num_running_reqs{engine_type="unified",model_name="m",pid="103",tp_rank="
 
 
 def test_untyped_samples() -> None:
-    text = 'foo 1\nbar{a="1"} 2\nfoo 3\nbar{a="2"} 4\n# TYPE g gauge\ng 5\ng_total 6\n'
+    text = 'foo 1\nbar{a="1"} 2\nfoo{b="c"} 3\nbar{a="2"} 4\n# TYPE g gauge\ng 5\ng_total 6\n'
     fams = parse(text)
     assert list(fams) == ["foo", "bar", "g", "g_total"]
     assert (fams["foo"].type, [s.value for s in fams["foo"].samples]) == ("untyped", [1.0, 3.0])
@@ -265,7 +265,7 @@ def test_untyped_samples() -> None:
 
 
 def test_late_type_adopts_earlier_samples() -> None:
-    fams = parse("x_total 1\n# TYPE x_total counter\nx_total 2\n")
+    fams = parse('x_total{a="1"} 1\n# TYPE x_total counter\nx_total{a="2"} 2\n')
     assert list(fams) == ["x"]
     assert (fams["x"].type, [s.value for s in fams["x"].samples]) == ("counter", [1.0, 2.0])
 

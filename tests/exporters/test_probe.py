@@ -226,3 +226,22 @@ async def test_https_probe_measures_the_tls_handshake(ca: trustme.CA) -> None:
         assert not plain.ok and plain.error_kind == "stream_cut" and plain.status is None
     finally:
         await fleet.stop()
+
+
+async def test_an_event_flood_keeps_a_bounded_number_of_gaps_with_their_percentiles() -> None:
+    """A server streaming 20,000 content events (the issue stored 665 kB of gaps in one row)."""
+    import statistics
+
+    from exporters.probe import MAX_GAPS
+
+    events = b"".join(_chat("x") + b"\n\n" for _ in range(20_000))
+    parts = [b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n",
+             events[: len(events) // 2], events[len(events) // 2 :] + b"data: [DONE]\n\n"]
+    server, url = await _serve(parts, [])
+    async with server:
+        r = await probe("flood", url, model="m", prompt="x", max_tokens=8, timeout=10)
+    assert r.ok, r.error
+    assert r.output_tokens == 20_000 and len(r.itl) == MAX_GAPS
+    # the one slow gap (the 10 ms pause between the two writes) is still the maximum
+    assert max(r.itl) >= 0.005 and min(r.itl) >= 0
+    assert statistics.median(r.itl) < 0.001
