@@ -76,3 +76,57 @@ def test_a_dead_backend_is_logged_when_its_state_changes_not_every_scrape(tmp_pa
     assert lines == ["[collector.scrape] b down: connection refused", "[collector.scrape] b down: timeout after 10s",
                      "[collector.scrape] b up again"]
     assert collector.health["b"].errors == 4
+
+
+async def test_a_full_disk_makes_readyz_not_ready_and_is_logged_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The issue: /readyz said ready while the disk was full and nothing had been written for 36 s.
+    SQLite's max_page_count makes the database full for real (SQLITE_FULL, as on a full disk)."""
+    import logging
+
+    import httpx
+    import sqlalchemy as sa
+
+    from web.app import create_app
+
+    backends = uniform(2, models=4)
+    fleet = SimFleet(backends)
+    await fleet.start()
+    cfg = parse({"storage": f"sqlite:///{tmp_path}/full.db", "scrape_interval": "0.2s",
+                 "backends": [{"name": b.name, "engine": "vllm", "url": fleet.url(b.name)} for b in backends]})
+    store = Stores.open(cfg.storage)
+    store.migrate()
+    limit = {"pages": 0}  # 0: no limit
+
+    @sa.event.listens_for(store.db.engine, "connect")
+    def _cap(dbapi_conn: object, _rec: object) -> None:
+        if limit["pages"]:
+            dbapi_conn.execute(f"PRAGMA max_page_count = {limit['pages']}")  # type: ignore[attr-defined]
+
+    collector = Collector(cfg, store.metrics, store.observations, flush_interval=0.05)
+    app = create_app(cfg, store.reads, store.alerts, store.silences, collector=collector)
+    caplog.set_level(logging.ERROR, logger="inferwatch.collector")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as web:
+        try:
+            await collector.start()
+            await asyncio.sleep(0.6)
+            assert (await web.get("/readyz")).status_code == 200
+            with store.db.engine.connect() as conn:
+                limit["pages"] = conn.execute(sa.text("PRAGMA page_count")).scalar_one()
+            store.db.engine.dispose()  # every new connection is capped at today's size: "disk full"
+            await asyncio.sleep(1.0)
+            ready = await web.get("/readyz")
+            assert ready.status_code == 503, ready.text
+            problem = ready.json()["problems"][0]
+            assert problem.startswith("collector: writes failing for ") and "database or disk is full" in problem
+            limit["pages"] = 0
+            store.db.engine.dispose()  # space again: the kept records are written, ready again
+            await asyncio.sleep(0.6)
+            assert (await web.get("/readyz")).status_code == 200
+        finally:
+            await collector.stop()
+            await fleet.stop()
+    failures = [r for r in caplog.records if "writing failed" in r.getMessage()]
+    assert len(failures) == 1, [r.getMessage() for r in caplog.records]  # not one per retry
+    assert collector.write_failures >= 3
+    store.close()
