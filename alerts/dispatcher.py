@@ -162,11 +162,8 @@ class Dispatcher:
     async def run_once(self, now: float) -> int:
         """Try every item due at ``now`` once; returns how many were delivered."""
         items = await asyncio.to_thread(self._store.due, now, self.batch)
-        by_receiver: dict[str, list[OutboxItem]] = {}
-        for item in items:
-            by_receiver.setdefault(item.receiver, []).append(item)
         sent = await asyncio.gather(
-            *(self._drain(receiver, queue) for receiver, queue in by_receiver.items())
+            *(self._drain(receiver, queue) for receiver, queue in _by_receiver(items).items())
         )
         self.queue_size = await asyncio.to_thread(self._store.pending_count)
         return sum(sent)
@@ -293,10 +290,7 @@ class Dispatcher:
         """Start a drain for every receiver with due items and none in flight."""
         busy = set(self._busy)
         items = await asyncio.to_thread(self._store.due, now, self.batch, busy)
-        by_receiver: dict[str, list[OutboxItem]] = {}
-        for item in items:
-            by_receiver.setdefault(item.receiver, []).append(item)
-        for receiver, queue in by_receiver.items():
+        for receiver, queue in _by_receiver(items).items():
             task = asyncio.create_task(self._drain_counted(receiver, queue), name=f"notify:{receiver}")
             self._busy[receiver] = task
             task.add_done_callback(functools.partial(self._drained, receiver))
@@ -311,9 +305,7 @@ class Dispatcher:
         task = self._busy.pop(receiver, None)
         if task is not None and not task.cancelled() and task.exception() is not None:
             log.error("delivery to %s failed: %s", receiver, type(task.exception()).__name__)
-        if self._wake is not None:
-            self._notified = True
-            self._wake.set()  # its other items (or a resolve it held back) may be due now
+        self.notify()  # its other items (or a resolve it held back) may be due now
 
     async def run(self, stop_event: asyncio.Event) -> None:
         """Dispatch until ``stop_event`` is set: start a drain for each receiver with due items
@@ -367,6 +359,14 @@ class Dispatcher:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _by_receiver(items: list[OutboxItem]) -> dict[str, list[OutboxItem]]:
+    """Due items per receiver, each list in outbox order."""
+    out: dict[str, list[OutboxItem]] = {}
+    for item in items:
+        out.setdefault(item.receiver, []).append(item)
+    return out
 
 
 def _describe(notifier: Notifier | None, receiver: str) -> str:

@@ -296,16 +296,10 @@ def _of_series(t: sa.Table, backends: Sequence[str] | None, signals: Sequence[st
     return t.c.series_id.in_(sa.select(series.c.id).where(*where)) if where else sa.true()
 
 
-def _row_order(r: HistogramRow) -> tuple[float, str, str, str]:
-    return (r.ts, r.backend, r.signal, r.model)
-
-
-def _step_and_model(v: tuple[Any, ...]) -> tuple[int, str]:
-    return (v[0], v[1])
-
-
-def _ts_and_model(v: tuple[Any, ...]) -> tuple[float, str]:
-    return (v[0], v[1])
+#: the order ``histogram_deltas`` returns rows in
+_row_order = operator.attrgetter("ts", "backend", "signal", "model")
+#: per-signal lists of (step or ts, model, …) are ordered by their first two fields
+_first_two = operator.itemgetter(0, 1)
 
 
 # --- the store ---------------------------------------------------------------------------------
@@ -632,7 +626,7 @@ class MetricsStore:
                 _, sig, m = keys[sid]
                 out[sig].append((int(i), m, null_to_nan(v)))
         for values in out.values():
-            values.sort(key=_step_and_model)
+            values.sort(key=_first_two)
         return out
 
     def counter_totals(
@@ -686,7 +680,7 @@ class MetricsStore:
                 _, sig, m = keys[sid]
                 out[sig].append((float(ts), m, float(d), float(i)))
         for values in out.values():
-            values.sort(key=_ts_and_model)
+            values.sort(key=_first_two)
         return out
 
     def counter_steps(
@@ -713,7 +707,7 @@ class MetricsStore:
                 _, sig, m = keys[sid]
                 out[sig].append((int(i), m, float(d), float(iv)))
         for values in out.values():
-            values.sort(key=_step_and_model)
+            values.sort(key=_first_two)
         return out
 
     def _step_index(self, ts: sa.ColumnElement[float], since: float, step: float, n: int) -> sa.ColumnElement[int]:

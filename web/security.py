@@ -49,11 +49,14 @@ _WRITES = frozenset(("POST", "PUT", "PATCH", "DELETE"))
 _RETRY_AFTER = "5"
 
 
+#: the headers every response carries (``_headers``; the 413 sent before the app runs)
+_SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+                     "Referrer-Policy": "no-referrer", "Content-Security-Policy": CSP}
+
+
 def _headers(request: Request, response: Response) -> Response:
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    response.headers.setdefault("Content-Security-Policy", CSP)
+    for name, value in _SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
     if request.url.scheme == "https":
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
     if request.url.path.startswith("/api/") or request.url.path == "/metrics":
@@ -190,9 +193,7 @@ class BodyLimit:
 
     async def _too_large(self, send: Send) -> None:
         response = JSONResponse({"detail": f"request body over {self.max_bytes} bytes"}, status_code=413,
-                                headers={"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
-                                         "Content-Security-Policy": CSP, "Referrer-Policy": "no-referrer",
-                                         "Connection": "close"})
+                                headers={**_SECURITY_HEADERS, "Connection": "close"})
         await response({"type": "http"}, _no_body, send)
 
 
