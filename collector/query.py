@@ -13,11 +13,10 @@ import socket
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from collector.config import BackendConfig
-from collector.live import LiveWindow
+from collector.live import LiveWindow, Merged
 from collector.observations import ObservationStore
 from collector.store import HistogramRow, MetricsStore, StatusRow
 from collector.summary import (
@@ -31,21 +30,12 @@ from collector.summary import (
 )
 from core import conventions as c
 from core.numbers import exact_quantile
-from core.quantiles import merge, quantile_or_none
+from core.quantiles import merge, quantile_or_none, quantiles_or_none
 from core.samples import CertResult, GpuSample, ProbeResult
 
 
 def quantile_key(q: float) -> str:
     return f"p{round(q * 100):d}"
-
-
-class Merged(NamedTuple):
-    """Histogram deltas merged (``sum by (le)``), with their summed ``sum`` and ``count``."""
-
-    bounds: tuple[float, ...]
-    counts: tuple[float, ...]
-    sum: float
-    count: float  # type: ignore[assignment]  # the field shadows tuple.count, on purpose
 
 
 def merged_rows(rows: Sequence[HistogramRow] | Sequence[Merged]) -> Merged | None:
@@ -59,9 +49,8 @@ def merged_rows(rows: Sequence[HistogramRow] | Sequence[Merged]) -> Merged | Non
 
 
 def latency_of(m: Merged) -> Latency:
-    return Latency(p50=quantile_or_none(0.5, m.bounds, m.counts), p95=quantile_or_none(0.95, m.bounds, m.counts),
-                   p99=quantile_or_none(0.99, m.bounds, m.counts),
-                   mean=(m.sum / m.count) if m.count > 0 else None, count=m.count)
+    p50, p95, p99 = quantiles_or_none((0.5, 0.95, 0.99), m.bounds, m.counts)
+    return Latency(p50=p50, p95=p95, p99=p99, mean=(m.sum / m.count) if m.count > 0 else None, count=m.count)
 
 
 @dataclass(frozen=True)
@@ -87,6 +76,9 @@ class WindowData:
     counters: dict[str, dict[tuple[str, str], tuple[float, float]]]
     hists: dict[str, list[HistogramRow]]
     probes: dict[str, list[ProbeResult]]
+    #: from the live window: per backend, each (signal, model)'s rows already merged (in
+    #: place of ``hists``)
+    merges: dict[str, dict[tuple[str, str], Merged]] = field(default_factory=dict, compare=False)
     #: from the live window: per backend, the entries the rows came from, and its memo of
     #: latencies by those entries (a backend's latencies change only when its entries do)
     ranges: dict[str, tuple[int, int, int]] = field(default_factory=dict, compare=False)
@@ -95,6 +87,23 @@ class WindowData:
                                                                          repr=False)
     _merged: dict[tuple[str, str, str | None], Merged | None] = field(default_factory=dict, compare=False,
                                                                       repr=False)
+    _by_signal: dict[str, tuple[dict[str, list[tuple[str, float]]], dict[str, list[tuple[str, float, float]]]]] = \
+        field(default_factory=dict, compare=False, repr=False)
+
+    def by_signal(self, backend: str) -> tuple[dict[str, list[tuple[str, float]]],
+                                               dict[str, list[tuple[str, float, float]]]]:
+        """``backend``'s gauges ``signal -> [(model, value)]`` and counters ``signal -> [(model,
+        deltas, intervals)]``, in the order the window holds them (computed once)."""
+        out = self._by_signal.get(backend)
+        if out is None:
+            gauges: dict[str, list[tuple[str, float]]] = {}
+            for (s, m), (_, v) in self.gauges.get(backend, {}).items():
+                gauges.setdefault(s, []).append((m, v))
+            counters: dict[str, list[tuple[str, float, float]]] = {}
+            for (s, m), (d, i) in self.counters.get(backend, {}).items():
+                counters.setdefault(s, []).append((m, d, i))
+            out = self._by_signal[backend] = (gauges, counters)
+        return out
 
     def merged(self, backend: str, signal: str, model: str | None) -> Merged | None:
         """One backend's histogram rows of ``signal`` merged: of one ``model``, or of all (the
@@ -102,6 +111,14 @@ class WindowData:
         key = (backend, signal, model)
         if key in self._merged:
             return self._merged[key]
+        premerged = self.merges.get(backend)
+        if premerged is not None:
+            if model is not None:
+                out = premerged.get((signal, model))
+            else:
+                out = merged_rows([m for key, m in sorted(premerged.items()) if key[0] == signal])
+            self._merged[key] = out
+            return out
         groups = self._groups.get(backend)
         if groups is None:
             groups = {}
@@ -116,6 +133,10 @@ class WindowData:
             out = merged_rows(parts)
         self._merged[key] = out
         return out
+
+    def models(self, backend: str) -> set[str]:
+        """The models ``backend``'s histogram rows of the window name."""
+        return {m for (_, m) in self.merges.get(backend, {})} | {r.model for r in self.hists.get(backend, [])}
 
     def latency(self, backend: str, signal: str, model: str | None) -> Latency | None:
         span = self.ranges.get(backend)
@@ -143,9 +164,11 @@ class WindowData:
         signals = list(c.SIGNALS) if backends is not None else None
         ranges: dict[str, tuple[int, int, int]] = {}
         memo = None
+        merges: dict[str, dict[tuple[str, str], Merged]] = {}
+        hists_by: dict[str, list[HistogramRow]] = {}
         if reads.live is not None and reads.live.covers(since):
-            rows = reads.live.window(since, until, backends, signals)
-            gauges, counters_by, hists_by = rows.gauges, rows.counters, rows.hists
+            rows = reads.live.summary_rows(since, until, backends)
+            gauges, counters_by, merges = rows.gauges, rows.counters, rows.merged
             ranges, memo = rows.ranges, reads.live.memo
         else:
             hists: dict[str, list[HistogramRow]] = defaultdict(list)
@@ -164,6 +187,7 @@ class WindowData:
             counters=counters_by,
             hists=hists_by,
             probes=dict(probes),
+            merges=merges,
             ranges=ranges,
             memo=memo,
         )
@@ -179,11 +203,6 @@ def rate(counters: dict[tuple[str, str], tuple[float, float]], signal: str, mode
     return total if found else None
 
 
-def _sum(counters: dict[tuple[str, str], tuple[float, float]], signal: str, model: str | None) -> float | None:
-    vals = [d for (s, m), (d, _) in counters.items() if s == signal and (model is None or m == model)]
-    return sum(vals) if vals else None
-
-
 class BackendWindow:
     """One backend's figures over a ``WindowData`` (all its models, or one ``model``), each
     computed when first asked: the alert engine asks for two or three, a summary for all.
@@ -195,14 +214,15 @@ class BackendWindow:
         st = data.status.get(backend)
         self.up = bool(st.up) if st is not None else False
         self.model = model
-        self._gauges = data.gauges.get(backend, {}) if self.up else {}
-        self._counters = data.counters.get(backend, {})
+        gauges, self._counters = data.by_signal(backend)
+        self._gauges = gauges if self.up else {}
         self._data = data
         self._backend = backend
 
     def gauge(self, signal: str) -> float | None:
         """The models' last values summed (max for ``MAX_OVER_MODELS``); None when none."""
-        vals = [v for (s, m), (_, v) in self._gauges.items() if s == signal and (self.model is None or m == self.model)]
+        model = self.model
+        vals = [v for m, v in self._gauges.get(signal, ()) if model is None or m == model]
         if not vals:
             return None
         return max(vals) if signal in c.MAX_OVER_MODELS else sum(vals)
@@ -211,10 +231,15 @@ class BackendWindow:
         return self._data.latency(self._backend, signal, self.model)
 
     def rate(self, signal: str) -> float | None:
-        return rate(self._counters, signal, self.model)
+        """As ``rate``: each model's deltas over the time they cover, summed over models."""
+        model = self.model
+        rates = [d / i for m, d, i in self._counters.get(signal, ()) if (model is None or m == model) and i > 0]
+        return sum(rates, 0.0) if rates else None
 
     def total(self, signal: str) -> float | None:
-        return _sum(self._counters, signal, self.model)
+        model = self.model
+        vals = [d for m, d, _ in self._counters.get(signal, ()) if model is None or m == model]
+        return sum(vals) if vals else None
 
     def error_ratio(self) -> float | None:
         requests, errors = self.total(c.REQUESTS_TOTAL), self.total(c.REQUEST_ERRORS_TOTAL)
@@ -246,7 +271,7 @@ def backend_summary(data: WindowData, b: BackendConfig) -> BackendSummary:
     up = bool(st.up) if st is not None else False
     models = sorted({m for (_, m) in data.gauges.get(b.name, {})}
                     | {m for (_, m) in data.counters.get(b.name, {})}
-                    | {r.model for r in data.hists.get(b.name, [])})
+                    | data.models(b.name))
     probe = None
     if b.probe is not None:
         probe = probe_summary(data.probes.get(b.name, []), b.probe.targets.ttft, b.probe.targets.itl)

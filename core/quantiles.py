@@ -16,9 +16,10 @@ histograms, so a p99 here agrees with a Grafana panel showing
 
 from __future__ import annotations
 
+import bisect
 import math
+import operator
 from collections.abc import Iterable, Sequence
-from itertools import pairwise
 
 
 def histogram_quantile(q: float, bounds: Sequence[float], counts: Sequence[float]) -> float:
@@ -29,17 +30,20 @@ def histogram_quantile(q: float, bounds: Sequence[float], counts: Sequence[float
     >>> histogram_quantile(0.75, [1.0, 2.0, math.inf], [10.0, 20.0, 20.0])
     1.5
     """
-    if math.isnan(q):
-        return math.nan
-    if q < 0:
-        return -math.inf
-    if q > 1:
-        return math.inf
+    return histogram_quantiles((q,), bounds, counts)[0]
+
+
+def histogram_quantiles(qs: Sequence[float], bounds: Sequence[float], counts: Sequence[float]) -> list[float]:
+    """``histogram_quantile`` of each of ``qs``, the buckets sorted and repaired once.
+
+    >>> histogram_quantiles([0.5, 0.75], [1.0, 2.0, math.inf], [10.0, 20.0, 20.0])
+    [1.0, 1.5]
+    """
     bl = list(bounds)
     cl = list(counts)
     if len(bl) != len(cl):
         raise ValueError("histogram_quantile: bounds and counts differ in length")
-    if not all(b1 < b2 for b1, b2 in pairwise(bl)):
+    if not all(map(operator.lt, bl, bl[1:])):
         # unsorted, repeated or NaN bounds: sort, and coalesce equal ones (Prometheus: coalesceBuckets)
         bl, cl = [], []
         for b, c in sorted(zip(bounds, counts, strict=True), key=lambda p: p[0]):
@@ -48,22 +52,39 @@ def histogram_quantile(q: float, bounds: Sequence[float], counts: Sequence[float
             else:
                 bl.append(b)
                 cl.append(c)
-    if len(bl) < 2 or bl[-1] != math.inf:
+    usable = len(bl) >= 2 and bl[-1] == math.inf
+    ordered = all(map(operator.le, cl, cl[1:]))  # False with a NaN count too
+    if usable and not ordered:
+        # ensure monotonic (Prometheus: ensureMonotonic)
+        running = -math.inf
+        for i, v in enumerate(cl):
+            if v < running:
+                cl[i] = running
+            running = cl[i]
+    return [_bucket_quantile(q, bl, cl, usable, ordered) for q in qs]
+
+
+def _bucket_quantile(q: float, bl: list[float], cl: list[float], usable: bool, ordered: bool) -> float:
+    """Prometheus's ``bucketQuantile`` on sorted bounds and monotonic cumulative counts."""
+    if math.isnan(q):
         return math.nan
-    # ensure monotonic (Prometheus: ensureMonotonic)
-    running = -math.inf
-    for i, v in enumerate(cl):
-        if v < running:
-            cl[i] = running
-        running = cl[i]
+    if q < 0:
+        return -math.inf
+    if q > 1:
+        return math.inf
+    if not usable:
+        return math.nan
     observations = cl[-1]
     if observations == 0 or math.isnan(observations):
         return math.nan
     rank = q * observations
-    b = 0
     last = len(bl) - 1
-    while b < last and cl[b] < rank:
-        b += 1
+    if ordered:  # the first bucket whose count reaches the rank
+        b = min(bisect.bisect_left(cl, rank), last)
+    else:  # the same, walked (a NaN count stops the walk, as in Prometheus)
+        b = 0
+        while b < last and cl[b] < rank:
+            b += 1
     if b == last:
         return bl[-2]
     if b == 0 and bl[0] <= 0:
@@ -112,3 +133,8 @@ def quantile_or_none(q: float, bounds: Sequence[float], counts: Sequence[float])
     """``histogram_quantile`` for JSON: NaN (no data, no percentiles available) becomes None."""
     v = histogram_quantile(q, bounds, counts)
     return None if math.isnan(v) else v
+
+
+def quantiles_or_none(qs: Sequence[float], bounds: Sequence[float], counts: Sequence[float]) -> list[float | None]:
+    """``quantile_or_none`` of each of ``qs`` (the buckets prepared once)."""
+    return [None if math.isnan(v) else v for v in histogram_quantiles(qs, bounds, counts)]

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Response
+from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 
 from collector import query
@@ -16,10 +17,13 @@ router = APIRouter()
 MAX_POINTS = 11_000
 
 
-@router.get("/api/v1/backends")
-async def list_backends(ctx: Ctx, window: str = "5m") -> list[Json]:
+@router.get("/api/v1/backends", response_model=list[Json])
+async def list_backends(ctx: Ctx, window: str = "5m") -> Response:
+    """Serialised straight from the summaries' ``to_json`` (already JSON values): validating a
+    thousand of them against ``list[Json]`` took longer than computing them."""
     w = duration("window", window)
-    return [s.to_json() for s in await run_in_threadpool(ctx.summaries, w)]
+    docs = [s.to_json() for s in await run_in_threadpool(ctx.summaries, w)]
+    return Response(to_json(docs, inf_nan_mode="null"), media_type="application/json")
 
 
 @router.get("/api/v1/backends/{name}")
