@@ -156,6 +156,13 @@ class GpusConfig(ConfigModel):
     interval: PositiveDuration | None = None  # default: scrape_interval
     dcgm: list[DcgmTarget] = Field(default_factory=list)
 
+    @field_validator("nvml", mode="before")
+    @classmethod
+    def _on_off(cls, v: object) -> object:
+        """YAML 1.1 reads an unquoted ``on``/``off`` (and ``yes``/``no``, ``true``/``false``) as a
+        boolean: take it as the word the user wrote."""
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
+
 
 class CollectorSettings(ConfigModel):
     """The collector's top-level keys (a part of the whole config, see ``inferwatch.config``)."""

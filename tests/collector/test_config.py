@@ -117,3 +117,20 @@ def test_a_huge_config_file_is_refused_unread(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load(big, env={})
     assert info.value.problems == ["the file is over 4 MiB; is it the config?"]
+
+
+@pytest.mark.parametrize(("written", "meant"), [("off", "off"), ("on", "on"), ("no", "off"), ("yes", "on"),
+                                                ("false", "off"), ("'off'", "off"), ("auto", "auto")])
+def test_unquoted_on_off_is_the_word_not_a_boolean(tmp_path: Path, written: str, meant: str) -> None:
+    """YAML 1.1 reads ``nvml: off`` (as the README writes it) as False: it means "off"."""
+    path = tmp_path / "inferwatch.yaml"
+    path.write_text(f"gpus: {{nvml: {written}}}\nbackends: []\n")
+    assert load(path, env={}).gpus.nvml == meant
+
+
+def test_a_wrong_nvml_word_still_names_the_choices(tmp_path: Path) -> None:
+    path = tmp_path / "inferwatch.yaml"
+    path.write_text("gpus: {nvml: sometimes}\n")
+    with pytest.raises(ConfigError) as info:
+        load(path, env={})
+    assert "gpus.nvml" in str(info.value) and "'auto'" in str(info.value), str(info.value)
