@@ -207,15 +207,17 @@ class BackendWindow:
     """One backend's figures over a ``WindowData`` (all its models, or one ``model``), each
     computed when first asked: the alert engine asks for two or three, a summary for all.
 
-    While the backend is down its gauges are absent (as Prometheus marks stale series); its
-    counters and histograms still cover the window."""
+    While the backend is down (its latest scrape failed) it has no present tense: every figure —
+    gauges, rates, latency percentiles, ratios — is None, as Prometheus marks a target's series
+    stale when a scrape fails. Charts (``series``) keep the history."""
 
     def __init__(self, data: WindowData, backend: str, model: str | None = None) -> None:
         st = data.status.get(backend)
         self.up = bool(st.up) if st is not None else False
         self.model = model
-        gauges, self._counters = data.by_signal(backend)
+        gauges, counters = data.by_signal(backend)
         self._gauges = gauges if self.up else {}
+        self._counters = counters if self.up else {}
         self._data = data
         self._backend = backend
 
@@ -228,7 +230,7 @@ class BackendWindow:
         return max(vals) if signal in c.MAX_OVER_MODELS else sum(vals)
 
     def latency(self, signal: str) -> Latency | None:
-        return self._data.latency(self._backend, signal, self.model)
+        return self._data.latency(self._backend, signal, self.model) if self.up else None
 
     def rate(self, signal: str) -> float | None:
         """As ``rate``: each model's deltas over the time they cover, summed over models."""

@@ -175,3 +175,38 @@ async def test_histogram_series_in_one_read_equals_series_per_quantile(tmp_path:
             for q in (0.5, 0.95, 0.99):
                 assert both[signal][q] == query.series(h.store.metrics, "multi", signal, clock(), 240, 60, q)
         assert all(v is not None for _, v in both["ttft_seconds"][0.99])
+
+
+@pytest.mark.slow
+async def test_a_down_backend_has_no_present_tense(store_url: str) -> None:
+    """While a backend's latest scrape failed its rates, percentiles, queue and KV cache are null
+    in the API and absent from /metrics (Prometheus marks the series stale); the charts keep the
+    history; the first good scrape brings them back."""
+    clock = Clock()
+    sims = _fleet(clock)
+    async with harness(sims, store_url, clock) as h:
+        await _scraped(h)
+        before = (await h.backends())["multi"]
+        assert before["tokens_per_second"] > 0 and before["ttft"]["p99"] is not None
+        sims[0].incident.http_status = 503
+        h.clock.advance(60)
+        await h.collector.scrape_once()
+        down = (await h.backends())["multi"]
+        assert down["up"] is False
+        current = ("queue_depth", "requests_running", "ttft", "itl", "e2e", "queue_time", "tokens_per_second",
+                   "prompt_tokens_per_second", "requests_per_second", "error_ratio", "kv_cache_usage_ratio",
+                   "prefix_cache_hit_ratio")
+        assert {k: down[k] for k in current} == dict.fromkeys(current)
+        assert all(v is None for m in down["models"].values() for v in m.values() if not isinstance(v, dict))
+        text = (await h.api.get("/metrics")).text
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        assert [s.value for s in fams["inferwatch_backend_up"].samples if s.labels["backend"] == "multi"] == [0.0]
+        for name in ("inferwatch_tokens_per_second", "inferwatch_queue_depth", "inferwatch_ttft_seconds"):
+            assert not [s for s in fams[name].samples if s.labels.get("backend") == "multi"], name
+        history = (await h.api.get("/api/v1/backends/multi/series",
+                                   params={"signal": "generation_tokens_total", "window": "5m", "step": "1m"})).json()
+        assert any(v for _, v in history["points"])  # the chart keeps what came before
+        sims[0].incident.http_status = None
+        h.clock.advance(60)
+        await h.collector.scrape_once()
+        assert (await h.backends())["multi"]["tokens_per_second"] > 0
