@@ -6,6 +6,15 @@ interval is the new value itself, as if it had counted up from zero — exactly 
 went down, or its bucket layout changed, the whole histogram reset and the delta is the new
 cumulative histogram.
 
+After a reset, the delta covers only the time the engine can have produced it in: since its
+process started (``EngineSnapshot.started``, from ``process_start_time_seconds`` where the
+engine exports it), else at most ``reset_cap`` (one scrape interval). A rate is deltas over the
+time they cover, so an outage with a restart in it does not dilute the first rate after it (the
+35 s of a kill-and-restart are not 35 s of tokens). A start time newer than the cursor's is a
+restart even when every counter has already climbed past its old value. A gap without a reset
+(the engine paused, or only inferwatch failed to scrape) keeps its whole span: its increase is
+spread over the gap.
+
 A series that appears while the backend already has a cursor started from zero (client
 libraries create labelled series lazily: the first ``finished_reason="error"`` appears with the
 first error). With no cursor at all (first scrape ever) there is nothing to diff against: the
@@ -26,36 +35,53 @@ def gauges(snap: EngineSnapshot) -> tuple[GaugePoint, ...]:
     return tuple(GaugePoint(sig, model, v) for (sig, model), v in snap.gauges.items() if not math.isnan(v))
 
 
+#: a start time this much newer than the cursor's is a restart (engines print it rounded)
+_START_SLACK = 1.0
+
+
 def diff(
     prev: tuple[float, EngineSnapshot] | None,
     ts: float,
     cur: EngineSnapshot,
     max_gap: float = DEFAULT_MAX_GAP,
+    reset_cap: float | None = None,
 ) -> tuple[tuple[CounterDelta, ...], tuple[HistogramDelta, ...]]:
-    """Deltas between the previous cursor and ``cur`` taken at ``ts``."""
+    """Deltas between the previous cursor and ``cur`` taken at ``ts``; a reset's delta covers at
+    most the time since the engine started, else at most ``reset_cap`` seconds."""
     if prev is None:
         return (), ()
     prev_ts, before = prev
     interval = ts - prev_ts
     if interval <= 0 or interval > max_gap:
         return (), ()
+    restarted = (cur.started is not None and before.started is not None
+                 and cur.started > before.started + _START_SLACK)
+    since_reset = interval
+    if cur.started is not None and prev_ts < cur.started < ts:
+        since_reset = ts - cur.started
+    elif reset_cap is not None:
+        since_reset = min(interval, reset_cap)
     counters: list[CounterDelta] = []
     for key, value in cur.counters.items():
-        old = before.counters.get(key)
-        if old is None or value < old:
-            delta = value  # new series, or reset: counted from zero
+        old = None if restarted else before.counters.get(key)
+        if old is None and not restarted:
+            counters.append(CounterDelta(key[0], key[1], value, interval))  # a new series, from zero
+        elif old is None or value < old:
+            counters.append(CounterDelta(key[0], key[1], value, since_reset))  # reset: counted from zero
         else:
-            delta = value - old
-        counters.append(CounterDelta(key[0], key[1], delta, interval))
+            counters.append(CounterDelta(key[0], key[1], value - old, interval))
     hists: list[HistogramDelta] = []
     for key, h in cur.histograms.items():
-        old_h = before.histograms.get(key)
+        old_h = None if restarted else before.histograms.get(key)
         d = _hist_delta(old_h, h)
-        hists.append(HistogramDelta(key[0], key[1], d.bounds, d.counts, d.sum, d.count, interval))
+        reset = d is h and (restarted or old_h is not None)
+        hists.append(HistogramDelta(key[0], key[1], d.bounds, d.counts, d.sum, d.count,
+                                    since_reset if reset else interval))
     return tuple(counters), tuple(hists)
 
 
 def _hist_delta(old: Histogram | None, new: Histogram) -> Histogram:
+    """The increase from ``old`` to ``new``; ``new`` itself (the very object) when it reset."""
     if old is None or old.bounds != new.bounds or new.count < old.count:
         return new
     counts = tuple(n - o for n, o in zip(new.counts, old.counts, strict=True))

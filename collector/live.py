@@ -393,7 +393,11 @@ class LiveWindow:
                     continue
                 sums = self._sums(series, first, last, self._running[name])
                 if sums.counters:
-                    counters[name] = {k: (c[0], c[1]) for k, c in sums.counters.items()}
+                    totals = {k: (c[0], c[1]) for k, c in sums.counters.items()}
+                    for e in series[first:last + 1]:  # the first entry; more only after a gap in time
+                        if not _only_inside(totals, e, since):
+                            break
+                    counters[name] = totals
                 if sums.hists:
                     merged[name] = {k: Merged(h.bounds, h.counts, h.sum, h.count) for k, h in sums.hists.items()}
                     ranges[name] = (self._generation.get(name, 0), series[first].seq, series[last].seq)
@@ -415,3 +419,17 @@ class LiveWindow:
         for e in series[last + 1:]:
             out.add(e, -1)
         return out if out.exact else _added_up(series[first:last + 1])
+
+
+def _only_inside(totals: dict[tuple[str, str], tuple[float, float]], e: _Entry, since: float) -> bool:
+    """Of ``e`` count only the share of each delta whose interval falls after ``since``, as
+    ``MetricsStore.counter_totals`` does; False when no interval of ``e`` began before ``since``
+    (an entry's interval begins at the previous entry's time or later: none after it does)."""
+    inside = e.ts - since
+    found = False
+    for s, m, d, i in e.counters:
+        if i > inside and (s, m) in totals:
+            total, covered = totals[(s, m)]
+            totals[(s, m)] = (total - d + d * inside / i, covered - i + inside)
+            found = True
+    return found

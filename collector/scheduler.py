@@ -115,6 +115,8 @@ class Collector:
         self.nvml_enabled = False
         self.nvml_reason: str | None = None
         self.cursors: dict[str, tuple[float, EngineSnapshot]] = {}
+        #: how long a counter reset's delta may cover where the engine says not when it started
+        self._reset_cap = {b.name: cfg.interval_for(b) for b in cfg.backends}
         self._cursors_loaded = False
         self._queue: asyncio.Queue[Observation] = asyncio.Queue()
         self._pending: list[ScrapeRecord] = []
@@ -247,7 +249,8 @@ class Collector:
         """Deltas against the cursor; advances the in-memory cursor."""
         if not r.up or r.snapshot is None:
             return ScrapeRecord(r.backend, r.ts, False, r.reason, r.duration)
-        counters, hists = deltas.diff(self.cursors.get(r.backend), r.ts, r.snapshot)
+        counters, hists = deltas.diff(self.cursors.get(r.backend), r.ts, r.snapshot,
+                                      reset_cap=self._reset_cap.get(r.backend))
         self.cursors[r.backend] = (r.ts, r.snapshot)
         return ScrapeRecord(r.backend, r.ts, True, None, r.duration, deltas.gauges(r.snapshot), counters, hists, r.snapshot)
 

@@ -231,6 +231,8 @@ def _encode_snapshot(snapshot: EngineSnapshot) -> str:
             for (s, m), h in snapshot.histograms.items()
         ],
     }
+    if snapshot.started is not None:
+        fast["started"] = float(snapshot.started)
     try:  # no non-finite value but the +Inf bounds: encode those alone
         for entry in fast["histograms"]:
             if entry[2] and entry[2][-1] == math.inf and all(map(math.isfinite, entry[2][:-1])):
@@ -253,6 +255,8 @@ def _encode_snapshot(snapshot: EngineSnapshot) -> str:
             for (s, m), h in snapshot.histograms.items()
         ],
     }
+    if snapshot.started is not None:
+        doc["started"] = enc(snapshot.started)
     return json.dumps(doc, separators=(",", ":"), allow_nan=False)
 
 
@@ -270,6 +274,7 @@ def _decode_snapshot(text: str) -> EngineSnapshot:
             )
             for s, m, bounds, counts, total, count in doc.get("histograms", ())
         },
+        started=float(doc["started"]) if doc.get("started") is not None else None,
     )
 
 
@@ -638,18 +643,26 @@ class MetricsStore:
     ) -> dict[tuple[str, str, str], tuple[float, float]]:
         """(backend, signal, model) -> (sum of deltas, sum of intervals), ``since < ts <= until``;
         optionally only some backends and signals (with either, the read is ranges of the
-        ``(series_id, ts)`` index instead of every row of the window)."""
+        ``(series_id, ts)`` index instead of every row of the window).
+
+        A delta whose interval began before ``since`` (the first of the window, or one that
+        spans a gap) counts only its share inside the window, as if it grew evenly over its
+        interval: a window never counts time outside it."""
         sums: list[tuple[int, float, float]] = []
+        start = sa.literal(since, sa.Double)
         with self.db.engine.connect() as conn:
             for chunk in in_chunks(backends):
 
                 def part(t: sa.Table, chunk: Sequence[str] | None = chunk) -> sa.Select[Any]:
-                    return sa.select(t.c.series_id, t.c.delta, t.c.interval_seconds).where(
+                    return sa.select(t.c.series_id, t.c.ts, t.c.delta, t.c.interval_seconds).where(
                         _of_series(t, chunk, signals), t.c.ts > since, t.c.ts <= until)
 
                 u = sa.union_all(part(counter_deltas), part(counter_deltas_rollup)).subquery()
-                q = sa.select(u.c.series_id, sa.func.sum(u.c.delta), sa.func.sum(u.c.interval_seconds)
-                              ).group_by(u.c.series_id)
+                straddles = u.c.ts - u.c.interval_seconds < start
+                inside = u.c.ts - start
+                delta = sa.case((straddles, u.c.delta * inside / u.c.interval_seconds), else_=u.c.delta)
+                interval = sa.case((straddles, inside), else_=u.c.interval_seconds)
+                q = sa.select(u.c.series_id, sa.func.sum(delta), sa.func.sum(interval)).group_by(u.c.series_id)
                 sums.extend(conn.execute(q).all())
             keys = self._keys_of(conn, {r[0] for r in sums})
         return {keys[sid]: (float(delta), float(interval)) for sid, delta, interval in sums if sid in keys}

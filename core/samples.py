@@ -45,6 +45,8 @@ class EngineSnapshot:
     gauges: dict[SeriesKey, float] = field(default_factory=dict)
     counters: dict[SeriesKey, float] = field(default_factory=dict)
     histograms: dict[SeriesKey, Histogram] = field(default_factory=dict)
+    #: when the engine's process started (Unix seconds), where it says (``process_start_time_seconds``)
+    started: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

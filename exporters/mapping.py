@@ -72,6 +72,9 @@ class EngineTable:
     engine: str
     model_label: str | None
     signals: tuple[SignalMap, ...]
+    #: the gauge of the process's start time (Unix seconds): a counter reset's delta then covers
+    #: only the time since; None where the engine exports none
+    start_family: str | None = "process_start_time_seconds"
 
     def wanted(self) -> frozenset[str]:
         """Every native family the table reads: the parser may drop all others."""
@@ -81,10 +84,12 @@ class EngineTable:
                 names.add(src.family)
                 if src.count_family:
                     names.add(src.count_family)
+        if self.start_family:
+            names.add(self.start_family)
         return frozenset(names)
 
     def normalise(self, families: Mapping[str, MetricFamily]) -> EngineSnapshot:
-        snap = EngineSnapshot()
+        snap = EngineSnapshot(started=self._started(families))
         for sm in self.signals:
             kind = SIGNALS[sm.signal]
             found = False
@@ -117,6 +122,13 @@ class EngineTable:
                 if sm.combine == "first" and found:
                     break
         return snap
+
+    def _started(self, families: Mapping[str, MetricFamily]) -> float | None:
+        """The process start time: the newest of the family's samples (several processes of a
+        multiprocess server each print theirs), when finite and positive."""
+        fam = families.get(self.start_family) if self.start_family else None
+        values = [s.value for s in fam.samples if math.isfinite(s.value) and s.value > 0] if fam else []
+        return max(values) if values else None
 
     # -- per kind -------------------------------------------------------------------------------
     def _model(self, labels: Mapping[str, str]) -> str:

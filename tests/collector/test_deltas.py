@@ -47,3 +47,43 @@ def test_new_series_after_baseline_counts_from_zero() -> None:
 
 def test_stale_cursor_beyond_max_gap_is_a_new_baseline() -> None:
     assert diff((0.0, snap(1, (1, 1, 1), 0.1)), 7200.0, snap(50, (9, 9, 9), 3.0), max_gap=3600) == ((), ())
+
+
+def _started(s: EngineSnapshot, at: float | None) -> EngineSnapshot:
+    return EngineSnapshot(s.gauges, s.counters, s.histograms, started=at)
+
+
+def test_a_reset_covers_only_the_time_since_the_engine_started() -> None:
+    """Killed after the scrape at 0, restarted at 30, scraped at 35: the 40 requests came in 5 s,
+    not in the 35 s since the last scrape."""
+    before = _started(snap(1000, (10, 20, 30), 9.0), 0.0 - 3600)
+    after = _started(snap(40, (4, 8, 10), 1.0), 30.0)
+    counters, hists = diff((0.0, before), 35.0, after, reset_cap=15.0)
+    assert [(c.delta, c.interval) for c in counters] == [(40, 5.0)]
+    assert [(h.counts, h.interval) for h in hists] == [((4, 8, 10), 5.0)]
+
+
+def test_without_a_start_time_a_reset_covers_at_most_one_scrape_interval() -> None:
+    counters, hists = diff((0.0, snap(1000, (10, 20, 30), 9.0)), 35.0, snap(40, (4, 8, 10), 1.0), reset_cap=15.0)
+    assert [(c.delta, c.interval) for c in counters] == [(40, 15.0)]
+    assert [h.interval for h in hists] == [15.0]
+    # an ordinary interval shorter than the cap keeps its length
+    counters, _ = diff((0.0, snap(1000, (10, 20, 30), 9.0)), 10.0, snap(40, (4, 8, 10), 1.0), reset_cap=15.0)
+    assert [c.interval for c in counters] == [10.0]
+
+
+def test_a_newer_start_time_is_a_restart_even_when_counters_climbed_past_their_old_values() -> None:
+    before = _started(snap(10, (1, 2, 3), 1.0), 100.0)
+    after = _started(snap(50, (5, 9, 12), 4.0), 200.0)  # restarted at 200: 50 requests since, not 40
+    counters, hists = diff((150.0, before), 260.0, after, reset_cap=15.0)
+    assert [(c.delta, c.interval) for c in counters] == [(50, 60.0)]
+    assert [(h.counts, h.sum, h.interval) for h in hists] == [((5, 9, 12), 4.0, 60.0)]
+
+
+def test_a_gap_without_a_reset_is_spread_over_the_whole_gap() -> None:
+    """Paused (SIGSTOP) or only our scrapes failing: the counter went on, the delta covers the gap."""
+    before = _started(snap(100, (1, 2, 3), 1.0), 50.0)
+    after = _started(snap(160, (2, 4, 6), 2.0), 50.0)
+    counters, hists = diff((100.0, before), 160.0, after, reset_cap=15.0)
+    assert [(c.delta, c.interval) for c in counters] == [(60, 60.0)]
+    assert [h.interval for h in hists] == [60.0]

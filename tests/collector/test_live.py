@@ -58,6 +58,24 @@ def records(draw: st.DrawFn, taken: set[tuple[str, float]]) -> list[ScrapeRecord
     return out
 
 
+def chained(batches: list[list[ScrapeRecord]]) -> list[list[ScrapeRecord]]:
+    """The batches with each counter's interval as the collector makes it: at most the time since
+    the backend's previous successful scrape (less after a reset)."""
+    times: dict[str, list[float]] = {}
+    for r in sorted((r for b in batches for r in b if r.up), key=lambda r: r.ts):
+        times.setdefault(r.backend, []).append(r.ts)
+
+    def fix(r: ScrapeRecord) -> ScrapeRecord:
+        ts = times.get(r.backend, [])
+        k = ts.index(r.ts) if r.up else 0
+        if k == 0:
+            return r
+        gap = r.ts - ts[k - 1]
+        return replace(r, counters=tuple(replace(c, interval=min(c.interval, gap)) for c in r.counters))
+
+    return [[fix(r) for r in b] for b in batches]
+
+
 def _same(a: WindowData, b: WindowData, gauges: bool = True) -> None:
     """The same figures: gauge points exactly; counter totals and merged histograms to the last
     few bits (the database adds them in its own order, the live window keeps running sums)."""
@@ -97,6 +115,7 @@ def test_every_covered_window_equals_the_store(store: Stores, batches: list[list
         for table in ("gauges", "counter_deltas", "histogram_deltas", "scrape_status", "backend_status", "cursors"):
             conn.exec_driver_sql(f"DELETE FROM {table}")
     live = LiveWindow(horizon=10_000.0, started=T0 - 60)
+    batches = chained(batches)
     for batch in batches:  # committed batches, in the order the writer commits them
         store.metrics.write(batch)
         live.add(batch)

@@ -122,7 +122,7 @@ def test_counter_totals_window_boundaries(store: Stores) -> None:
     assert store.metrics.counter_totals(15.0, 45.0) == {
         ("a", "requests_total", "m"): (60.0, 30.0),
         ("a", "request_errors_total", "m"): (2.0, 30.0),
-        ("b", "requests_total", ""): (3.0, 30.0),
+        ("b", "requests_total", ""): (1.5, 15.0),  # its (0, 30] is half inside (15, 45]: half of it
     }
     assert store.metrics.counter_totals(0.0, 60.0, backends=["a"]) == {
         ("a", "requests_total", "m"): (150.0, 60.0),
@@ -504,7 +504,7 @@ def test_maintain_rolls_up_and_preserves_window_totals(store_url: str) -> None:
         # a backend heard from again gets its series back (not ids cached from before)
         late_ts = end + 10 * 86400.0 + 15.0
         store.metrics.write([ok("a", late_ts, counters=(CounterDelta("requests_total", "m", 3.0, 15.0),))])
-        assert store.metrics.counter_totals(late_ts - 1.0, late_ts) == {("a", "requests_total", "m"): (3.0, 15.0)}
+        assert store.metrics.counter_totals(late_ts - 15.0, late_ts) == {("a", "requests_total", "m"): (3.0, 15.0)}
     finally:
         store.close()
 
