@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -238,7 +239,7 @@ def test_cursor_round_trip_across_restart(store_url: str) -> None:
     first = Stores.open(store_url)
     first.migrate()
     first.metrics.write([ok("a", 15.0, cursor=snapshot(1.0)), ok("b", 15.0, cursor=EngineSnapshot())])
-    first.metrics.write([ok("a", 30.0, cursor=snapshot(2.0)), down("b", 30.0)])
+    first.metrics.write([ok("a", 30.0, cursor=replace(snapshot(2.0), started=1_700_000_000.25)), down("b", 30.0)])
     first.close()
 
     restarted = Stores.open(store_url)
@@ -247,7 +248,8 @@ def test_cursor_round_trip_across_restart(store_url: str) -> None:
         cursors = restarted.metrics.load_cursors()
     finally:
         restarted.close()
-    assert cursors == {"a": (30.0, snapshot(2.0)), "b": (15.0, EngineSnapshot())}
+    # the engine's start time survives too: a restart of the engine while we were down is still seen
+    assert cursors == {"a": (30.0, replace(snapshot(2.0), started=1_700_000_000.25)), "b": (15.0, EngineSnapshot())}
     hist = cursors["a"][1].histograms[("ttft_seconds", "llama")]
     assert hist.bounds[-1] == INF and cursors["a"][1].counters[("prompt_tokens_total", "")] == 1e12
 

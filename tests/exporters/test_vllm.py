@@ -148,3 +148,17 @@ def test_adapter_options() -> None:
     assert err.value.path == "model_label"
     with pytest.raises(ValueError):
         renderer("v2")
+
+
+def test_the_process_start_time_is_read_where_the_engine_prints_it() -> None:
+    """vLLM (prometheus_client's process collector) prints ``process_start_time_seconds``: a
+    counter reset's delta then covers only the time since (collector.deltas)."""
+    from sim.engines import make_renderer
+    from sim.state import SimBackend
+
+    b = SimBackend("v", make_renderer("vllm"), ("m",), seed=1, now=1_700_000_000.0)
+    body = b.render(now=1_700_000_060.0)
+    assert TABLE.normalise(parse(body, keep=TABLE.wanted())).started == pytest.approx(1_700_000_000.0)
+    b.restart(1_700_000_100.0)
+    assert TABLE.normalise(parse(b.render(now=1_700_000_130.0))).started == pytest.approx(1_700_000_100.0)
+    assert TABLE.normalise(parse(b"vllm:num_requests_running{model_name=\"m\"} 1\n")).started is None
