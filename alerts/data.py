@@ -104,8 +104,8 @@ class Fetcher:
         if agg in ("p50", "p95", "p99"):
             block = self.backend(w, b.name).latency(sig) if sig in _LATENCY_SIGNALS else None
             return block.get(agg) if block is not None else None
-        if agg == "rate":
-            return query.rate(self.window(w or DEFAULT_WINDOW).counters.get(b.name, {}), sig, None)
+        if agg == "rate":  # None while the backend is down, as every figure (BackendWindow)
+            return self.backend(w, b.name).rate(sig)
         figure = _SUMMARY_GAUGES.get(sig)
         if figure is None:
             return None

@@ -193,16 +193,6 @@ class WindowData:
         )
 
 
-def rate(counters: dict[tuple[str, str], tuple[float, float]], signal: str, model: str | None) -> float | None:
-    """Per-second increase: each model's deltas over the time they cover, summed over models."""
-    total, found = 0.0, False
-    for (s, m), (delta, interval) in counters.items():
-        if s == signal and (model is None or m == model) and interval > 0:
-            total += delta / interval
-            found = True
-    return total if found else None
-
-
 class BackendWindow:
     """One backend's figures over a ``WindowData`` (all its models, or one ``model``), each
     computed when first asked: the alert engine asks for two or three, a summary for all.
@@ -233,7 +223,7 @@ class BackendWindow:
         return self._data.latency(self._backend, signal, self.model) if self.up else None
 
     def rate(self, signal: str) -> float | None:
-        """As ``rate``: each model's deltas over the time they cover, summed over models."""
+        """Per-second increase: each model's deltas over the time they cover, summed over models."""
         model = self.model
         rates = [d / i for m, d, i in self._counters.get(signal, ()) if (model is None or m == model) and i > 0]
         return sum(rates, 0.0) if rates else None
