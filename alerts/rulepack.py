@@ -5,12 +5,21 @@
 | TTFTp50High | ``p50(ttft_seconds[5m]) > 0.5`` (500 ms) | 5m | warning |
 | TTFTp99High | ``p99(ttft_seconds[5m]) > 5`` (5 s) | 5m | warning |
 | ErrorRateHigh | ``ratio(request_errors_total, requests_total[5m]) > 0.01`` (1 %) | 5m | critical |
-| GPUMemoryHigh | ``gpu_memory_used_ratio > 0.9`` (90 %) | 5m | warning |
+| GPUMemoryHigh | ``gpu_memory_used_ratio > 0.98`` (98 %) | 10m | warning |
+| KVCacheExhausted | ``kv_cache_usage_ratio > 0.95`` (95 %) | 5m | warning |
 | QueueDepthHigh | ``queue_depth > 100`` | 1m | warning |
 | TokenThroughputDegraded | ``baseline(tokens_per_second[5m], median, 24h) < 0.5`` | 15m | warning |
 | BackendDown | ``up == 0`` | 1m | critical |
 | CertificateExpiringSoon | ``cert_expiry_days < 14`` | 0 | warning |
 | CertificateExpiryCritical | ``cert_expiry_days < 3`` | 0 | critical |
+
+**GPU memory.** vLLM and SGLang preallocate most of a GPU's memory for their KV cache by design
+(vLLM's ``--gpu-memory-utilization`` defaults to 0.9, SGLang's ``--mem-fraction-static`` to about
+0.88), so "over 90 % used" is every healthy GPU of theirs. What runs out is the KV cache inside
+that reservation: ``KVCacheExhausted`` watches the engine's own KV-cache usage (near 100 % means
+requests are preempted or queued for cache space). ``GPUMemoryHigh`` pages only when the GPU
+itself is nearly full (98 % for 10 minutes): a reservation set too high, or another process on
+the GPU squeezing the engine — where the next allocation fails.
 
 The latency rules use **time to first token**, not end-to-end latency: e2e latency of an LLM
 request grows with the number of tokens it generates (a 500-token answer takes seconds on a
@@ -84,12 +93,22 @@ _PACK: Final[tuple[dict[str, Any], ...]] = (
     },
     {
         "name": "GPUMemoryHigh",
-        "expr": "gpu_memory_used_ratio > 90%",
-        "for": "5m",
+        "expr": "gpu_memory_used_ratio > 98%",
+        "for": "10m",
         "severity": "warning",
         "annotations": {
             "summary": "GPU {{ gpu }} {{ uuid }} memory {{ value | percent }} used "
             "(threshold {{ threshold | percent }})",
+        },
+    },
+    {
+        "name": "KVCacheExhausted",
+        "expr": "kv_cache_usage_ratio > 95%",
+        "for": "5m",
+        "severity": "warning",
+        "annotations": {
+            "summary": _SUMMARY_BACKEND + "KV cache {{ value | percent }} full "
+            "(threshold {{ threshold | percent }}): requests wait or are preempted for cache space",
         },
     },
     {

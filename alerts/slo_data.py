@@ -280,6 +280,10 @@ class BurnRule:
     rule: Rule
 
 
+#: how long a burn-rate alert stays firing after its condition last held
+BURN_KEEP_FIRING = "5m"
+
+
 def burn_rules(slos: Sequence[SLO]) -> list[BurnRule]:
     out: list[BurnRule] = []
     for slo in slos:
@@ -290,6 +294,10 @@ def burn_rules(slos: Sequence[SLO]) -> list[BurnRule]:
                 "name": f"SLOBurnRate:{slo.name}:{a.kind}",
                 "expr": f"error_ratio > {a.burn_rate_factor!r}",
                 "severity": _SEVERITY[a.severity],
+                # burn rates hover around the factor while an incident fades: hold the alert
+                # until it has stayed below for 5 minutes, instead of resolving and firing again
+                # within seconds (Prometheus's keep_firing_for)
+                "keep_firing_for": BURN_KEEP_FIRING,
                 "labels": {"slo": slo.name, "burn_window": f"{long_w}/{short_w}", "slo_alert": a.severity},
                 "annotations": {"summary": f"SLO {slo.name} ({slo.objective:.4%} over {format_window(slo.window)}) "
                                            f"burns its error budget {{{{ value }}}}x over {long_w} and {short_w} "

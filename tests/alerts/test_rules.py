@@ -307,7 +307,8 @@ def test_default_pack_contents() -> None:
         "TTFTp50High": ("p50(ttft_seconds[5m]) > 500ms", 300.0, "warning"),
         "TTFTp99High": ("p99(ttft_seconds[5m]) > 5s", 300.0, "warning"),
         "ErrorRateHigh": ("ratio(request_errors_total, requests_total[5m]) > 1%", 300.0, "critical"),
-        "GPUMemoryHigh": ("gpu_memory_used_ratio > 90%", 300.0, "warning"),
+        "GPUMemoryHigh": ("gpu_memory_used_ratio > 98%", 600.0, "warning"),
+        "KVCacheExhausted": ("kv_cache_usage_ratio > 95%", 300.0, "warning"),
         "QueueDepthHigh": ("queue_depth > 100", 60.0, "warning"),
         "TokenThroughputDegraded": ("baseline(tokens_per_second[5m], median, 24h) < 50%", 900.0, "warning"),
         "BackendDown": ("up == 0", 60.0, "critical"),
@@ -316,7 +317,7 @@ def test_default_pack_contents() -> None:
     }
     thresholds = {r.name: r.parsed.threshold for r in DEFAULT_RULES}
     assert thresholds["TTFTp50High"] == 0.5 and thresholds["TTFTp99High"] == 5.0
-    assert thresholds["ErrorRateHigh"] == 0.01 and thresholds["GPUMemoryHigh"] == 0.9
+    assert thresholds["ErrorRateHigh"] == 0.01 and thresholds["GPUMemoryHigh"] == 0.98
     assert thresholds["TokenThroughputDegraded"] == 0.5
     assert default_rules() == list(DEFAULT_RULES)
 
