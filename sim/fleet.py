@@ -94,7 +94,29 @@ def demo_config(fleet: SimFleet, *, storage: str, listen: str, interval: str, ca
         gpus["dcgm"] = [{"url": fleet.url(GPU_NODE) + "/metrics", "host": GPU_NODE}]
     return {"storage": storage, "scrape_interval": interval, "scrape_timeout": timeout, "web": {"listen": listen},
             "tls_check_interval": "60s", "gpus": gpus, "evaluation_interval": "5s",
-            "backends": backends, "slos": demo_slos()}
+            "backends": backends, "slos": demo_slos(), "rule_overrides": DEMO_RULE_OVERRIDES}
+
+
+#: The default pack at demo speed: the same rules and thresholds over 1-minute windows with
+#: ``for: 30s``, so that a 150-second incident fires its rule and resolves within the demo's
+#: minutes (at the pack's own 5-minute windows and ``for``, one incident would take 10 minutes).
+#: ``tests/test_demo_pack.py`` measures each incident's start -> firing and end -> resolved.
+DEMO_RULE_OVERRIDES: dict[str, dict[str, str]] = {
+    "TTFTp50High": {"expr": "p50(ttft_seconds[1m]) > 500ms", "for": "30s"},
+    "TTFTp99High": {"expr": "p99(ttft_seconds[1m]) > 5s", "for": "30s"},
+    "ErrorRateHigh": {"expr": "ratio(request_errors_total, requests_total[1m]) > 1%", "for": "30s"},
+    "QueueDepthHigh": {"for": "30s"},
+    "BackendDown": {"for": "30s"},
+}
+
+#: what each scripted incident must fire (a restart fires nothing: rates stay right across it)
+INCIDENT_RULES: dict[str, tuple[str, ...]] = {
+    "latency_spike": ("TTFTp50High", "TTFTp99High"),
+    "queue_buildup": ("QueueDepthHigh",),
+    "error_burst": ("ErrorRateHigh",),
+    "outage": ("BackendDown",),
+    "restart": (),
+}
 
 
 #: burn-rate alert windows for the demo's 1-hour SLOs (the defaults derive factors for the window,
@@ -183,16 +205,16 @@ class IncidentScript:
         i = 0
         while True:
             await asyncio.sleep(self.period)
-            await self._clear()
+            await self.clear()
             name, kind = self.steps[i % len(self.steps)]
             i += 1
-            await self._start(name, kind)
+            await self.start(name, kind)
 
-    async def _start(self, name: str, kind: str) -> None:
+    async def start(self, name: str, kind: str) -> None:
         b = self.fleet.backends[name]
         self.current = (name, kind)
-        if kind == "latency_spike":
-            b.incident.latency_factor = 8.0
+        if kind == "latency_spike":  # vllm-a's TTFT p50 ~3.6 s, p99 ~6.5 s: over both TTFT rules' thresholds
+            b.incident.latency_factor = 20.0
         elif kind == "queue_buildup":
             b.incident.queue_extra = 150
         elif kind == "error_burst":
@@ -202,7 +224,7 @@ class IncidentScript:
         elif kind == "restart":
             b.restart(self.clock())
 
-    async def _clear(self) -> None:
+    async def clear(self) -> None:
         if self.current is None:
             return
         name, kind = self.current
