@@ -63,13 +63,14 @@ def test_a_reset_covers_only_the_time_since_the_engine_started() -> None:
     assert [(h.counts, h.interval) for h in hists] == [((4, 8, 10), 5.0)]
 
 
-def test_without_a_start_time_a_reset_covers_at_most_one_scrape_interval() -> None:
+def test_without_a_start_time_a_reset_covers_half_the_span_it_can_have_restarted_in() -> None:
+    """Restarted at some moment of the last scrape interval (15 s): 7.5 s expected since."""
     counters, hists = diff((0.0, snap(1000, (10, 20, 30), 9.0)), 35.0, snap(40, (4, 8, 10), 1.0), reset_cap=15.0)
-    assert [(c.delta, c.interval) for c in counters] == [(40, 15.0)]
-    assert [h.interval for h in hists] == [15.0]
-    # an ordinary interval shorter than the cap keeps its length
+    assert [(c.delta, c.interval) for c in counters] == [(40, 7.5)]
+    assert [h.interval for h in hists] == [7.5]
+    # a gap shorter than the cap: half of the gap
     counters, _ = diff((0.0, snap(1000, (10, 20, 30), 9.0)), 10.0, snap(40, (4, 8, 10), 1.0), reset_cap=15.0)
-    assert [c.interval for c in counters] == [10.0]
+    assert [c.interval for c in counters] == [5.0]
 
 
 def test_a_newer_start_time_is_a_restart_even_when_counters_climbed_past_their_old_values() -> None:
