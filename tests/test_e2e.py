@@ -123,6 +123,7 @@ async def test_engine_restart_counter_reset_gives_correct_rate(store_url: str) -
         after = sim.models["m"].generation_tokens  # everything since the restart
         got = (await h.backends(window="1m"))["vllm-c"]
         assert got["up"] is True
-        # the last interval's increase is what the engine counted since its restart (not negative)
-        assert got["tokens_per_second"] == pytest.approx(after / 60)
+        # the last interval's increase is what the engine counted since its restart (not negative),
+        # over the 30 s since it restarted (process_start_time_seconds), not the 60 s since the scrape
+        assert got["tokens_per_second"] == pytest.approx(after / 30)
         assert got["tokens_per_second"] > 0

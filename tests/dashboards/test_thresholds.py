@@ -31,7 +31,7 @@ def test_default_pack_thresholds() -> None:
     t = d.column_thresholds(cfg.rules_in_force, cfg.backends, KEYS)  # type: ignore[attr-defined]
     assert t["us"] == {"queue_depth": 100.0, "requests_running": None, "ttft.p50": 0.5, "ttft.p95": None,
                        "ttft.p99": 5.0, "e2e.p99": None, "tokens_per_second": None, "error_ratio": 0.01,
-                       "kv_cache_usage_ratio": None, "gpu_memory_used_ratio": 0.9}
+                       "kv_cache_usage_ratio": 0.95, "gpu_memory_used_ratio": 0.98}
     assert t["eu"]["ttft.p99"] == 2.0 and t["eu"]["queue_depth"] == 40.0  # its alert_thresholds
 
 
@@ -46,7 +46,7 @@ def test_overrides_user_rules_selectors_and_disabled_rules() -> None:
     assert t["us"]["error_ratio"] is None and t["eu"]["error_ratio"] is None  # rule disabled: nothing judges it
     assert t["us"]["ttft.p95"] is None and t["eu"]["ttft.p95"] == 0.8  # selector
     assert t["us"]["ttft.p50"] == 0.2  # the lowest of the default (500 ms) and the user rule
-    assert t["us"]["kv_cache_usage_ratio"] is None
+    assert t["us"]["kv_cache_usage_ratio"] == 0.95  # KVCacheExhausted's; LowKV ("lower is bad") adds none
 
 
 async def test_fleet_cells_are_coloured_against_their_backends_thresholds(tmp_path: Path) -> None:

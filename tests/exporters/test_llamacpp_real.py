@@ -176,10 +176,12 @@ async def test_inferwatch_agrees_with_a_real_llama_server(server_binary: Path, t
 
     try:
         async with running(load):
-            # steady state: a full window of scrapes under load
+            # steady state: the clients warm up, then a window of scrapes under load, the engine's
+            # counters read at its start and end
+            await scrape_for(3)
             before = await engine.counters()
             t0 = time.time()
-            await scrape_for(WINDOW + 2)
+            await scrape_for(WINDOW)
             got = await figures()
             after = await engine.counters()
             t1 = time.time()
