@@ -158,9 +158,11 @@ def _added_up(entries: Iterable[_Entry]) -> _Sums:
     for key, rs in rows.items():
         merged = merge((r.bounds, r.counts) for r in rs)
         assert merged is not None
-        out.hists[key] = _HistSum(merged[0], merged[1], sum(r.sum for r in rs), sum(r.count for r in rs), len(rs))
-        if len({r.bounds for r in rs}) > 1:
-            out.exact = False
+        held = _HistSum(merged[0], merged[1], sum(r.sum for r in rs), sum(r.count for r in rs), len(rs))
+        out.hists[key] = held
+        if len({r.bounds for r in rs}) > 1 or not math.isfinite(held.sum + held.count + sum(held.counts)):
+            out.exact = False  # not to be kept running: added up afresh while such a row is in its span
+    out.exact = out.exact and all(math.isfinite(c[0] + c[1]) for c in out.counters.values())
     return out
 
 
