@@ -54,3 +54,23 @@ async def test_burn_rate_alerts_fire_by_window_and_notify(tmp_path: Path, error_
     assert sorted(p["rule"].rsplit(":", 1)[1] for p in hook.payloads) == sorted(burning)
     for p in hook.payloads:
         assert f"burns its error budget {error_ratio / 0.01:g}x over" in p["annotations"]["summary"], p
+
+
+def test_a_burn_rate_hovering_at_its_factor_does_not_flap() -> None:
+    """The values seen flapping in the demo (6.05 / 5.98 / 6.72 against 6x, 5 s apart): one
+    firing, no resolve in between; resolved once the burn stayed under the factor for 5 minutes."""
+    from alerts.evaluate import evaluate, labelset
+    from alerts.slo import SLO
+    from alerts.slo_data import burn_rules
+
+    (rule,) = [br.rule for br in burn_rules([SLO.model_validate({"name": "a", "objective": "99.9%",
+                                                                  "good": "availability"})])
+               if br.alert.burn_rate_factor == 6]
+    inst = labelset(slo="a")
+    states: dict = {}
+    seen = []
+    for t, v in [(0, 6.05), (5, 5.98), (10, 6.72), (15, 5.5), (300, 5.0), (316, 5.0)]:
+        states, transitions = evaluate([rule], {rule.name: {inst: v}}, states, now=t)
+        seen += [(t, x.new) for x in transitions]
+    assert rule.keep_firing_for == 300.0
+    assert seen == [(0, "firing"), (316, "resolved")], seen
