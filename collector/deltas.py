@@ -8,10 +8,13 @@ cumulative histogram.
 
 After a reset, the delta covers only the time the engine can have produced it in: since its
 process started (``EngineSnapshot.started``, from ``process_start_time_seconds`` where the
-engine exports it); else the engine restarted at some moment of the last ``reset_cap`` seconds
-(one scrape interval) or of the gap, if shorter, and the delta covers half of that span — the
-expected time since, off by at most half an interval (counting the whole span made the first
-rates after a llama.cpp restart up to 20 % low in the real-engine test). A rate is deltas over the
+engine exports it). An engine that does not say when it started (llama.cpp, TGI, Triton)
+restarted at an unknown moment of the gap: the first scrape after the reset is then a new
+baseline, as the very first scrape is — what it counted since the restart (at most one scrape
+interval's worth) is left out rather than spread over a guessed span, so every rate from the
+next scrape on is the engine's own. Measured on a real llama-server (``BENCHMARKS.md``):
+spreading it over a whole scrape interval made the first rates after a restart up to 20 % low,
+over half an interval up to 13 %; as a baseline they are within 5 %. A rate is deltas over the
 time they cover, so an outage with a restart in it does not dilute the first rate after it (the
 35 s of a kill-and-restart are not 35 s of tokens). A start time newer than the cursor's is a
 restart even when every counter has already climbed past its old value. A gap without a reset
@@ -49,8 +52,10 @@ def diff(
     max_gap: float = DEFAULT_MAX_GAP,
     reset_cap: float | None = None,
 ) -> tuple[tuple[CounterDelta, ...], tuple[HistogramDelta, ...]]:
-    """Deltas between the previous cursor and ``cur`` taken at ``ts``; a reset's delta covers at
-    most the time since the engine started, else at most ``reset_cap`` seconds."""
+    """Deltas between the previous cursor and ``cur`` taken at ``ts``; a reset's delta covers the
+    time since the engine started; with ``reset_cap`` set (the collector sets its scrape
+    interval) and no start time, a reset series has no delta this time (a new baseline); without
+    ``reset_cap`` it covers the whole interval (as Prometheus's ``increase`` would count it)."""
     if prev is None:
         return (), ()
     prev_ts, before = prev
@@ -59,18 +64,19 @@ def diff(
         return (), ()
     restarted = (cur.started is not None and before.started is not None
                  and cur.started > before.started + _START_SLACK)
-    since_reset = interval
+    since_reset: float | None = interval
     if cur.started is not None and prev_ts < cur.started < ts:
         since_reset = ts - cur.started
     elif reset_cap is not None:
-        since_reset = min(interval, reset_cap) / 2
+        since_reset = None  # unknown: this scrape is the series' new baseline
     counters: list[CounterDelta] = []
     for key, value in cur.counters.items():
         old = None if restarted else before.counters.get(key)
         if old is None and not restarted:
             counters.append(CounterDelta(key[0], key[1], value, interval))  # a new series, from zero
         elif old is None or value < old:
-            counters.append(CounterDelta(key[0], key[1], value, since_reset))  # reset: counted from zero
+            if since_reset is not None:
+                counters.append(CounterDelta(key[0], key[1], value, since_reset))  # reset: counted from zero
         else:
             counters.append(CounterDelta(key[0], key[1], value - old, interval))
     hists: list[HistogramDelta] = []
@@ -78,8 +84,10 @@ def diff(
         old_h = None if restarted else before.histograms.get(key)
         d = _hist_delta(old_h, h)
         reset = d is h and (restarted or old_h is not None)
+        if reset and since_reset is None:
+            continue
         hists.append(HistogramDelta(key[0], key[1], d.bounds, d.counts, d.sum, d.count,
-                                    since_reset if reset else interval))
+                                    since_reset if reset and since_reset is not None else interval))
     return tuple(counters), tuple(hists)
 
 

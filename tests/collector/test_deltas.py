@@ -63,14 +63,21 @@ def test_a_reset_covers_only_the_time_since_the_engine_started() -> None:
     assert [(h.counts, h.interval) for h in hists] == [((4, 8, 10), 5.0)]
 
 
-def test_without_a_start_time_a_reset_covers_half_the_span_it_can_have_restarted_in() -> None:
-    """Restarted at some moment of the last scrape interval (15 s): 7.5 s expected since."""
-    counters, hists = diff((0.0, snap(1000, (10, 20, 30), 9.0)), 35.0, snap(40, (4, 8, 10), 1.0), reset_cap=15.0)
-    assert [(c.delta, c.interval) for c in counters] == [(40, 7.5)]
-    assert [h.interval for h in hists] == [7.5]
-    # a gap shorter than the cap: half of the gap
-    counters, _ = diff((0.0, snap(1000, (10, 20, 30), 9.0)), 10.0, snap(40, (4, 8, 10), 1.0), reset_cap=15.0)
-    assert [c.interval for c in counters] == [5.0]
+def test_without_a_start_time_the_scrape_after_a_reset_is_a_new_baseline() -> None:
+    """Restarted at an unknown moment of the gap: no delta for the reset series (no time guessed);
+    the next scrape diffs against this one as usual. Series that did not reset keep theirs."""
+    before = EngineSnapshot(counters={("requests_total", "m"): 1000, ("request_errors_total", "m"): 5},
+                            histograms=snap(0, (10, 20, 30), 9.0).histograms)
+    after = EngineSnapshot(counters={("requests_total", "m"): 40, ("request_errors_total", "m"): 7},
+                           histograms=snap(0, (4, 8, 10), 1.0).histograms)
+    counters, hists = diff((0.0, before), 35.0, after, reset_cap=15.0)
+    assert [(c.signal, c.delta, c.interval) for c in counters] == [("request_errors_total", 2, 35.0)]
+    assert hists == ()
+    counters, _ = diff((35.0, after), 50.0, snap(100, (5, 9, 12), 2.0), reset_cap=15.0)
+    assert [(c.delta, c.interval) for c in counters] == [(60, 15.0)]
+    # without a cap (no collector to say its interval): counted from zero over the interval
+    counters, _ = diff((0.0, before), 35.0, after)
+    assert [(c.signal, c.delta, c.interval) for c in counters][0] == ("requests_total", 40, 35.0)
 
 
 def test_a_newer_start_time_is_a_restart_even_when_counters_climbed_past_their_old_values() -> None:
