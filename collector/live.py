@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 from collector.store import HistogramRow, MetricsStore
 from collector.summary import Latency
+from collector.totals import CounterTotal, HistogramTotal, Totals
 from core.quantiles import merge
 from core.samples import ScrapeRecord
 
@@ -246,10 +247,13 @@ class LiveWindow:
     """Per backend, the successful scrape records of the last ``horizon`` seconds; with a
     ``fleet`` grid, also the fleet's per-step histogram sums (``FleetSteps``)."""
 
-    def __init__(self, horizon: float, started: float, fleet: FleetSteps | None = None) -> None:
+    def __init__(self, horizon: float, started: float, fleet: FleetSteps | None = None,
+                 totals: Totals | None = None) -> None:
         """``started``: from when on every committed record reaches ``add`` (this process's start,
         or, after ``warm``, the start of what was loaded)."""
         self.fleet = fleet
+        #: cumulative counters and histograms since the start, for ``/metrics`` (``collector.totals``)
+        self.totals = totals
         self.horizon = horizon
         self._started = started
         self._edge = -math.inf  # entries at or before it are dropped
@@ -298,6 +302,8 @@ class LiveWindow:
         self.add(records)
         with self._lock:
             self._started = min(self._started, since)
+            if self.totals is not None:  # the totals count from there too
+                self.totals.started = min(self.totals.started, since)
             if fleet is not None:  # what add() did not: the rest of the fleet's horizon
                 fleet.load(fleet_rows, fleet_since)
         return True
@@ -328,6 +334,9 @@ class LiveWindow:
                 newest = max(newest, entry.ts)
                 if self.fleet is not None:
                     self.fleet.add(entry.hists)
+                if self.totals is not None:
+                    self.totals.add(r.backend, entry.counters,
+                                    ((h.signal, h.model, h.bounds, h.counts, h.sum, h.count) for h in entry.hists))
             if newest > -math.inf:
                 self._prune(newest - self.horizon, {r.backend for r in records})
                 if self.fleet is not None:
@@ -374,6 +383,13 @@ class LiveWindow:
                 del self._backends[name]
                 del self._running[name]
                 self._gauge_keys.pop(name, None)
+
+    def cumulative(self) -> tuple[list[CounterTotal], list[HistogramTotal]]:
+        """The running totals since the start (none without ``totals``)."""
+        with self._lock:
+            if self.totals is None:
+                return [], []
+            return self.totals.counters(), self.totals.histograms()
 
     def summary_rows(self, since: float, until: float, backends: Sequence[str] | None = None) -> SummaryRows:
         """What ``window`` answers for ``(since, until]``, as summaries read it: per backend the

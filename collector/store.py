@@ -660,7 +660,9 @@ class MetricsStore:
                 u = sa.union_all(part(counter_deltas), part(counter_deltas_rollup)).subquery()
                 straddles = u.c.ts - u.c.interval_seconds < start
                 inside = u.c.ts - start
-                delta = sa.case((straddles, u.c.delta * inside / u.c.interval_seconds), else_=u.c.delta)
+                # (a delta below 1e-200 is kept whole: PostgreSQL raises on a subnormal product)
+                share = sa.and_(straddles, sa.func.abs(u.c.delta) >= 1e-200)
+                delta = sa.case((share, u.c.delta * (inside / u.c.interval_seconds)), else_=u.c.delta)
                 interval = sa.case((straddles, inside), else_=u.c.interval_seconds)
                 q = sa.select(u.c.series_id, sa.func.sum(delta), sa.func.sum(interval)).group_by(u.c.series_id)
                 sums.extend(conn.execute(q).all())

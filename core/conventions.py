@@ -98,11 +98,30 @@ METRIC_NOTIFICATION_FAILURES: Final = "inferwatch_notification_failures"
 METRIC_NOTIFICATION_DELIVERY: Final = "inferwatch_notification_delivery_seconds"
 METRIC_RULE_EVALUATIONS: Final = "inferwatch_rule_evaluations"
 
-#: histogram signal -> re-exported summary family name
+METRIC_QUEUE_TIME: Final = "inferwatch_queue_time_seconds"
+METRIC_BUILD_INFO: Final = "inferwatch_build_info"
+
+#: histogram signal -> re-exported cumulative histogram family (the engine's own buckets)
 HISTOGRAM_METRICS: Final = {
     TTFT_SECONDS: METRIC_TTFT,
     ITL_SECONDS: METRIC_ITL,
     E2E_LATENCY_SECONDS: METRIC_E2E,
+    QUEUE_TIME_SECONDS: METRIC_QUEUE_TIME,
+}
+#: counter signal -> re-exported cumulative counter family (``_total`` added on exposition)
+COUNTER_METRICS: Final = {
+    REQUESTS_TOTAL: "inferwatch_requests",
+    REQUEST_ERRORS_TOTAL: "inferwatch_request_errors",
+    PROMPT_TOKENS_TOTAL: "inferwatch_prompt_tokens",
+    GENERATION_TOKENS_TOTAL: "inferwatch_generation_tokens",
+    PREFIX_CACHE_QUERIES_TOTAL: "inferwatch_prefix_cache_queries",
+    PREFIX_CACHE_HITS_TOTAL: "inferwatch_prefix_cache_hits",
+}
+#: the windowed percentiles of a latency, as gauges with ``percentile`` and ``window`` labels
+WINDOW_QUANTILE_METRICS: Final = {
+    "ttft": "inferwatch_ttft_window_seconds",
+    "itl": "inferwatch_itl_window_seconds",
+    "e2e": "inferwatch_e2e_latency_window_seconds",
 }
 
 # --- label keys ---------------------------------------------------------------------------------

@@ -70,8 +70,18 @@ class Dashboard:
 
 
 def _quantiles(metric: str, selector: str = "", legend: str = "{{backend}}") -> list[Target]:
+    """A summary's quantiles (the probe's exact ones)."""
     sel = f"{selector}," if selector else ""
     return [Target(f'{metric}{{{sel}quantile="{q}"}}', f"{legend} {name}".strip()) for q, name in QUANTILES]
+
+
+def _percentiles(metric: str, selector: str = "", legend: str = "{{backend}}") -> list[Target]:
+    """``histogram_quantile`` over inferwatch's cumulative histogram ``metric`` (per backend
+    when ``legend`` names it, else every model of the selected backend merged)."""
+    by = "le, backend" if "{{backend}}" in legend else "le"
+    rate = f"rate({metric}_bucket{{{selector}}}[$__rate_interval])"
+    return [Target(f"histogram_quantile({q}, sum by ({by}) ({rate}))", f"{legend} {name}".strip())
+            for q, name in QUANTILES]
 
 
 def _histogram_families(table: EngineTable, signal: str) -> list[str]:
@@ -128,7 +138,7 @@ def fleet() -> Dashboard:
             Target(c.METRIC_QUEUE_DEPTH, "queue", instant=True, table=True),
             Target(c.METRIC_REQUESTS_RUNNING, "running", instant=True, table=True),
         ], kind="table", w=24, h=8),
-        Panel("TTFT p50 / p95 / p99 by backend", _quantiles(c.METRIC_TTFT), unit="s"),
+        Panel("TTFT p50 / p95 / p99 by backend", _percentiles(c.METRIC_TTFT), unit="s"),
         Panel("Generated tokens/s", [Target(c.METRIC_TOKENS_PER_SECOND, "{{backend}}")], unit="short"),
         Panel("Queue depth", [Target(c.METRIC_QUEUE_DEPTH, "{{backend}}")]),
         Panel("Requests running", [Target(c.METRIC_REQUESTS_RUNNING, "{{backend}}")]),
@@ -152,12 +162,12 @@ def backend() -> Dashboard:
         Panel("Queue depth", [Target(f"{c.METRIC_QUEUE_DEPTH}{{{B}}}")], kind="stat", w=6, h=4),
         Panel("Requests running", [Target(f"{c.METRIC_REQUESTS_RUNNING}{{{B}}}")], kind="stat", w=6, h=4),
         Panel("Generated tokens/s", [Target(f"{c.METRIC_TOKENS_PER_SECOND}{{{B}}}")], kind="stat", w=6, h=4),
-        Panel("TTFT p50 / p95 / p99", _quantiles(c.METRIC_TTFT, B, ""), unit="s", w=8),
-        Panel("ITL p50 / p95 / p99", _quantiles(c.METRIC_ITL, B, ""), unit="s", w=8),
-        Panel("End-to-end latency p50 / p95 / p99", _quantiles(c.METRIC_E2E, B, ""), unit="s", w=8),
+        Panel("TTFT p50 / p95 / p99", _percentiles(c.METRIC_TTFT, B, ""), unit="s", w=8),
+        Panel("ITL p50 / p95 / p99", _percentiles(c.METRIC_ITL, B, ""), unit="s", w=8),
+        Panel("End-to-end latency p50 / p95 / p99", _percentiles(c.METRIC_E2E, B, ""), unit="s", w=8),
         Panel("TTFT: probe (what users feel) vs engine", [
             *_quantiles(c.METRIC_PROBE_TTFT, B, "probe"),
-            *_quantiles(c.METRIC_TTFT, B, "engine"),
+            *_percentiles(c.METRIC_TTFT, B, "engine"),
         ], unit="s", description="The probe's exact percentiles next to the engine's histogram-based ones."),
         Panel("Probe success and goodput", [
             Target(f"{c.METRIC_PROBE_SUCCESS}{{{B}}}", "success"),

@@ -17,6 +17,7 @@ from alerts.engine import AlertEngine
 from collector.live import FleetSteps, LiveWindow
 from collector.query import Reads
 from collector.scheduler import Collector
+from collector.totals import Totals
 from core import conventions as c
 from dashboards.data import FLEET_CHART_WINDOW, fleet_chart_step
 from inferwatch.config import Config
@@ -54,7 +55,8 @@ class Service:
         self.clock = clock
         # the newest minutes in memory: what the alert engine, the API and the pages read most
         fleet = FleetSteps(fleet_chart_step(cfg.scrape_interval), FLEET_CHART_WINDOW, (c.TTFT_SECONDS,), clock())
-        self.live = LiveWindow(live_horizon(cfg), started=clock(), fleet=fleet)
+        totals = Totals(clock(), c.COUNTER_METRICS, c.HISTOGRAM_METRICS)
+        self.live = LiveWindow(live_horizon(cfg), started=clock(), fleet=fleet, totals=totals)
         self.collector = Collector(cfg, stores.metrics, stores.observations, clock=clock, live=self.live)
         reads = Reads(stores.metrics, stores.observations, self.live)
         # notifications go out through their own client: it honours HTTPS_PROXY & co.

@@ -10,7 +10,11 @@ from typing import Any
 
 import httpx
 
+from collector.live import LiveWindow
+from collector.query import Reads
 from collector.scheduler import Collector
+from collector.totals import Totals
+from core import conventions as c
 from inferwatch.config import Config, parse
 from inferwatch.stores import Stores
 from sim.server import SimFleet
@@ -69,10 +73,13 @@ async def harness(backends: Sequence[SimBackend], storage: str, clock: Clock, *,
     cfg = config_for(fleet, storage, {b.name: b.engine for b in backends}, **extra)
     store = Stores.open(cfg.storage)
     store.migrate()
-    collector = Collector(cfg, store.metrics, store.observations, clock=clock, nvml=nvml)
+    # as the service runs: the newest minutes and the running totals in memory (collector.live)
+    live = LiveWindow(300.0, started=clock(), totals=Totals(clock(), c.COUNTER_METRICS, c.HISTOGRAM_METRICS))
+    collector = Collector(cfg, store.metrics, store.observations, clock=clock, nvml=nvml, live=live)
     if nvml is not None:
         collector.start_nvml()
-    app = create_app(cfg, store.reads, store.alerts, store.silences, collector, clock=clock)
+    app = create_app(cfg, Reads(store.metrics, store.observations, live), store.alerts, store.silences, collector,
+                     clock=clock)
     api = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://inferwatch")
     try:
         yield Harness(clock, fleet, cfg, store, collector, api)

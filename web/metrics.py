@@ -1,17 +1,23 @@
 """``GET /metrics``: the normalised fleet re-exported for Prometheus federation.
 
-Two ``prometheus_client`` collectors. ``FleetCollector.collect()`` reads the same windowed
-summaries as the JSON API (``WebContext.summaries``). Windowed quantiles are a *summary* family
-(``quantile`` label plus ``_sum``/``_count`` over the window): ``promtool check metrics`` rejects
-a gauge carrying a ``quantile`` label. A figure that is unavailable is left out, never exported
-as 0. ``AlertMetrics`` exports the alert engine and its outbox. Every name comes from
-``core.conventions``.
+Two ``prometheus_client`` collectors. ``FleetCollector.collect()`` exports, with Prometheus
+semantics, what ``rate()``, ``increase()`` and ``histogram_quantile`` need: cumulative counters
+(requests, errors, prompt and generation tokens, prefix-cache queries and hits) and cumulative
+latency histograms on the engine's own buckets, per backend and model, counted since this
+process started (``_created``; ``collector.totals``). Beside them, the figures the JSON API
+shows over its 5-minute window: gauges (queue, running, rates, ratios) and the windowed
+percentiles as gauges with ``percentile`` and ``window`` labels — never a summary whose
+``_count`` could be mistaken for a counter. A figure that is unavailable is left out, never
+exported as 0; so are a down backend's current figures. ``AlertMetrics`` exports the alert
+engine and its outbox. Every name comes from ``core.conventions``.
 """
 
 from __future__ import annotations
 
 import math
+import platform
 from collections.abc import Callable, Iterable
+from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -31,8 +37,14 @@ from web.deps import WebContext
 
 __all__ = ["AlertMetrics", "FleetCollector"]
 
+try:
+    _VERSION = version("inferwatch")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    _VERSION = "unknown"
+
 #: the window of the windowed figures (rates, quantiles) ``/metrics`` exports
 WINDOW = 300.0
+WINDOW_LABEL = "5m"
 _QUANTILE_KEYS = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 
 
@@ -62,11 +74,11 @@ class FleetCollector(PromCollector):
             (GaugeMetricFamily(c.METRIC_KV_CACHE, "KV-cache usage, 0..1 (max over models)."),
              lambda f: f.kv_cache_usage_ratio),
         ]
-        summaries: list[tuple[Metric, str]] = [
-            (Metric(name, f"{key.upper()} latency over the window, from the engine's histogram buckets "
-                          "(quantiles interpolated like histogram_quantile; _sum/_count cover the window).", "summary"),
-             key)
-            for key, name in (("ttft", c.METRIC_TTFT), ("itl", c.METRIC_ITL), ("e2e", c.METRIC_E2E))
+        windowed: list[tuple[Metric, str]] = [
+            (Metric(name, f"{key.upper()} percentile over the last {WINDOW_LABEL} (label window), interpolated "
+                          "like histogram_quantile from the engine's buckets; for aggregation use the "
+                          "cumulative histogram.", "gauge"), key)
+            for key, name in c.WINDOW_QUANTILE_METRICS.items()
         ]
         for s in rows:
             lab = _labels(s)
@@ -77,22 +89,62 @@ class FleetCollector(PromCollector):
                 v = figure(s.figures)
                 if v is not None:
                     fam.samples.append(_sample(fam.name, lab, float(v)))
-            for summary, key in summaries:
+            for wfam, key in windowed:
                 block = s.figures.latency(key)
                 if block is None or not block.count:
                     continue
-                _add_quantiles(summary, lab, block)
-                summary.samples.append(_sample(summary.name + "_sum", lab, (block.mean or 0.0) * block.count))
-                summary.samples.append(_sample(summary.name + "_count", lab, block.count))
+                for pkey, q in _QUANTILE_KEYS:
+                    v = block.get(pkey)
+                    if v is not None:
+                        wfam.samples.append(_sample(wfam.name, {**lab, "percentile": repr(q), "window": WINDOW_LABEL}, v))
+        yield _build_info()
         yield up
         yield last
         yield from (fam for fam, _ in gauges)
-        yield from (fam for fam, _ in summaries)
+        yield from (fam for fam, _ in windowed)
+        yield from self._cumulative(ctx, {s.name: _labels(s) for s in rows})
         yield from self._probe_metrics(rows)
         yield from self._cert_metrics(ctx.reads.observations.certificate_results())
         yield from self._gpu_metrics(ctx.reads.observations.latest_gpus(ctx.clock() - WINDOW))
         if ctx.collector is not None:
             yield from self._self_metrics(ctx)
+
+    def _cumulative(self, ctx: WebContext, labels: dict[str, dict[str, str]]) -> Iterable[Metric]:
+        """Counters and histograms since the start (``collector.totals``), per backend and model."""
+        live = ctx.reads.live
+        if live is None or live.totals is None:
+            return
+        counters, hists = live.cumulative()
+        created = live.totals.started
+        fams: dict[str, Metric] = {}
+        for signal, name in c.COUNTER_METRICS.items():
+            fams[signal] = Metric(name, f"{signal.removesuffix('_total').replace('_', ' ').capitalize()} the "
+                                        "engine counted, added up by inferwatch since it started (_created).",
+                                  "counter")
+        for signal, name in c.HISTOGRAM_METRICS.items():
+            fams[signal] = Metric(name, f"{signal.removesuffix('_seconds').upper().replace('_', ' ')} latency on the "
+                                        "engine's own buckets, added up by inferwatch since it started (_created).",
+                                  "histogram")
+        for t in counters:
+            lab = _with_model(labels.get(t.backend), t.model)
+            if lab is None:
+                continue
+            fam = fams[t.signal]
+            fam.samples.append(_sample(fam.name + "_total", lab, t.value))
+            fam.samples.append(_sample(fam.name + "_created", lab, created))
+        for h in hists:
+            lab = _with_model(labels.get(h.backend), h.model)
+            if lab is None:
+                continue
+            fam = fams[h.signal]
+            for bound, n in zip(h.bounds, h.counts, strict=True):
+                fam.samples.append(_sample(fam.name + "_bucket", {**lab, "le": _le(bound)}, n))
+            if not h.bounds or h.bounds[-1] != math.inf:
+                fam.samples.append(_sample(fam.name + "_bucket", {**lab, "le": "+Inf"}, h.count))
+            fam.samples.append(_sample(fam.name + "_count", lab, h.count))
+            fam.samples.append(_sample(fam.name + "_sum", lab, h.sum))
+            fam.samples.append(_sample(fam.name + "_created", lab, created))
+        yield from fams.values()
 
     def _self_metrics(self, ctx: WebContext) -> Iterable[Metric]:
         assert ctx.collector is not None
@@ -205,6 +257,25 @@ def _add_quantiles(fam: Metric, labels: dict[str, str], block: Quantiles) -> Non
         v = block.get(key)
         if v is not None:
             fam.samples.append(_sample(fam.name, {**labels, c.LABEL_QUANTILE: repr(q)}, v))
+
+
+def _with_model(labels: dict[str, str] | None, model: str) -> dict[str, str] | None:
+    """A backend's labels plus ``model`` where the engine names one; None for a backend no
+    longer configured."""
+    if labels is None:
+        return None
+    return {**labels, c.LABEL_MODEL: model} if model else labels
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if math.isinf(bound) else repr(float(bound))
+
+
+def _build_info() -> Metric:
+    info = GaugeMetricFamily(c.METRIC_BUILD_INFO, "inferwatch's version and the Python it runs on (value 1).",
+                             labels=["version", "python"])
+    info.add_metric([_VERSION, platform.python_version()], 1.0)
+    return info
 
 
 def _histogram(name: str, documentation: str, h: LatencyHistogram) -> HistogramMetricFamily:

@@ -113,7 +113,7 @@ def test_dashboard_structure() -> None:
     exprs = " ".join(t["expr"] for d in dashes.values() for _, t in _targets(d))
     for name in ("vllm:time_to_first_token_seconds_bucket", "sglang:time_to_first_token_seconds_bucket",
                  "tgi_request_duration_bucket", "inferwatch_probe_ttft_seconds", "inferwatch_gpu_power_watts",
-                 "inferwatch_cert_expiry_timestamp_seconds", 'inferwatch_ttft_seconds{quantile="0.99"}'):
+                 "inferwatch_cert_expiry_timestamp_seconds", "inferwatch_ttft_seconds_bucket{backend=\"$backend\"}"):
         assert name in exprs, name
     assert all(p.get("inferwatch_needs") == "gpu" for p in dashes["gpus"]["panels"])
 

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from core.quantiles import histogram_quantile
 from inferwatch.config import parse
 from inferwatch.stores import Stores
 from sim.engines import make_renderer
@@ -139,13 +140,36 @@ async def test_metrics_exposition_is_valid_and_matches_api(tmp_path: Path) -> No
         resp = await h.api.get("/metrics")
         assert resp.headers["content-type"].startswith("text/plain")
         fams = {f.name: f for f in text_string_to_metric_families(resp.text)}
-        ttft = fams["inferwatch_ttft_seconds"]
-        assert ttft.type == "summary"
-        p99 = [s for s in ttft.samples if s.labels.get("quantile") == "0.99" and s.labels["backend"] == "multi"]
-        assert p99 and p99[0].value == pytest.approx(api["ttft"]["p99"])
+        # the API's windowed percentiles: gauges labelled with their percentile and window
+        window = fams["inferwatch_ttft_window_seconds"]
+        assert window.type == "gauge"
+        p99 = [s for s in window.samples if s.labels["percentile"] == "0.99" and s.labels["backend"] == "multi"]
+        assert p99 and p99[0].labels["window"] == "5m" and p99[0].value == pytest.approx(api["ttft"]["p99"])
         queue = [s for s in fams["inferwatch_queue_depth"].samples if s.labels["backend"] == "multi"]
         assert queue[0].value == api["queue_depth"]
-        assert not [s for s in fams["inferwatch_ttft_seconds"].samples if s.labels["backend"] == "cpp"]  # unavailable: absent
+        # cumulative histograms on the engine's buckets, per model: what histogram_quantile and
+        # rate() read; every delta so far is inside the API's window, so they say the same
+        ttft = fams["inferwatch_ttft_seconds"]
+        assert ttft.type == "histogram"
+        mine = [s for s in ttft.samples if s.labels["backend"] == "multi"]
+        assert {s.labels.get("model") for s in mine} == {"model-a", "model-b"}
+        counts = sum(s.value for s in mine if s.name == "inferwatch_ttft_seconds_count")
+        assert counts == api["ttft"]["count"] > 0
+        by_le: dict[float, float] = {}
+        for s in mine:
+            if s.name == "inferwatch_ttft_seconds_bucket":
+                by_le[float(s.labels["le"])] = by_le.get(float(s.labels["le"]), 0.0) + s.value
+        bounds = sorted(by_le)
+        assert histogram_quantile(0.99, bounds, [by_le[b] for b in bounds]) == pytest.approx(api["ttft"]["p99"])
+        assert "inferwatch_ttft_seconds_sum{" in resp.text
+        assert "inferwatch_ttft_seconds_created{" in resp.text and "inferwatch_requests_created{" in resp.text
+        # counters since the start: the engine's increase over the scrapes, per model
+        tokens = fams["inferwatch_generation_tokens"]
+        assert tokens.type == "counter"
+        total = sum(s.value for s in tokens.samples if s.labels["backend"] == "multi" and s.name.endswith("_total"))
+        assert total == pytest.approx(api["tokens_per_second"] * 180.0)  # three 60 s intervals
+        assert not [s for s in ttft.samples if s.labels["backend"] == "cpp"]  # unavailable: absent
+        assert [s.labels["version"] for s in fams["inferwatch_build_info"].samples]
 
 
 @pytest.mark.slow
@@ -157,7 +181,7 @@ async def test_metrics_pass_promtool_check_metrics(tmp_path: Path) -> None:
     async with harness(_fleet(clock), f"sqlite:///{tmp_path}/p.db", clock) as h:
         await _scraped(h)
         text = (await h.api.get("/metrics")).text
-    assert "inferwatch_ttft_seconds{" in text
+    assert "inferwatch_ttft_seconds_bucket{" in text and "inferwatch_requests_total{" in text
     res = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.strip() == "" and res.stderr.strip() == "", res.stdout + res.stderr  # not even lint warnings
@@ -201,7 +225,7 @@ async def test_a_down_backend_has_no_present_tense(store_url: str) -> None:
         text = (await h.api.get("/metrics")).text
         fams = {f.name: f for f in text_string_to_metric_families(text)}
         assert [s.value for s in fams["inferwatch_backend_up"].samples if s.labels["backend"] == "multi"] == [0.0]
-        for name in ("inferwatch_tokens_per_second", "inferwatch_queue_depth", "inferwatch_ttft_seconds"):
+        for name in ("inferwatch_tokens_per_second", "inferwatch_queue_depth", "inferwatch_ttft_window_seconds"):
             assert not [s for s in fams[name].samples if s.labels.get("backend") == "multi"], name
         history = (await h.api.get("/api/v1/backends/multi/series",
                                    params={"signal": "generation_tokens_total", "window": "5m", "step": "1m"})).json()
