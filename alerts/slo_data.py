@@ -258,6 +258,23 @@ def slo_status(slo: SLO, metrics: MetricsStore, cfg: CollectorSettings, now: flo
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SloFigures:
+    """An SLO's figures as ``/metrics`` exports them (no burn-down: that is the page's)."""
+
+    slo: SLO
+    budget: ErrorBudget | None
+    burn_rates: dict[float, float | None]  # window seconds -> burn rate (None: no events)
+
+
+def slo_figures(slo: SLO, metrics: MetricsStore, cfg: CollectorSettings, now: float) -> SloFigures:
+    """The SLI and error budget over the SLO's window and the burn rate over each alert window."""
+    whole = events(slo, metrics, cfg.backends, now, slo.window)
+    ratios = {w: events(slo, metrics, cfg.backends, now, w).bad_ratio for w in mwmb_alerts(slo).windows()}
+    return SloFigures(slo, error_budget(whole.good, whole.total, slo.objective),
+                      {w: (burn_rate(r, slo.objective) if r is not None else None) for w, r in ratios.items()})
+
+
 def slo_view(slo: SLO, metrics: MetricsStore, cfg: CollectorSettings, now: float) -> Json:
     """``slo_status(…).to_json()``: the SLO as ``/api/v1/slos`` shows it."""
     return slo_status(slo, metrics, cfg, now).to_json()

@@ -100,6 +100,11 @@ METRIC_RULE_EVALUATIONS: Final = "inferwatch_rule_evaluations"
 
 METRIC_QUEUE_TIME: Final = "inferwatch_queue_time_seconds"
 METRIC_BUILD_INFO: Final = "inferwatch_build_info"
+METRIC_SLO_OBJECTIVE: Final = "inferwatch_slo_objective_ratio"
+METRIC_SLO_WINDOW: Final = "inferwatch_slo_window_seconds"
+METRIC_SLO_SLI: Final = "inferwatch_slo_sli_ratio"
+METRIC_SLO_BUDGET_REMAINING: Final = "inferwatch_slo_error_budget_remaining_ratio"
+METRIC_SLO_BURN_RATE: Final = "inferwatch_slo_burn_rate"
 
 #: histogram signal -> re-exported cumulative histogram family (the engine's own buckets)
 HISTOGRAM_METRICS: Final = {

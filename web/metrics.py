@@ -29,10 +29,12 @@ from prometheus_client.registry import Collector as PromCollector
 from prometheus_client.samples import Sample
 
 from alerts.engine import AlertEngine
+from alerts.slo_data import SloFigures, slo_figures
 from collector.summary import BackendSummary, Figures, ProbeSummary, Quantiles
 from core import conventions as c
 from core.numbers import LatencyHistogram
 from core.samples import CertResult, GpuSample
+from core.units import format_window
 from web.deps import WebContext
 
 __all__ = ["AlertMetrics", "FleetCollector"]
@@ -45,6 +47,8 @@ except PackageNotFoundError:  # run from a source tree that was never installed
 #: the window of the windowed figures (rates, quantiles) ``/metrics`` exports
 WINDOW = 300.0
 WINDOW_LABEL = "5m"
+#: seconds between reads of the SLO figures from the store
+SLO_EVERY = 15.0
 _QUANTILE_KEYS = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 
 
@@ -55,6 +59,7 @@ def _labels(s: BackendSummary) -> dict[str, str]:
 class FleetCollector(PromCollector):
     def __init__(self, ctx: WebContext) -> None:
         self._ctx = ctx
+        self._slo_cache: tuple[float, list[SloFigures]] | None = None
 
     def collect(self) -> Iterable[Metric]:
         ctx = self._ctx
@@ -103,6 +108,7 @@ class FleetCollector(PromCollector):
         yield from (fam for fam, _ in gauges)
         yield from (fam for fam, _ in windowed)
         yield from self._cumulative(ctx, {s.name: _labels(s) for s in rows})
+        yield from self._slo_metrics(ctx)
         yield from self._probe_metrics(rows)
         yield from self._cert_metrics(ctx.reads.observations.certificate_results())
         yield from self._gpu_metrics(ctx.reads.observations.latest_gpus(ctx.clock() - WINDOW))
@@ -145,6 +151,34 @@ class FleetCollector(PromCollector):
             fam.samples.append(_sample(fam.name + "_sum", lab, h.sum))
             fam.samples.append(_sample(fam.name + "_created", lab, created))
         yield from fams.values()
+
+    def _slo_metrics(self, ctx: WebContext) -> Iterable[Metric]:
+        """Each SLO's objective, SLI and error budget left over its window, and its burn rate
+        over each alert window; read from the store at most every ``SLO_EVERY`` seconds (a 30-day
+        window is not re-read for every scrape of /metrics)."""
+        if not ctx.cfg.slos:
+            return
+        now = ctx.clock()
+        if self._slo_cache is None or now - self._slo_cache[0] >= SLO_EVERY:
+            self._slo_cache = (now, [slo_figures(s, ctx.reads.metrics, ctx.cfg, now) for s in ctx.cfg.slos])
+        objective = GaugeMetricFamily(c.METRIC_SLO_OBJECTIVE, "The SLO's objective, 0..1.", labels=["slo"])
+        window = GaugeMetricFamily(c.METRIC_SLO_WINDOW, "The SLO's window.", labels=["slo"])
+        sli = GaugeMetricFamily(c.METRIC_SLO_SLI, "Good events / all events over the SLO's window.", labels=["slo"])
+        left = GaugeMetricFamily(c.METRIC_SLO_BUDGET_REMAINING, "Share of the error budget left over the SLO's "
+                                 "window (1: untouched, 0: spent, below 0: overspent).", labels=["slo"])
+        burn = GaugeMetricFamily(c.METRIC_SLO_BURN_RATE, "Bad-event ratio over the window label's span, divided by "
+                                 "the error budget ratio (1: spending exactly the budget).", labels=["slo", "window"])
+        for f in self._slo_cache[1]:
+            name = f.slo.name
+            objective.add_metric([name], f.slo.objective)
+            window.add_metric([name], f.slo.window)
+            if f.budget is not None:
+                sli.add_metric([name], f.budget.sli)
+                left.add_metric([name], f.budget.remaining)
+            for w, r in sorted(f.burn_rates.items()):
+                if r is not None:
+                    burn.add_metric([name, format_window(w)], r)
+        yield from (objective, window, sli, left, burn)
 
     def _self_metrics(self, ctx: WebContext) -> Iterable[Metric]:
         assert ctx.collector is not None

@@ -234,3 +234,30 @@ async def test_a_down_backend_has_no_present_tense(store_url: str) -> None:
         h.clock.advance(60)
         await h.collector.scrape_once()
         assert (await h.backends())["multi"]["tokens_per_second"] > 0
+
+
+@pytest.mark.slow
+async def test_metrics_export_each_slo_as_the_api_shows_it(tmp_path: Path) -> None:
+    clock = Clock()
+    slos = [{"name": "ttft-1s", "objective": "99%", "window": "1h", "good": "ttft_seconds < 1",
+             "alerting": {"page_quick": {"long": "5m", "short": "1m", "factor": 14.4},
+                          "page_slow": {"long": "15m", "short": "3m", "factor": 6},
+                          "ticket_quick": {"long": "30m", "short": "5m", "factor": 3},
+                          "ticket_slow": {"long": "1h", "short": "10m", "factor": 1}}}]
+    async with harness(_fleet(clock), f"sqlite:///{tmp_path}/slo.db", clock, slos=slos) as h:
+        await _scraped(h)
+        [api] = (await h.api.get("/api/v1/slos")).json()
+        text = (await h.api.get("/metrics")).text
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+
+    def one(name: str, **labels: str) -> float:
+        (value,) = [s.value for s in fams[name].samples if s.labels == {"slo": "ttft-1s", **labels}]
+        return value
+
+    assert one("inferwatch_slo_objective_ratio") == 0.99 and one("inferwatch_slo_window_seconds") == 3600
+    assert one("inferwatch_slo_sli_ratio") == pytest.approx(api["sli"])
+    assert one("inferwatch_slo_error_budget_remaining_ratio") == pytest.approx(api["error_budget"]["remaining"])
+    burn = {s.labels["window"]: s.value for s in fams["inferwatch_slo_burn_rate"].samples}
+    assert burn.keys() == {w for w, r in api["burn_rates"].items() if r is not None} and burn
+    for w, r in burn.items():
+        assert r == pytest.approx(api["burn_rates"][w]), w
