@@ -120,6 +120,37 @@ def cmd_grafana(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prometheus_rules(args: argparse.Namespace) -> int:
+    import yaml
+
+    from alerts.promrules import export_rules, unit_tests
+
+    try:
+        cfg = load(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    exported = export_rules(cfg.rules_in_force, cfg.slos)
+    tests, untested = unit_tests([r for r in cfg.rules_in_force if r.name not in exported.skipped],
+                                 "inferwatch-rules.yaml")
+    try:
+        args.output.mkdir(parents=True, exist_ok=True)
+        rules_path, tests_path = args.output / "inferwatch-rules.yaml", args.output / "inferwatch-rules.test.yaml"
+        rules_path.write_text(yaml.safe_dump(exported.document(), sort_keys=False, width=120))
+        tests_path.write_text(yaml.safe_dump(tests, sort_keys=False, width=120))
+    except OSError as exc:
+        print(f"inferwatch prometheus-rules: cannot write into {args.output}: {exc.strerror}; "
+              "choose a writable folder with -o", file=sys.stderr)
+        return 1
+    print(rules_path)
+    print(tests_path)
+    for name, reason in sorted(exported.skipped.items()):
+        print(f"not exported: {name}: {reason}", file=sys.stderr)
+    for name, reason in sorted(untested.items()):
+        print(f"no unit test: {name}: {reason}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="inferwatch", description="Observability and SLO monitoring for LLM inference fleets.")
     p.add_argument("--log-level", default=os.environ.get("INFERWATCH_LOG_LEVEL", "INFO"))
@@ -143,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     graf.add_argument("-o", "--output", default="grafana", type=Path,
                       help="folder for dashboards/*.json and provisioning/ (default: grafana)")
     graf.set_defaults(func=cmd_grafana)
+    prom = sub.add_parser("prometheus-rules", help="write our rules and SLOs as Prometheus rules, with promtool tests")
+    prom.add_argument("-c", "--config", default="inferwatch.yaml", type=Path)
+    prom.add_argument("-o", "--output", default="prometheus", type=Path,
+                      help="folder for inferwatch-rules.yaml and inferwatch-rules.test.yaml (default: prometheus)")
+    prom.set_defaults(func=cmd_prometheus_rules)
     return p
 
 
