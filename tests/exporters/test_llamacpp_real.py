@@ -37,7 +37,7 @@ from web.app import create_app
 
 CLIENTS = 4
 MAX_TOKENS = 48
-WINDOW = 10.0
+WINDOW = 20.0  # a shorter window makes 1 s edge effects (scrape timing, the sampler) a larger share
 PROMPT = "The quick brown fox jumps over the lazy dog. " * 4  # the same each time: the prompt cache reuses it
 
 
@@ -161,7 +161,9 @@ class Truth:
         return before[-1] if before else 0.0
 
     def rate(self, since: float, until: float, serving: float) -> float:
-        return (self.produced(until) - self.produced(since)) / serving
+        produced = self.produced(until) - self.produced(since)
+        assert produced > 0 and serving > 0, (since, until, serving, [s for s in self.samples if since - 2 <= s[0]])
+        return produced / serving
 
 
 @contextlib.asynccontextmanager
