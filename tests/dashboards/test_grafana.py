@@ -211,7 +211,9 @@ def _prometheus_config(inferwatch: str, engines: dict[str, str]) -> dict[str, An
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[str]:
+def stack(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(Prometheus URL, inferwatch URL): the demo fleet and inferwatch scraping it every 1 s, and
+    a real Prometheus scraping inferwatch and every engine directly."""
     if not (Path(PROMETHEUS).is_file() or shutil.which(PROMETHEUS)):
         pytest.skip(f"the real-Prometheus dashboard test needs {PROMETHEUS} (Debian package 'prometheus')")
     stack = _Stack(tmp_path, _free_port())
@@ -237,7 +239,7 @@ def prometheus(tmp_path: Path) -> Iterator[str]:
             assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()
             assert time.monotonic() < deadline, "Prometheus did not become ready"
             time.sleep(0.2)
-        yield url
+        yield url, f"http://127.0.0.1:{stack.port}"
     finally:
         proc.terminate()
         try:
@@ -253,6 +255,11 @@ def _query(client: httpx.Client, url: str, expr: str) -> dict[str, Any]:
     resp = client.get(f"{url}/api/v1/query", params={"query": expr})
     body: dict[str, Any] = resp.json()
     return body
+
+
+@pytest.fixture
+def prometheus(stack: tuple[str, str]) -> str:
+    return stack[0]
 
 
 def test_every_panel_query_returns_data_from_real_prometheus(prometheus: str) -> None:
@@ -278,3 +285,42 @@ def test_every_panel_query_returns_data_from_real_prometheus(prometheus: str) ->
             pending = still
     assert not pending, "panels without data from a real Prometheus:\n" + "\n".join(
         f"  {s} / {t}: {e}" for s, t, e, _ in pending)
+
+
+def _value(client: httpx.Client, url: str, expr: str) -> float:
+    body = _query(client, url, expr)
+    assert body["status"] == "success", (expr, body)
+    (one,) = body["data"]["result"]
+    return float(one["value"][1])
+
+
+def test_prometheus_over_our_series_and_the_engines_agrees_with_the_api(stack: tuple[str, str]) -> None:
+    """The same minute three ways: Prometheus's histogram_quantile over the engine's own buckets
+    (scraped directly), over inferwatch's cumulative histograms, and inferwatch's API; and
+    Prometheus's rate() over inferwatch's counters against the API's rate. Steady simulated
+    traffic, everything scraped every 1 s."""
+    prom, api = stack
+    time.sleep(WINDOW_S + 8)  # the window fills on both sides
+    q = "vllm-a"
+    with httpx.Client(timeout=10) as client:
+        got = client.get(f"{api}/api/v1/backends/{q}", params={"window": f"{WINDOW_S}s"}).json()
+        w = f"{WINDOW_S}s"
+        engine = {p: _value(client, prom, f'histogram_quantile({p}, sum by (le) '
+                                          f'(rate(vllm:time_to_first_token_seconds_bucket{{backend="{q}"}}[{w}])))')
+                  for p in (0.5, 0.95, 0.99)}
+        ours = {p: _value(client, prom, f'histogram_quantile({p}, sum by (le) '
+                                        f'(rate(inferwatch_ttft_seconds_bucket{{backend="{q}"}}[{w}])))')
+                for p in (0.5, 0.95, 0.99)}
+        tokens = _value(client, prom, f'sum(rate(inferwatch_generation_tokens_total{{backend="{q}"}}[{w}]))')
+    report = {"api": got["ttft"], "engine buckets": engine, "our buckets": ours,
+              "tokens/s": (tokens, got["tokens_per_second"])}
+    print("\nagreement:", report)
+    for p, key in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99")):
+        assert engine[p] == pytest.approx(got["ttft"][key], rel=0.02), (key, report)
+        assert ours[p] == pytest.approx(got["ttft"][key], rel=0.02), (key, report)
+    assert tokens == pytest.approx(got["tokens_per_second"], rel=0.02), report
+
+
+#: the window of the agreement test (seconds): ~480 requests of vllm-a, so that the second or so by
+#: which Prometheus's and inferwatch's scrapes of the engine differ at each edge stays under 1 %
+WINDOW_S = 120
