@@ -28,7 +28,7 @@ from alerts.slo import SLO, AvailabilitySLI, LatencySLI, mwmb_alerts
 from alerts.slo_data import BURN_KEEP_FIRING
 from alerts.templates import format_duration, format_percent
 from core import conventions as c
-from core.units import format_window
+from core.units import format_number, format_window
 
 __all__ = ["Export", "export_rules"]
 
@@ -134,16 +134,12 @@ def rule_expr(rule: Rule) -> str:
     cond = rule.parsed
     base = _matchers(rule.selector)
     if not rule.per_backend:
-        return f"{term_promql(cond.left, base)} {cond.op} {_num(cond.threshold)}"
-    branches = [f"({term_promql(cond.left, [*base, f'backend={_quote(b)}'])} {cond.op} {_num(t)})"
+        return f"{term_promql(cond.left, base)} {cond.op} {format_number(cond.threshold)}"
+    branches = [f"({term_promql(cond.left, [*base, f'backend={_quote(b)}'])} {cond.op} {format_number(t)})"
                 for b, t in sorted(rule.per_backend.items())]
     others = _alternatives(sorted(rule.per_backend))
-    branches.append(f"({term_promql(cond.left, [*base, f'backend!~{others}'])} {cond.op} {_num(cond.threshold)})")
+    branches.append(f"({term_promql(cond.left, [*base, f'backend!~{others}'])} {cond.op} {format_number(cond.threshold)})")
     return " or ".join(branches)
-
-
-def _num(v: float) -> str:
-    return repr(float(v)) if v != int(v) else str(int(v))
 
 
 def translate_template(text: str, rule: Rule) -> str:
@@ -152,7 +148,7 @@ def translate_template(text: str, rule: Rule) -> str:
         name, flt = m.group(1), m.group(2)
         if name == "threshold":  # a constant per rule (per-backend thresholds: the default one)
             t = rule.parsed.threshold
-            return {"duration": format_duration, "percent": format_percent}.get(flt or "", _num)(t)
+            return {"duration": format_duration, "percent": format_percent}.get(flt or "", format_number)(t)
         ref = "$value" if name == "value" else f"$labels.{name}"
         return f"{{{{ {ref} | {_FILTERS[flt]} }}}}" if flt in _FILTERS else f"{{{{ {ref} }}}}"
     return _PLACEHOLDER.sub(one, text)
@@ -242,10 +238,9 @@ def export_rules(rules: Sequence[Rule], slos: Sequence[SLO]) -> Export:
 
 # --- promtool unit tests -----------------------------------------------------------------------
 
-#: gauge signal -> the exported series a unit test feeds (one per backend)
-_TEST_GAUGES = {"up": c.METRIC_BACKEND_UP, c.QUEUE_DEPTH: c.METRIC_QUEUE_DEPTH,
-                c.REQUESTS_RUNNING: c.METRIC_REQUESTS_RUNNING, c.KV_CACHE_USAGE_RATIO: c.METRIC_KV_CACHE,
-                "tokens_per_second": c.METRIC_TOKENS_PER_SECOND, "error_ratio": c.METRIC_ERROR_RATIO}
+#: gauge signal -> the exported series a unit test feeds (one per backend): the gauges that are
+#: one plain series (not an expression over several)
+_TEST_GAUGES = {s: e.removesuffix("{sel}") for s, e in _GAUGES.items() if "(" not in e}
 
 
 def _breaching(op: str, threshold: float) -> float:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -249,10 +249,10 @@ def slo_status(slo: SLO, metrics: MetricsStore, cfg: CollectorSettings, now: flo
     steps = cumulative_events(slo, metrics, cfg.backends, now, slo.window, ends)
     whole = steps[-1]  # the window's events: the burn-down's last step, in the same read
     group = mwmb_alerts(slo)
-    ratios = {w: events(slo, metrics, cfg.backends, now, w).bad_ratio for w in group.windows()}
+    ratios = _bad_ratios(slo, metrics, cfg, now)
     return SloStatus(
         slo=slo, whole=whole, budget=error_budget(whole.good, whole.total, slo.objective),
-        burn_rates={w: (burn_rate(r, slo.objective) if r is not None else None) for w, r in ratios.items()},
+        burn_rates=_burn_rates(slo, ratios),
         burning=frozenset(a.kind for a in group.burning(ratios)), alerts=tuple(group.alerts()),
         burn_down_step=slo.window / len(ends), burn_down=_remaining(slo, ends, steps),
     )
@@ -270,9 +270,17 @@ class SloFigures:
 def slo_figures(slo: SLO, metrics: MetricsStore, cfg: CollectorSettings, now: float) -> SloFigures:
     """The SLI and error budget over the SLO's window and the burn rate over each alert window."""
     whole = events(slo, metrics, cfg.backends, now, slo.window)
-    ratios = {w: events(slo, metrics, cfg.backends, now, w).bad_ratio for w in mwmb_alerts(slo).windows()}
     return SloFigures(slo, error_budget(whole.good, whole.total, slo.objective),
-                      {w: (burn_rate(r, slo.objective) if r is not None else None) for w, r in ratios.items()})
+                      _burn_rates(slo, _bad_ratios(slo, metrics, cfg, now)))
+
+
+def _bad_ratios(slo: SLO, metrics: MetricsStore, cfg: CollectorSettings, now: float) -> dict[float, float | None]:
+    """The bad-event ratio over each of the SLO's alert windows (seconds -> ratio)."""
+    return {w: events(slo, metrics, cfg.backends, now, w).bad_ratio for w in mwmb_alerts(slo).windows()}
+
+
+def _burn_rates(slo: SLO, ratios: Mapping[float, float | None]) -> dict[float, float | None]:
+    return {w: (burn_rate(r, slo.objective) if r is not None else None) for w, r in ratios.items()}
 
 
 def slo_view(slo: SLO, metrics: MetricsStore, cfg: CollectorSettings, now: float) -> Json:

@@ -16,6 +16,8 @@ import operator
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from core import conventions as c
+
 __all__ = ["CounterTotal", "HistogramTotal", "Totals"]
 
 
@@ -46,6 +48,12 @@ class Totals:
         self.histogram_signals = frozenset(histograms)
         self._counters: dict[tuple[str, str, str], float] = {}
         self._hists: dict[tuple[str, str, str], tuple[tuple[float, ...], tuple[float, ...], float, float]] = {}
+
+    @classmethod
+    def exported(cls, started: float) -> Totals:
+        """The totals ``/metrics`` exports (``core.conventions`` ``COUNTER_METRICS`` and
+        ``HISTOGRAM_METRICS``)."""
+        return cls(started, c.COUNTER_METRICS, c.HISTOGRAM_METRICS)
 
     def add(self, backend: str, counters: Iterable[tuple[str, str, float, float]],
             hists: Iterable[tuple[str, str, tuple[float, ...], tuple[float, ...], float, float]]) -> None:

@@ -55,8 +55,7 @@ class Service:
         self.clock = clock
         # the newest minutes in memory: what the alert engine, the API and the pages read most
         fleet = FleetSteps(fleet_chart_step(cfg.scrape_interval), FLEET_CHART_WINDOW, (c.TTFT_SECONDS,), clock())
-        totals = Totals(clock(), c.COUNTER_METRICS, c.HISTOGRAM_METRICS)
-        self.live = LiveWindow(live_horizon(cfg), started=clock(), fleet=fleet, totals=totals)
+        self.live = LiveWindow(live_horizon(cfg), started=clock(), fleet=fleet, totals=Totals.exported(clock()))
         self.collector = Collector(cfg, stores.metrics, stores.observations, clock=clock, live=self.live)
         reads = Reads(stores.metrics, stores.observations, self.live)
         # notifications go out through their own client: it honours HTTPS_PROXY & co.

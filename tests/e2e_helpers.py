@@ -14,7 +14,6 @@ from collector.live import LiveWindow
 from collector.query import Reads
 from collector.scheduler import Collector
 from collector.totals import Totals
-from core import conventions as c
 from inferwatch.config import Config, parse
 from inferwatch.stores import Stores
 from sim.server import SimFleet
@@ -74,7 +73,7 @@ async def harness(backends: Sequence[SimBackend], storage: str, clock: Clock, *,
     store = Stores.open(cfg.storage)
     store.migrate()
     # as the service runs: the newest minutes and the running totals in memory (collector.live)
-    live = LiveWindow(300.0, started=clock(), totals=Totals(clock(), c.COUNTER_METRICS, c.HISTOGRAM_METRICS))
+    live = LiveWindow(300.0, started=clock(), totals=Totals.exported(clock()))
     collector = Collector(cfg, store.metrics, store.observations, clock=clock, nvml=nvml, live=live)
     if nvml is not None:
         collector.start_nvml()

@@ -314,7 +314,7 @@ def _build_info() -> Metric:
 
 def _histogram(name: str, documentation: str, h: LatencyHistogram) -> HistogramMetricFamily:
     fam = HistogramMetricFamily(name, documentation)
-    cumulative = [(("+Inf" if math.isinf(b) else repr(float(b))), float(n)) for b, n in h.buckets()]
+    cumulative = [(_le(b), float(n)) for b, n in h.buckets()]
     if not cumulative or cumulative[-1][0] != "+Inf":
         cumulative.append(("+Inf", float(h.count)))
     fam.add_metric([], cumulative, sum_value=h.sum)

@@ -34,6 +34,7 @@ The prompt cache reuses each request's prefix-hit share of its prompt (``Profile
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
 from sim.state import ModelState, SimBackend
 
@@ -66,18 +67,13 @@ class LlamacppRenderer:
         self.layouts = LAYOUTS
 
     def render(self, backend: SimBackend) -> bytes:
-        states = list(backend.models.values())
+        t = _Server.of(list(backend.models.values()))
         if self.current:
-            return _render_current(states)
-        prompt = sum(st.prompt_tokens for st in states)
-        predicted = sum(st.generation_tokens for st in states)
-        t_prompt = _seconds(sum(st.hist["prefill_time"].sum for st in states))
-        t_predict = _seconds(sum(st.hist["decode_time"].sum for st in states))
-        running = sum(st.running for st in states)
-        deferred = sum(st.waiting for st in states)
-        n_decode = -(-predicted // max(1, running)) if predicted else 0
+            return _render_current(t)
+        prompt, predicted, running, deferred, n_decode = t.prompt, t.predicted, t.running, t.deferred, t.n_decode
+        t_prompt, t_predict = _seconds(t.t_prompt), _seconds(t.t_predict)
         busy_per_decode = float(running) if n_decode else 0.0
-        kv_ratio = max((st.kv_cache_usage for st in states), default=0.0)
+        kv_ratio = t.kv_ratio
 
         counters: list[tuple[str, str, float]] = [
             ("prompt_tokens_total", "Number of prompt tokens processed.", prompt),
@@ -111,14 +107,34 @@ class LlamacppRenderer:
         return _print(counters, gauges)
 
 
-def _render_current(states: list[ModelState]) -> bytes:
-    cached = sum(st.prefix_hits for st in states)
-    processed = sum(st.prompt_tokens for st in states) - cached
-    predicted = sum(st.generation_tokens for st in states)
-    running = sum(st.running for st in states)
-    t_prompt = sum(st.hist["prefill_time"].sum for st in states)
-    t_predict = sum(st.hist["decode_time"].sum for st in states)
-    n_decode = -(-predicted // max(1, running)) if predicted else 0
+class _Server(NamedTuple):
+    """The models' states added up as one llama-server counts them (it has no model label)."""
+
+    prompt: int
+    cached: int
+    predicted: int
+    running: int
+    deferred: int
+    t_prompt: float
+    t_predict: float
+    n_decode: int
+    kv_ratio: float
+
+    @classmethod
+    def of(cls, states: list[ModelState]) -> _Server:
+        predicted = sum(st.generation_tokens for st in states)
+        running = sum(st.running for st in states)
+        return cls(prompt=sum(st.prompt_tokens for st in states), cached=sum(st.prefix_hits for st in states),
+                   predicted=predicted, running=running, deferred=sum(st.waiting for st in states),
+                   t_prompt=sum(st.hist["prefill_time"].sum for st in states),
+                   t_predict=sum(st.hist["decode_time"].sum for st in states),
+                   n_decode=-(-predicted // max(1, running)) if predicted else 0,
+                   kv_ratio=max((st.kv_cache_usage for st in states), default=0.0))
+
+
+def _render_current(t: _Server) -> bytes:
+    cached, processed, predicted, running = t.cached, t.prompt - t.cached, t.predicted, t.running
+    t_prompt, t_predict, n_decode = t.t_prompt, t.t_predict, t.n_decode
     counters: list[tuple[str, str, float]] = [
         ("prompt_tokens_total", "Number of prompt tokens processed, excluding cached tokens", processed),
         ("prompt_tokens_cached_total", "Number of prompt tokens reused from the cache", cached),
@@ -137,7 +153,7 @@ def _render_current(states: list[ModelState]) -> bytes:
         ("predicted_tokens_seconds", "Average generation throughput in tokens/s",
          predicted / t_predict if t_predict else 0.0),
         ("requests_processing", "Number of requests processing", running),
-        ("requests_deferred", "Number of requests deferred", sum(st.waiting for st in states)),
+        ("requests_deferred", "Number of requests deferred", t.deferred),
         ("n_busy_slots_per_decode", "Average number of busy slots per llama_decode() call",
          float(running) if n_decode else 0.0),
     ]
