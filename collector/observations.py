@@ -84,6 +84,9 @@ def _define_tables() -> tuple[sa.Table, sa.Table, sa.Table]:
         sa.Column("source", sa.Text, nullable=False),
         sa.Column("processes", sa.Text, nullable=False),
         sa.Column("errors", sa.Text, nullable=False),
+        sa.Column("sm_clock_hertz", sa.Double, nullable=True),
+        sa.Column("tensor_active_ratio", sa.Double, nullable=True),
+        sa.Column("last_xid", sa.BigInteger, nullable=True),
         sa.Index("ix_gpu_samples_uuid_ts", "uuid", "ts"),
         sa.Index("ix_gpu_samples_ts", "ts"),
     )
@@ -229,6 +232,8 @@ def _gpu_row(ts: float, g: GpuSample) -> dict[str, Any]:
         "source": g.source,
         "processes": json.dumps([[p.pid, p.name, p.used_memory_bytes] for p in g.processes]),
         "errors": json.dumps(list(g.errors)),
+        "sm_clock_hertz": finite(g.sm_clock_hertz), "tensor_active_ratio": finite(g.tensor_active_ratio),
+        "last_xid": g.last_xid,
     }
 
 
@@ -240,4 +245,5 @@ def _gpu_from_row(m: sa.RowMapping) -> GpuSample:
         temperature_celsius=m["temperature_celsius"], power_watts=m["power_watts"], source=m["source"],
         processes=tuple(GpuProcess(int(p[0]), p[1], p[2]) for p in json.loads(m["processes"])),
         errors=tuple(json.loads(m["errors"])),
+        sm_clock_hertz=m["sm_clock_hertz"], tensor_active_ratio=m["tensor_active_ratio"], last_xid=m["last_xid"],
     )

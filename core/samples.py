@@ -176,6 +176,9 @@ class GpuSample:
     temperature_celsius: float | None = None
     power_watts: float | None = None
     processes: tuple[GpuProcess, ...] = ()
+    sm_clock_hertz: float | None = None
+    tensor_active_ratio: float | None = None  # 0..1, dcgm-exporter's DCGM_FI_PROF_PIPE_TENSOR_ACTIVE
+    last_xid: int | None = None  # the code of the last XID error (0: none), dcgm-exporter only
     source: str = "nvml"  # nvml | dcgm | triton
     errors: tuple[str, ...] = ()  # "temperature: NVML_ERROR_NOT_SUPPORTED", …
 

@@ -23,7 +23,10 @@ A field the exposition does not carry is ``None``.
   the 3.x exporters; without it the sum is ``used + free``, which undercounts the total by the
   reservation, a few hundred MiB, only when the CSV omits ``FB_RESERVED``).
 * ``DCGM_FI_DEV_GPU_UTIL`` (percent) → ratio; ``DCGM_FI_DEV_GPU_TEMP`` °C;
-  ``DCGM_FI_DEV_POWER_USAGE`` W.
+  ``DCGM_FI_DEV_POWER_USAGE`` W; ``DCGM_FI_DEV_SM_CLOCK`` MHz → Hz;
+  ``DCGM_FI_PROF_PIPE_TENSOR_ACTIVE`` (a ratio of cycles, 0..1; a profiling field, absent where
+  DCGM's profiling module is off); ``DCGM_FI_DEV_XID_ERRORS`` the code of the last XID error
+  (0: none since the exporter started).
 * MIG: with MIG on, the exporter (default ``--devices f``) reports each GPU *instance* instead
   of the GPU, labelled with the parent's ``gpu`` and ``UUID`` plus ``GPU_I_ID``. Its sample is
   ``index="<gpu>/<GPU_I_ID>"`` (as :class:`exporters.nvml.NvmlReader` names MIG devices), the
@@ -65,6 +68,10 @@ FB_TOTAL = "DCGM_FI_DEV_FB_TOTAL"
 GPU_UTIL = "DCGM_FI_DEV_GPU_UTIL"
 GPU_TEMP = "DCGM_FI_DEV_GPU_TEMP"
 POWER_USAGE = "DCGM_FI_DEV_POWER_USAGE"
+SM_CLOCK = "DCGM_FI_DEV_SM_CLOCK"
+TENSOR_ACTIVE = "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE"
+XID_ERRORS = "DCGM_FI_DEV_XID_ERRORS"
+MHZ = 1e6
 
 NV_UTIL = "nv_gpu_utilization"
 NV_MEM_TOTAL = "nv_gpu_memory_total_bytes"
@@ -72,7 +79,8 @@ NV_MEM_USED = "nv_gpu_memory_used_bytes"
 NV_POWER = "nv_gpu_power_usage"
 
 #: the families :func:`from_dcgm` reads (the parser's ``keep``)
-WANTED_DCGM = frozenset({FB_USED, FB_FREE, FB_RESERVED, FB_TOTAL, GPU_UTIL, GPU_TEMP, POWER_USAGE})
+WANTED_DCGM = frozenset({FB_USED, FB_FREE, FB_RESERVED, FB_TOTAL, GPU_UTIL, GPU_TEMP, POWER_USAGE, SM_CLOCK,
+                         TENSOR_ACTIVE, XID_ERRORS})
 #: the families :func:`from_triton` reads (the parser's ``keep``)
 WANTED_TRITON = frozenset({NV_UTIL, NV_MEM_TOTAL, NV_MEM_USED, NV_POWER})
 
@@ -94,7 +102,7 @@ def _mib(values: Mapping[str, float], name: str) -> int | None:
 def from_dcgm(families: Mapping[str, MetricFamily], host: str) -> list[GpuSample]:
     """GPU (and MIG instance) samples from a dcgm-exporter scrape; see the module docstring."""
     devices: dict[tuple[str, str, str, str], _Device] = {}
-    for fam_name in (FB_USED, FB_FREE, FB_RESERVED, FB_TOTAL, GPU_UTIL, GPU_TEMP, POWER_USAGE):
+    for fam_name in sorted(WANTED_DCGM):
         fam = families.get(fam_name)
         if fam is None:
             continue
@@ -127,6 +135,7 @@ def from_dcgm(families: Mapping[str, MetricFamily], host: str) -> list[GpuSample
         util = v.get(GPU_UTIL)
         temp = v.get(GPU_TEMP)
         power = v.get(POWER_USAGE)
+        clock, tensor, xid = v.get(SM_CLOCK), v.get(TENSOR_ACTIVE), v.get(XID_ERRORS)
         out.append(GpuSample(
             host=dev.host, index=dev.index, uuid=dev.uuid, name=dev.name,
             memory_used_bytes=used, memory_free_bytes=free, memory_total_bytes=total,
@@ -134,6 +143,9 @@ def from_dcgm(families: Mapping[str, MetricFamily], host: str) -> list[GpuSample
             temperature_celsius=None if temp is None else float(temp),
             power_watts=None if power is None else float(power),
             source="dcgm",
+            sm_clock_hertz=None if clock is None else clock * MHZ,
+            tensor_active_ratio=tensor,
+            last_xid=None if xid is None else int(xid),
         ))
     return out
 

@@ -27,6 +27,8 @@ Values and units (pynvml ``nvml.py`` 13.x signatures):
   in which a kernel ran) → 0..1.
 * temperature: ``nvmlDeviceGetTemperature(h, NVML_TEMPERATURE_GPU)`` → °C.
 * power: ``nvmlDeviceGetPowerUsage(h)`` (milliwatts) → watts.
+* SM clock: ``nvmlDeviceGetClockInfo(h, NVML_CLOCK_SM)`` (MHz) → hertz (tensor-pipe activity and
+  XID errors need DCGM: they come from a dcgm-exporter source, not from here).
 * processes: ``nvmlDeviceGetComputeRunningProcesses`` (the v3 entry point), falling back to
   ``nvmlDeviceGetComputeRunningProcesses_v2`` on ``FunctionNotFound``. ``usedGpuMemory`` is
   ``None`` where NVML cannot say (``NVML_VALUE_NOT_AVAILABLE``, e.g. Windows WDDM or no
@@ -67,6 +69,7 @@ _FUNCTION_NOT_FOUND = 13
 _ARGUMENT_VERSION_MISMATCH = 25
 _NVML_MEMORY_V2 = 0x02000028  # pynvml.nvmlMemory_v2
 _TEMPERATURE_GPU = 0  # pynvml.NVML_TEMPERATURE_GPU
+_CLOCK_SM = 1  # pynvml.NVML_CLOCK_SM
 _MIG_ENABLE = 1  # pynvml.NVML_DEVICE_MIG_ENABLE
 _VALUE_NOT_AVAILABLE = 2**64 - 1  # pynvml.NVML_VALUE_NOT_AVAILABLE_ulonglong.value
 _VALUE_NOT_AVAILABLE_UINT = 2**32 - 1
@@ -208,6 +211,8 @@ class NvmlReader:
         temp = self._call(errors, "temperature",
                           lambda: float(nv.nvmlDeviceGetTemperature(handle, temp_sensor)))
         power = self._call(errors, "power", lambda: nv.nvmlDeviceGetPowerUsage(handle) / 1000.0)
+        clock_sm = getattr(nv, "NVML_CLOCK_SM", _CLOCK_SM)
+        clock = self._call(errors, "sm clock", lambda: float(nv.nvmlDeviceGetClockInfo(handle, clock_sm)) * 1e6)
         procs = self._call(errors, "processes", lambda: self._processes(handle))
         migs, mig_errors = self._migs(i, handle)
         errors.extend(mig_errors)
@@ -215,7 +220,7 @@ class NvmlReader:
             host=self.host, index=str(i), uuid=uuid, name=name,
             memory_used_bytes=used, memory_free_bytes=free, memory_total_bytes=total,
             utilization_ratio=util, temperature_celsius=temp, power_watts=power,
-            processes=procs or (), source="nvml", errors=tuple(errors),
+            processes=procs or (), source="nvml", errors=tuple(errors), sm_clock_hertz=clock,
         )
         return [gpu, *migs]
 

@@ -113,9 +113,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_grafana(args: argparse.Namespace) -> int:
+    from alerts.rulepack import DEFAULT_RULES
+    from alerts.rules import Rule
+    from alerts.slo import SLO
     from dashboards.grafana import write_all
 
-    for path in write_all(args.output):
+    rules: tuple[Rule, ...] = DEFAULT_RULES
+    slos: tuple[SLO, ...] = ()
+    if args.config is not None:
+        try:
+            cfg = load(args.config)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        rules, slos = tuple(cfg.rules_in_force), tuple(cfg.slos)
+    try:
+        written = write_all(args.output, rules, slos)
+    except OSError as exc:
+        print(f"inferwatch grafana: cannot write into {args.output}: {exc.strerror or exc}; "
+              "choose a folder you can write with -o", file=sys.stderr)
+        return 1
+    for path in written:
         print(path)
     return 0
 
@@ -173,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     graf = sub.add_parser("grafana", help="write Grafana dashboards and provisioning into a folder")
     graf.add_argument("-o", "--output", default="grafana", type=Path,
                       help="folder for dashboards/*.json and provisioning/ (default: grafana)")
+    graf.add_argument("-c", "--config", default=None, type=Path,
+                      help="draw the thresholds of this config's rules and SLOs (default: the default pack)")
     graf.set_defaults(func=cmd_grafana)
     prom = sub.add_parser("prometheus-rules", help="write our rules and SLOs as Prometheus rules, with promtool tests")
     prom.add_argument("-c", "--config", default="inferwatch.yaml", type=Path)

@@ -57,6 +57,7 @@ _TEXT = {
 }
 
 NVML_TEMPERATURE_GPU = 0
+NVML_CLOCK_SM = 1
 NVML_DEVICE_MIG_DISABLE = 0
 NVML_DEVICE_MIG_ENABLE = 1
 nvmlMemory_v2 = 0x02000028
@@ -157,6 +158,7 @@ class FakeGpu:
     util_pct: int = 37
     temp_c: int = 41
     power_mw: int = 71234
+    sm_clock_mhz: int = 1980
     #: (pid, used bytes); used None: NVML_VALUE_NOT_AVAILABLE as the C struct holds it, -1: the
     #: None pynvml puts in its place
     processes: list[tuple[int, int | None]] = field(default_factory=list)
@@ -189,6 +191,7 @@ class FakeNvml:
     NVML_ERROR_LIBRARY_NOT_FOUND = NVML_ERROR_LIBRARY_NOT_FOUND
     NVML_ERROR_DRIVER_NOT_LOADED = NVML_ERROR_DRIVER_NOT_LOADED
     NVML_TEMPERATURE_GPU = NVML_TEMPERATURE_GPU
+    NVML_CLOCK_SM = NVML_CLOCK_SM
     NVML_DEVICE_MIG_ENABLE = NVML_DEVICE_MIG_ENABLE
     NVML_DEVICE_MIG_DISABLE = NVML_DEVICE_MIG_DISABLE
     nvmlMemory_v2 = nvmlMemory_v2
@@ -306,6 +309,13 @@ class FakeNvml:
         if isinstance(d, FakeMig):
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
         return d.power_mw
+
+    def nvmlDeviceGetClockInfo(self, handle: Handle, type: int) -> int:
+        self._enter("nvmlDeviceGetClockInfo", handle.key)
+        d = self._dev(handle)
+        if isinstance(d, FakeMig) or type != NVML_CLOCK_SM:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        return d.sm_clock_mhz
 
     def _procs(self, handle: Handle) -> list[ProcessInfo]:
         d = self._dev(handle)

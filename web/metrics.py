@@ -269,6 +269,14 @@ class FleetCollector(PromCollector):
             (GaugeMetricFamily(c.METRIC_GPU_TEMPERATURE, "GPU temperature.", labels=labels),
              lambda g: g.temperature_celsius),
             (GaugeMetricFamily(c.METRIC_GPU_POWER, "GPU power draw.", labels=labels), lambda g: g.power_watts),
+            (GaugeMetricFamily(c.METRIC_GPU_SM_CLOCK, "Streaming-multiprocessor clock.", labels=labels),
+             lambda g: g.sm_clock_hertz),
+            (GaugeMetricFamily(c.METRIC_GPU_TENSOR_ACTIVE, "Share of cycles the tensor (HMMA) pipe was active, 0..1 "
+                               "(dcgm-exporter's DCGM_FI_PROF_PIPE_TENSOR_ACTIVE).", labels=labels),
+             lambda g: g.tensor_active_ratio),
+            (GaugeMetricFamily(c.METRIC_GPU_LAST_XID, "Code of the last XID error the driver reported, 0 for none "
+                               "(dcgm-exporter's DCGM_FI_DEV_XID_ERRORS).", labels=labels),
+             lambda g: g.last_xid),
         ]
         procs = GaugeMetricFamily(c.METRIC_GPU_PROCESS_MEMORY, "GPU memory used by one process.",
                                   labels=[*labels, "pid", "process"])

@@ -27,7 +27,11 @@ REPO = Path(__file__).resolve().parents[2]
 COMMITTED = REPO / "grafana"
 PROMETHEUS = os.environ.get("INFERWATCH_PROMETHEUS", "/usr/bin/prometheus")
 BACKEND = "vllm-a"  # the demo backend with everything: https, probe, TTFT/ITL/e2e histograms
-SUBSTITUTIONS = {"$backend": BACKEND, "$__rate_interval": "1m", "$__interval": "15s", "$__range": "1m"}
+#: a backend of each engine whose own histograms the backend dashboard shows (panel key inferwatch_engine)
+ENGINE_BACKENDS = {"vllm": "vllm-a", "sglang": "sglang-a", "tgi": "tgi-a"}
+#: every other variable at "All" (Grafana's allValue)
+SUBSTITUTIONS = {"$backend": BACKEND, "$__rate_interval": "1m", "$__interval": "15s", "$__range": "1m",
+                 **{f"${v}": ".*" for v in ("engine", "region", "model", "host", "gpu", "source", "slo", "target")}}
 
 
 def _loaded() -> dict[str, dict[str, Any]]:
@@ -41,10 +45,15 @@ def _targets(dash: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, A
             yield panel, target
 
 
-def _substitute(expr: str) -> str:
-    for var, value in sorted(SUBSTITUTIONS.items(), key=lambda kv: -len(kv[0])):
+def _substitute(expr: str, engine: str | None = None) -> str:
+    subs = {**SUBSTITUTIONS, "$backend": ENGINE_BACKENDS[engine]} if engine else SUBSTITUTIONS
+    for var, value in sorted(subs.items(), key=lambda kv: -len(kv[0])):
         expr = expr.replace(var, value)
     return expr
+
+
+def _annotation_exprs(dash: dict[str, Any]) -> list[str]:
+    return [a["expr"] for a in dash["annotations"]["list"] if "expr" in a]
 
 
 # ------------------------------------------------------------------------- committed output
@@ -106,16 +115,111 @@ def test_dashboard_structure() -> None:
                 leftover = re.findall(r"\$\w+", _substitute(t["expr"]))
                 assert not leftover, (panel["title"], leftover)
     variables = {v["name"]: v for v in dashes["backend"]["templating"]["list"]}
-    assert variables["backend"]["type"] == "query"
+    assert variables["backend"]["type"] == "query" and not variables["backend"]["multi"]
     assert variables["backend"]["definition"] == "label_values(inferwatch_backend_up, backend)"
-    assert all('backend="$backend"' in t["expr"] for p, t in _targets(dashes["backend"])
-               if t["expr"].startswith("inferwatch_") or "(inferwatch_" in t["expr"])
     exprs = " ".join(t["expr"] for d in dashes.values() for _, t in _targets(d))
     for name in ("vllm:time_to_first_token_seconds_bucket", "sglang:time_to_first_token_seconds_bucket",
                  "tgi_request_duration_bucket", "inferwatch_probe_ttft_seconds", "inferwatch_gpu_power_watts",
-                 "inferwatch_cert_expiry_timestamp_seconds", "inferwatch_ttft_seconds_bucket{backend=\"$backend\"}"):
+                 "inferwatch_cert_expiry_timestamp_seconds", "inferwatch_gpu_last_xid_error",
+                 "inferwatch_gpu_sm_clock_hertz", "inferwatch_gpu_tensor_active_ratio",
+                 "inferwatch_slo_error_budget_remaining_ratio", "inferwatch_slo_burn_rate",
+                 'inferwatch_ttft_seconds_bucket{backend="$backend",model=~"$model"}'):
         assert name in exprs, name
     assert all(p.get("inferwatch_needs") == "gpu" for p in dashes["gpus"]["panels"])
+
+
+#: queries that cannot follow the variables, on purpose (their panel descriptions say why)
+UNSCOPED = {"sum(inferwatch_alerts_firing) or vector(0)", "sum by (alertname, severity) (inferwatch_alerts_firing)"}
+#: the variables each dashboard offers (besides the datasource)
+VARIABLES = {"fleet": {"engine", "region", "backend", "model", "filters"}, "backend": {"backend", "model", "filters"},
+             "gpus": {"host", "gpu", "source"}, "slos": {"slo", "backend", "target"}}
+
+
+def test_every_query_follows_its_dashboards_variables() -> None:
+    """On the fleet, backend and GPU dashboards every query uses every query variable (the ad hoc
+    filters Grafana applies by itself); on the SLO dashboard each uses the one of its kind (SLO,
+    TLS target, backend). The engines' own histograms are narrowed to the backend too."""
+    for stem, d in _loaded().items():
+        names = {v["name"] for v in d["templating"]["list"] if v["type"] in ("query", "adhoc")}
+        assert names == VARIABLES[stem], stem
+        used = {n for n in names if n != "filters"}
+        for panel, t in _targets(d):
+            if t["expr"] in UNSCOPED:
+                assert "variables do not narrow it" in panel["description"] or "inferwatch" in panel["title"]
+                continue
+            refs = set(re.findall(r"\$(\w+)", t["expr"])) - {"__rate_interval", "__range", "__interval"}
+            if stem == "slos":
+                assert len(refs & used) == 1, (panel["title"], t["expr"])
+            else:
+                assert refs == used, (stem, panel["title"], t["expr"])
+        for expr in _annotation_exprs(d):
+            assert "ALERTS" in expr or "inferwatch_alerts_firing" in expr
+    backend = _loaded()["backend"]
+    engine_exprs = [t["expr"] for p, t in _targets(backend) if p.get("inferwatch_engine")]
+    assert len(engine_exprs) >= 24 and all('backend="$backend"' in e for e in engine_exprs)
+    fleet_vars = {v["name"]: v for v in _loaded()["fleet"]["templating"]["list"]}
+    assert fleet_vars["backend"]["definition"] == \
+        'label_values(inferwatch_backend_up{engine=~"$engine",region=~"$region"}, backend)'
+    assert all(fleet_vars[n]["includeAll"] and fleet_vars[n]["allValue"] == ".*" for n in ("engine", "model"))
+
+
+def _steps(panel: dict[str, Any]) -> list[tuple[float | None, str]]:
+    return [(s["value"], s["color"]) for s in panel["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+
+
+def _panel(dash: dict[str, Any], title: str) -> dict[str, Any]:
+    (panel,) = [p for p in dash["panels"] if p["title"] == title]
+    return panel
+
+
+def test_thresholds_come_from_the_rules_in_force() -> None:
+    d = _loaded()
+    assert _steps(_panel(d["fleet"], "TTFT p50 / p95 / p99 by backend")) == [(None, "green"), (0.5, "orange"),
+                                                                           (5.0, "orange")]
+    assert _steps(_panel(d["fleet"], "Error ratio")) == [(None, "green"), (0.01, "red")]
+    assert _steps(_panel(d["fleet"], "KV-cache usage")) == [(None, "green"), (0.95, "orange")]
+    assert _steps(_panel(d["fleet"], "Queue depth")) == [(None, "green"), (100.0, "orange")]
+    assert _steps(_panel(d["gpus"], "GPU memory used share")) == [(None, "green"), (0.98, "orange")]
+    assert _steps(_panel(d["slos"], "Certificate expiry (days)")) == [(None, "red"), (3.0, "orange"), (14.0, "green")]
+    burn = [v for v, _ in _steps(_panel(d["slos"], "Burn rate per alert window"))]
+    assert burn == [None, 1.0, 3.0, 6.0, 14.4]
+    used = _panel(d["gpus"], "GPU memory used")
+    assert any(t["expr"].startswith("0.98 * inferwatch_gpu_memory_total_bytes") for t in used["targets"])
+    # every latency, ratio and memory panel shows a threshold, or says that no rule reads its signal
+    for stem, dash in d.items():
+        for p in dash["panels"]:
+            if p["fieldConfig"]["defaults"]["unit"] in ("s", "percentunit", "bytes"):
+                why = ("No alert rule", "NVML only", "memory rule fires", "differ per SLO")
+                assert len(_steps(p)) > 1 or any(w in p["description"] for w in why), (stem, p["title"])
+            if p["type"] == "timeseries" and len(_steps(p)) > 1:
+                assert p["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] == "dashed"
+    up = _panel(d["backend"], "Up")["fieldConfig"]["defaults"]["mappings"]
+    assert up[0]["options"]["0"]["text"] == "down" and up[0]["options"]["1"]["text"] == "up"
+    table = _panel(d["fleet"], "Backends")["fieldConfig"]["overrides"]
+    assert any(o["matcher"]["options"] == "Value #A" and {"id": "mappings", "value": up} in o["properties"]
+               for o in table)
+
+
+def test_thresholds_follow_a_config(tmp_path: Path) -> None:
+    """`inferwatch grafana -c` draws the config's thresholds (pack overrides, user rules, SLO windows)."""
+    from inferwatch.cli import main
+
+    cfg = tmp_path / "inferwatch.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "backends": [{"name": "a", "url": "http://127.0.0.1:9/metrics", "engine": "vllm"}],
+        "rule_overrides": {"TTFTp50High": {"threshold": "300ms"}, "KVCacheExhausted": {"enabled": False}},
+        "rules": [{"name": "ITLHigh", "expr": "p99(itl_seconds[5m]) > 80ms", "severity": "critical"}],
+        "slos": [{"name": "avail", "objective": 0.999, "window": "7d", "good": "up"}],
+    }))
+    assert main(["grafana", "-c", str(cfg), "-o", str(tmp_path / "out")]) == 0
+    fleet = json.loads((tmp_path / "out/dashboards/fleet.json").read_text())
+    backend = json.loads((tmp_path / "out/dashboards/backend.json").read_text())
+    slos = json.loads((tmp_path / "out/dashboards/slos.json").read_text())
+    assert _steps(_panel(fleet, "TTFT p50 / p95 / p99 by backend")) == [(None, "green"), (0.3, "orange"), (5.0, "orange")]
+    assert _steps(_panel(fleet, "KV-cache usage")) == [(None, "green")]
+    assert _steps(_panel(backend, "ITL p50 / p95 / p99")) == [(None, "green"), (0.08, "red")]
+    burn = [v for v, _ in _steps(_panel(slos, "Burn rate per alert window"))]
+    assert burn[:2] == [None, 1.0] and burn[-1] == pytest.approx(14.4 * 7 / 30)
 
 
 def test_provisioning() -> None:
@@ -147,6 +251,7 @@ class _Stack(threading.Thread):
         self.ready = threading.Event()
         self.error: BaseException | None = None
         self.targets: dict[str, str] = {}
+        self.rules_file = workdir / "inferwatch-rules.yaml"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
 
@@ -158,6 +263,7 @@ class _Stack(threading.Thread):
             self.ready.set()
 
     async def _main(self) -> None:
+        from alerts.promrules import export_rules
         from inferwatch.config import parse
         from inferwatch.service import Service
         from inferwatch.stores import Stores
@@ -175,6 +281,8 @@ class _Stack(threading.Thread):
         data["evaluation_interval"] = "1s"
         data["gpus"] = {"nvml": "off"}
         cfg = parse(data, "<grafana-test>")
+        # the demo's rules and SLOs as Prometheus rules, for the panels and annotations over them
+        self.rules_file.write_text(yaml.safe_dump(export_rules(cfg.rules_in_force, cfg.slos).document()))
         store = Stores.open(cfg.storage)
         store.migrate()
         service = Service(cfg, store)
@@ -198,7 +306,7 @@ class _Stack(threading.Thread):
         self.join(15)
 
 
-def _prometheus_config(inferwatch: str, engines: dict[str, str]) -> dict[str, Any]:
+def _prometheus_config(inferwatch: str, engines: dict[str, str], rules: Path | None = None) -> dict[str, Any]:
     jobs: list[dict[str, Any]] = [{"job_name": "inferwatch", "static_configs": [{"targets": [inferwatch]}]}]
     for name, url in sorted(engines.items()):
         scheme, _, hostport = url.partition("://")
@@ -207,7 +315,11 @@ def _prometheus_config(inferwatch: str, engines: dict[str, str]) -> dict[str, An
         if scheme == "https":
             job["tls_config"] = {"insecure_skip_verify": True}
         jobs.append(job)
-    return {"global": {"scrape_interval": "1s", "scrape_timeout": "1s"}, "scrape_configs": jobs}
+    out: dict[str, Any] = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+                           "scrape_configs": jobs}
+    if rules is not None:
+        out["rule_files"] = [str(rules)]
+    return out
 
 
 @pytest.fixture
@@ -223,7 +335,7 @@ def stack(tmp_path: Path) -> Iterator[tuple[str, str]]:
         raise stack.error
     prom_port = _free_port()
     cfg = tmp_path / "prometheus.yml"
-    cfg.write_text(yaml.safe_dump(_prometheus_config(f"127.0.0.1:{stack.port}", stack.targets)))
+    cfg.write_text(yaml.safe_dump(_prometheus_config(f"127.0.0.1:{stack.port}", stack.targets, stack.rules_file)))
     log = (tmp_path / "prometheus.log").open("wb")
     proc = subprocess.Popen([PROMETHEUS, f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                              f"--web.listen-address=127.0.0.1:{prom_port}"], stdout=log, stderr=subprocess.STDOUT)
@@ -266,7 +378,10 @@ def test_every_panel_query_returns_data_from_real_prometheus(prometheus: str) ->
     queries: list[tuple[str, str, str, str | None]] = []  # dashboard, panel, expr, needs
     for stem, d in _loaded().items():
         for panel, target in _targets(d):
-            queries.append((stem, panel["title"], _substitute(target["expr"]), panel.get("inferwatch_needs")))
+            expr = _substitute(target["expr"], panel.get("inferwatch_engine"))
+            queries.append((stem, panel["title"], expr, panel.get("inferwatch_needs")))
+        for expr in _annotation_exprs(d):
+            queries.append((stem, "annotation", _substitute(expr), "incident"))
     # every query must parse at once (no data needed for that)
     with httpx.Client(timeout=5) as client:
         for stem, title, expr, _ in queries:

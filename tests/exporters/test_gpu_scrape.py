@@ -30,13 +30,14 @@ def test_dcgm_two_h100s_exact_units() -> None:
             memory_used_bytes=77399 * MiB, memory_free_bytes=3641 * MiB,
             memory_total_bytes=81559 * MiB,  # used + free + reserved (519 MiB), as nvidia-smi
             utilization_ratio=0.97, temperature_celsius=51.0, power_watts=412.817, source="dcgm",
+            sm_clock_hertz=1980e6, tensor_active_ratio=0.412876, last_xid=0,  # MHz → Hz; XID 0: none
         ),
         GpuSample(
             host="gpu-node-7", index="1", uuid="GPU-e2d41b77-03c9-4f5a-9d18-7b6a5c4e3f21",
             name="NVIDIA H100 80GB HBM3",
             memory_used_bytes=507 * MiB, memory_free_bytes=80533 * MiB,
             memory_total_bytes=81559 * MiB, utilization_ratio=0.0, temperature_celsius=38.0,
-            power_watts=118.052, source="dcgm",
+            power_watts=118.052, source="dcgm", sm_clock_hertz=1755e6, tensor_active_ratio=0.0, last_xid=0,
         ),
     ]
     assert gpus[0].memory_used_bytes == 81158733824 and gpus[0].memory_total_bytes == 85520809984

@@ -43,7 +43,7 @@ def _two_gpus(**kw: Any) -> FakeNvml:
 def test_fake_error_codes_and_names_match_pynvml() -> None:
     pynvml = pytest.importorskip("pynvml")
     for name, value in vars(fk).items():
-        if name.startswith("NVML_ERROR_") or name in ("NVML_TEMPERATURE_GPU", "NVML_DEVICE_MIG_ENABLE",
+        if name.startswith("NVML_ERROR_") or name in ("NVML_TEMPERATURE_GPU", "NVML_CLOCK_SM", "NVML_DEVICE_MIG_ENABLE",
                                                       "nvmlMemory_v2", "NVML_SUCCESS"):
             assert getattr(pynvml, name) == value, name
     for name, cls in fk.ERROR_CLASSES.items():

@@ -39,7 +39,8 @@ def _expected(seed: int, now: float) -> list[GpuSample]:
     return [GpuSample(host=GPU_NODE, index=str(r.gpu.index), uuid=r.uuid, name="NVIDIA H100 80GB HBM3",
                       memory_used_bytes=r.fb_used_mib * MiB, memory_free_bytes=r.fb_free_mib * MiB,
                       memory_total_bytes=81559 * MiB, utilization_ratio=r.util_percent / 100,
-                      temperature_celsius=float(r.gpu_temp_c), power_watts=r.power_mw / 1000, source="dcgm")
+                      temperature_celsius=float(r.gpu_temp_c), power_watts=r.power_mw / 1000, source="dcgm",
+                      sm_clock_hertz=r.sm_clock_mhz * 1e6, tensor_active_ratio=r.tensor_active, last_xid=0)
             for r in dcgm.readings(seed, now, T0)]
 
 
