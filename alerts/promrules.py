@@ -19,12 +19,13 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from alerts.rules import Baseline, Query, Rule, Selector, Term
-from alerts.slo import SLO, AvailabilitySLI, LatencySLI, mwmb_alerts
+from alerts.slo import SLO, AvailabilitySLI, LatencySLI, MWMBAlert, mwmb_alerts
 from alerts.slo_data import BURN_KEEP_FIRING
 from alerts.templates import format_duration, format_percent
 from core import conventions as c
@@ -192,6 +193,12 @@ def _slo_ratio(slo: SLO, window: float) -> str:
     return f"sum(rate({errors}_total{sel}[{w}])) / sum(rate({requests}_total{sel}[{w}]))"
 
 
+def _burn_summary(slo: SLO, a: MWMBAlert) -> str:
+    return (f"SLO {slo.name} ({slo.objective:.4%} over {format_window(slo.window)}) burns its error budget "
+            f"faster than {a.burn_rate_factor:g}x over {format_window(a.long_window)} and "
+            f"{format_window(a.short_window)}")
+
+
 def slo_group(slo: SLO) -> dict[str, object]:
     """Recording rules of the SLO's bad-event ratio per alert window, and its four burn-rate
     alerts. A latency SLO needs the engines to have a bucket at exactly its threshold."""
@@ -210,9 +217,7 @@ def slo_group(slo: SLO) -> dict[str, object]:
             "labels": {"severity": _SEVERITY[a.severity], "slo": slo.name,
                        "burn_window": f"{format_window(a.long_window)}/{format_window(a.short_window)}",
                        "slo_alert": a.severity},
-            "annotations": {"summary": f"SLO {slo.name} ({slo.objective:.4%} over {format_window(slo.window)}) "
-                                       f"burns its error budget faster than {a.burn_rate_factor:g}x over "
-                                       f"{format_window(a.long_window)} and {format_window(a.short_window)}"},
+            "annotations": {"summary": _burn_summary(slo, a)},
         })
     return {"name": f"inferwatch-slo-{slo.name}", "rules": rules}
 
@@ -252,6 +257,37 @@ def _breaching(op: str, threshold: float) -> float:
     return threshold * 1.02 + 0.01 if op == ">" else threshold * 0.98 - 0.01
 
 
+def humanize_duration(v: float) -> str:
+    """Prometheus's ``humanizeDuration`` template function (``template/template.go``).
+
+    >>> humanize_duration(0.75), humanize_duration(9.95), humanize_duration(75), humanize_duration(0)
+    ('750ms', '9.95s', '1m 15s', '0s')
+    """
+    if math.isnan(v) or math.isinf(v):
+        return f"{v:.4g}"
+    if v == 0:
+        return f"{v:.4g}s"
+    if abs(v) >= 1:
+        sign = "-" if v < 0 else ""
+        v = abs(v)
+        whole = int(v)
+        seconds, minutes, hours, days = whole % 60, whole // 60 % 60, whole // 3600 % 24, whole // 86400
+        if days:
+            return f"{sign}{days}d {hours}h {minutes}m {seconds}s"
+        if hours:
+            return f"{sign}{hours}h {minutes}m {seconds}s"
+        if minutes:
+            return f"{sign}{minutes}m {seconds}s"
+        return f"{sign}{v:.4g}s"
+    prefix = ""
+    for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
+        if abs(v) >= 1:
+            break
+        prefix = p
+        v *= 1000
+    return f"{v:.4g}{prefix}s"
+
+
 def _render(template: str, value: float, labels: Mapping[str, str]) -> str | None:
     """What Prometheus renders for the translated template; None where it cannot be predicted
     here (a filter other than humanizePercentage)."""
@@ -267,6 +303,8 @@ def _render(template: str, value: float, labels: Mapping[str, str]) -> str | Non
             out.append(f"{value:g}")
         elif m.group(3) == "humanizePercentage":
             out.append(f"{value * 100:.4g}%")
+        elif m.group(3) == "humanizeDuration":
+            out.append(humanize_duration(value))
         else:
             return None
     out.append(template[pos:])
@@ -274,13 +312,80 @@ def _render(template: str, value: float, labels: Mapping[str, str]) -> str | Non
     return None if "{{" in text else text
 
 
-def unit_tests(rules: Sequence[Rule], rule_file: str) -> tuple[dict[str, object], dict[str, str]]:
-    """A ``promtool test rules`` file for the rules it can feed simply (a gauge or a ratio of
-    counters per backend, plain or per-backend thresholds): each breaches for its ``for`` plus a
-    minute and must fire with its labels and rendered annotations; and the reason for each rule
-    left out."""
+#: how long the SLO unit tests feed their series, and how often (every window of an SLO's alerts
+#: then holds samples: Prometheus's rate() over a window longer than the data reads what is there)
+_SLO_TEST_SPAN = 70 * 60.0
+_SLO_TEST_STEP = 15.0
+
+
+def _slo_series(slo: SLO, bad: float) -> list[dict[str, str]] | None:
+    """Input series that make ``bad`` the SLO's bad-event ratio in every window; None where the
+    SLI cannot be fed that ratio exactly (``up`` takes only all-good or all-bad)."""
+    labels = {"backend": slo.selector.backend[0] if slo.selector.backend else "unit-test", **slo.selector.labels}
+    lab = ",".join(f"{k}={_quote(v)}" for k, v in sorted(labels.items()))
+    n = int(_SLO_TEST_SPAN // _SLO_TEST_STEP)
+    total = 600.0
+
+    def counter(name: str, per_step: float) -> dict[str, str]:
+        return {"series": f"{name}{{{lab}}}", "values": f"0+{per_step:g}x{n}"}
+
+    sli = slo.sli
+    if isinstance(sli, LatencySLI):
+        name = c.HISTOGRAM_METRICS[sli.signal]
+        le = _quote(repr(float(sli.threshold)))
+        return [{"series": f"{name}_bucket{{{lab},le={le}}}", "values": f"0+{total * (1 - bad):g}x{n}"},
+                counter(f"{name}_count", total)]
+    assert isinstance(sli, AvailabilitySLI)
+    if sli.source == "up":
+        if bad not in (0.0, 1.0):
+            return None
+        return [{"series": f"{c.METRIC_BACKEND_UP}{{{lab}}}", "values": f"{1 - bad:g}x{n}"}]
+    return [counter(f"{c.COUNTER_METRICS[c.REQUEST_ERRORS_TOTAL]}_total", total * bad),
+            counter(f"{c.COUNTER_METRICS[c.REQUESTS_TOTAL]}_total", total)]
+
+
+def slo_unit_tests(slo: SLO) -> list[dict[str, object]]:
+    """``promtool`` tests of one SLO's burn-rate alerts: with no bad events none fires; at a bad
+    ratio between the slowest and the quickest page alert's threshold exactly the alerts whose
+    threshold is below it fire (where the SLI can be fed that); with every event bad all four."""
+    group = mwmb_alerts(slo)
+    alerts = group.alerts()
+    thresholds = sorted(a.error_ratio_threshold for a in alerts)
+    cases: list[float] = [0.0, 1.0]
+    mid = (thresholds[-1] * thresholds[-2]) ** 0.5  # between the two highest thresholds
+    if thresholds[-2] < mid < thresholds[-1] < 1:
+        cases.insert(1, mid)
+    out: list[dict[str, object]] = []
+    for bad in cases:
+        series = _slo_series(slo, bad)
+        if series is None:
+            continue
+        checks = []
+        for a in alerts:
+            fire = bad > a.error_ratio_threshold
+            expected = [{"exp_labels": {
+                "severity": _SEVERITY[a.severity], "slo": slo.name,
+                "burn_window": f"{format_window(a.long_window)}/{format_window(a.short_window)}",
+                "slo_alert": a.severity},
+                "exp_annotations": {"summary": _burn_summary(slo, a)}}] if fire else []
+            checks.append({"eval_time": format_window(_SLO_TEST_SPAN), "alertname": f"SLOBurnRate:{slo.name}:{a.kind}",
+                           "exp_alerts": expected})
+        out.append({"name": f"SLO {slo.name}: {bad:.4%} of events bad", "interval": format_window(_SLO_TEST_STEP),
+                    "input_series": series, "alert_rule_test": checks})
+    return out
+
+
+def unit_tests(rules: Sequence[Rule], rule_file: str,
+               slos: Sequence[SLO] = ()) -> tuple[dict[str, object], dict[str, str]]:
+    """A ``promtool test rules`` file for the rules it can feed simply (a gauge, a percentile of
+    a histogram or a ratio of counters per backend, plain or per-backend thresholds): each
+    breaches for its ``for`` plus a minute and must fire with its labels and rendered
+    annotations; each SLO's burn-rate alerts (:func:`slo_unit_tests`); and the reason for each
+    rule left out."""
     tests: list[dict[str, object]] = []
     left_out: dict[str, str] = {}
+    for slo in slos:
+        tests.extend(slo_unit_tests(slo))
     for r in rules:
         cond = r.parsed
         term = cond.left
@@ -296,6 +401,17 @@ def unit_tests(rules: Sequence[Rule], rule_file: str) -> tuple[dict[str, object]
             if term.fn == "last" and term.signal in _TEST_GAUGES:
                 series.append({"series": f'{_TEST_GAUGES[term.signal]}{{backend="{backend}"}}',
                                "values": f"{value:g}x60"})
+            elif (term.fn in ("p50", "p95", "p99") and term.signal in c.HISTOGRAM_METRICS and cond.op == ">"
+                  and threshold > 0):
+                # every observation between the threshold and twice it: histogram_quantile
+                # interpolates q of the way through that bucket, threshold * (1 + q)
+                q = int(term.fn[1:]) / 100
+                value = threshold * (1 + q)
+                name = c.HISTOGRAM_METRICS[term.signal]
+                for le, count in ((format_number(threshold), 0), (format_number(2 * threshold), 60),
+                                  ("+Inf", 60)):
+                    series.append({"series": f'{name}_bucket{{backend="{backend}",le="{le}"}}',
+                                   "values": f"0+{count}x60"})
             elif term.fn == "ratio" and term.signal in c.COUNTER_METRICS and term.denominator in c.COUNTER_METRICS:
                 per_minute = 600.0
                 series.append({"series": f'{c.COUNTER_METRICS[term.denominator]}_total{{backend="{backend}"}}',

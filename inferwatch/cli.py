@@ -150,7 +150,7 @@ def cmd_prometheus_rules(args: argparse.Namespace) -> int:
         return 2
     exported = export_rules(cfg.rules_in_force, cfg.slos)
     tests, untested = unit_tests([r for r in cfg.rules_in_force if r.name not in exported.skipped],
-                                 "inferwatch-rules.yaml")
+                                 "inferwatch-rules.yaml", [s for s in cfg.slos if f"SLO {s.name}" not in exported.skipped])
     try:
         args.output.mkdir(parents=True, exist_ok=True)
         rules_path, tests_path = args.output / "inferwatch-rules.yaml", args.output / "inferwatch-rules.test.yaml"

@@ -77,7 +77,26 @@ def test_generated_rules_pass_promtool_check_and_their_unit_tests(tmp_path: Path
     assert check.returncode == 0, check.stdout + check.stderr
     tests = yaml.safe_load((out / "inferwatch-rules.test.yaml").read_text())
     tested = {t["alert_rule_test"][0]["alertname"] for t in tests["tests"]}
-    assert {"QueueDepthHigh", "ErrorRateHigh", "BackendDown", "KVCacheExhausted"} <= tested
+    assert {"QueueDepthHigh", "ErrorRateHigh", "BackendDown", "KVCacheExhausted", "TTFTp50High",
+            "TTFTp99High"} <= tested
+    # histogram rules: fed buckets whose p50/p99 lie past the threshold; per-backend thresholds too
+    p99 = next(t for t in tests["tests"] if t["alert_rule_test"][0]["alertname"] == "TTFTp99High")
+    summaries = sorted(a["exp_annotations"]["summary"] for a in p99["alert_rule_test"][0]["exp_alerts"])
+    assert summaries == ["unit-test: p99 time to first token 9.95s over 5m (threshold 5s)",
+                        "vllm-a: p99 time to first token 3.98s over 5m (threshold 5s)"]
+    # SLOs: none bad -> nothing fires; between the page thresholds -> all but page_quick; all bad -> all
+    slo_tests = {t["name"]: t for t in tests["tests"] if t.get("name", "").startswith("SLO ")}
+    firing = {name: {c["alertname"].rsplit(":", 1)[1] for c in t["alert_rule_test"] if c["exp_alerts"]}
+              for name, t in slo_tests.items()}
+    assert firing["SLO availability: 0.0000% of events bad"] == set()
+    assert firing["SLO availability: 100.0000% of events bad"] == {"page_quick", "page_slow", "ticket_quick",
+                                                                   "ticket_slow"}
+    (mid,) = [n for n in firing if n.startswith("SLO availability:") and "0.0000%" not in n and "100.0" not in n]
+    assert firing[mid] == {"page_slow", "ticket_quick", "ticket_slow"}
+    assert any(n.startswith("SLO ttft-1s: ") and firing[n] == {"page_slow", "ticket_quick", "ticket_slow"}
+               for n in firing)
+    assert {n for n in firing if n.startswith("SLO up:")} == {"SLO up: 0.0000% of events bad",
+                                                             "SLO up: 100.0000% of events bad"}
     run = subprocess.run([promtool, "test", "rules", "inferwatch-rules.test.yaml"], cwd=out,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
