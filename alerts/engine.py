@@ -75,6 +75,9 @@ class AlertEngine:
         self.notifiers = dict(notifiers) if notifiers is not None else cfg.notifier_set
         self.dispatcher = Dispatcher(store, self.notifiers, http, clock=clock)
         self.router: Router = router if router is not None else cfg.router
+        #: receivers that must hear of a firing alert at least this often (Alertmanager's endsAt)
+        self.resend: dict[str, float] = {name: every for name, n in self.notifiers.items()
+                                         if (every := getattr(n, "resend_interval", 0.0)) > 0}
         self.sent: dict[tuple[str, str], Sent] = {}
         self.muted: dict[str, str] = {}  # fingerprint -> why (silenced by <id> / inhibited), last round
         self._unrouted: set[str] = set()  # fingerprints already logged as matching no route
@@ -103,7 +106,7 @@ class AlertEngine:
             values.update(await asyncio.to_thread(burn_values, self.burn_rules, self.reads.metrics, self.cfg, now))
         states, transitions = evaluate([*self.rules, *(b.rule for b in self.burn_rules)], values, self.states, now)
         silences = await asyncio.to_thread(self.silences.active_silences, now)
-        planned, muted = plan(states, transitions, now, self.router, silences, self.sent)
+        planned, muted = plan(states, transitions, now, self.router, silences, self.sent, self.resend)
         self._log_unrouted(states, transitions)
         notes = [planned_notification(p, now, self.dashboard_url(p.alert), i)
                  for i, p in enumerate(x for x in planned if x.receiver in self.notifiers)]

@@ -163,9 +163,25 @@ class AlertStore:
     def _enqueue(self, conn: sa.Connection, notifications: Sequence[Notification]) -> None:
         if not notifications:
             return
+        self._supersede(conn, [n for n in notifications if n.kind == "repeat"])
         rows = list({n.id: _outbox_row(n) for n in notifications}.values())
         ins = self.db.upsert(self.outbox_table)
         conn.execute(ins.on_conflict_do_nothing(index_elements=["id"]), rows)
+
+    def _supersede(self, conn: sa.Connection, repeats: Sequence[Notification]) -> None:
+        """A new repeat replaces the same receiver's still-pending repeats of that alert (a
+        receiver down for an hour then gets one current repeat, not sixty stale ones in a row):
+        they are marked dead, ``superseded``. Only the first attempt is skipped: an item already
+        tried and awaiting its retry is left alone (it may be in flight)."""
+        if not repeats:
+            return
+        t = self.outbox_table
+        now = max(n.created_at for n in repeats)
+        for n in repeats:
+            conn.execute(sa.update(t).where(
+                t.c.status == "pending", t.c.kind == "repeat", t.c.attempts == 0,
+                t.c.receiver == n.receiver, t.c.fingerprint == n.fingerprint, t.c.id != n.id,
+            ).values(status="dead", last_error="superseded by a newer repeat", updated_at=now))
 
     def commit_evaluation(self, states: Mapping[str, AlertState], transitions: Sequence[Transition],
                           notifications: Sequence[Notification]) -> None:

@@ -271,13 +271,26 @@ def _heard(last: Sent | None, episode: float) -> bool:
     return last is not None and last.kind != "resolve" and last.at >= episode
 
 
+def _repeat_every(route: Route, resend: Mapping[str, float]) -> float:
+    """How often a still-firing alert goes to the route's receiver again: the route's
+    ``repeat_interval``, or the receiver's own resend interval when shorter (Alertmanager must
+    hear of a firing alert before its ``endsAt``); 0: never."""
+    own = resend.get(route.receiver, 0.0)
+    if own <= 0:
+        return route.repeat_interval
+    return min(route.repeat_interval, own) if route.repeat_interval > 0 else own
+
+
 def plan(states: Mapping[str, AlertState], transitions: Sequence[Transition], now: float, router: Router,
          silences: Sequence[Silence], sent: Mapping[tuple[str, str], Sent],
+         resend: Mapping[str, float] | None = None,
          ) -> tuple[list[Planned], dict[str, str]]:
     """One round's notifications: triggers and repeats for every firing alert in ``states``,
     resolves for the ``transitions`` to resolved. Returns (planned, muted), ``muted`` mapping the
     fingerprints of muted alerts to why (``silenced by <id>`` / ``inhibited``). Ordered per
-    receiver by group, then alertname and fingerprint."""
+    receiver by group, then alertname and fingerprint. ``resend``: receivers that must hear of a
+    firing alert at least that often (seconds), whatever the route's ``repeat_interval``."""
+    resend = resend or {}
     firing = [s for s in states.values() if s.state == "firing"]
     muted: dict[str, str] = {}
 
@@ -299,7 +312,7 @@ def plan(states: Mapping[str, AlertState], transitions: Sequence[Transition], no
             group = tuple(st.labels.get(k, "") for k in route.group_by)
             if not _heard(last, episode):
                 out.append(Planned(route.receiver, "trigger", st, group))
-            elif route.repeat_interval > 0 and last is not None and now - last.at >= route.repeat_interval:
+            elif (every := _repeat_every(route, resend)) > 0 and last is not None and now - last.at >= every:
                 out.append(Planned(route.receiver, "repeat", st, group))
     for t in transitions:
         if t.new != "resolved" or mute(t.fingerprint, t.labels):

@@ -3,11 +3,15 @@
 Schema (``api/v2/openapi.yaml``, ``postableAlerts``): a list of ``{"labels": labelSet (required),
 "annotations": labelSet, "startsAt": date-time, "endsAt": date-time, "generatorURL": uri}``.
 
-``endsAt`` follows Alertmanager's semantics: a trigger omits it, so Alertmanager keeps the alert
-active for its ``resolve_timeout`` after the last post (repeat notifications refresh it; set
-``resolve_timeout`` at least as long as the repeat interval); a resolve sets it to the resolve
-time, which ends the alert at once. Alertmanager answers ``200`` with an empty body; ``400`` with
-a JSON string saying what is wrong.
+``endsAt`` as Prometheus's sender sets it (``rules/alerting.go``: ``ValidUntil = now + 4 ×
+max(resend delay, evaluation interval)``; ``notifier``): a firing alert is posted again every
+``resend_interval`` (default 1m, the engine re-sends it whatever the route's
+``repeat_interval``) with ``endsAt`` four resend intervals ahead, so Alertmanager keeps it active
+as long as inferwatch does — whatever its ``resolve_timeout`` — and ends it by itself only if
+inferwatch stops talking to it. A resolve sets ``endsAt`` to the resolve time, which ends the
+alert at once. ``resend_interval: 0`` restores the old behaviour (one post without ``endsAt``;
+Alertmanager then resolves the alert ``resolve_timeout`` after the last post). Alertmanager
+answers ``200`` with an empty body; ``400`` with a JSON string saying what is wrong.
 
 >>> AlertmanagerNotifier({"url": "http://alertmanager:9093"}).describe()
 'alertmanager → http://alertmanager:9093'
@@ -31,10 +35,13 @@ from alerts.notifiers.base import (
     _url_secrets,
     iso,
 )
+from core.units import parse_duration
 
 __all__ = ["API_PATH", "AlertmanagerNotifier"]
 
 API_PATH = "/api/v2/alerts"
+DEFAULT_RESEND = "1m"  # Prometheus's --rules.alert.resend-delay
+VALID_FOR = 4  # endsAt = sent + 4 resend intervals, as Prometheus
 
 
 class AlertmanagerNotifier(_HTTPNotifier):
@@ -43,8 +50,13 @@ class AlertmanagerNotifier(_HTTPNotifier):
     kind: ClassVar[str] = "alertmanager"
 
     def __init__(self, cfg: Mapping[str, Any], name: str = "alertmanager") -> None:
-        _check_keys(cfg, ("url", "headers"))
+        _check_keys(cfg, ("url", "headers", "resend_interval"))
         self.name = name
+        raw = cfg.get("resend_interval", DEFAULT_RESEND)
+        try:
+            self.resend_interval = parse_duration(raw)
+        except ValueError as exc:
+            raise ValueError(f"resend_interval: {exc}") from None
         base = _url_field(cfg, "url")
         parts = urlsplit(base)
         path = parts.path.rstrip("/")
@@ -69,6 +81,8 @@ class AlertmanagerNotifier(_HTTPNotifier):
         }
         if n.kind == "resolve":
             alert["endsAt"] = iso(n.ends_at if n.ends_at is not None else n.created_at)
+        elif self.resend_interval > 0:
+            alert["endsAt"] = iso(n.created_at + VALID_FOR * self.resend_interval)
         alert["generatorURL"] = n.dashboard_url or ""
         return [alert]
 

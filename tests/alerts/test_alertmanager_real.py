@@ -5,8 +5,10 @@ both — the whole chain inferwatch → Alertmanager → receiver."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,8 +84,9 @@ async def test_trigger_and_resolve_reach_real_alertmanager_and_its_receiver() ->
 @pytest.mark.slow
 async def test_engine_queue_buildup_goes_through_real_alertmanager(tmp_path: Any) -> None:
     """AlertEngine on a simulated queue build-up, notifier ``alertmanager`` → real Alertmanager."""
-    # a settable clock in the recent past: the resolve's endsAt must not lie in Alertmanager's future
-    clock = Clock(float(int(time.time()) - 600))
+    # a settable clock two minutes in the past: the resolve's endsAt (at +75 s) must not lie in
+    # Alertmanager's future, the firing alert's endsAt (+4 min from +60 s) must
+    clock = Clock(float(int(time.time()) - 120))
     busy = SimBackend("vllm-a", make_renderer("vllm"), ("m",), Profile(queue_depth=3), seed=1, now=clock())
     rule = {"name": "QueueDepthHigh", "expr": "queue_depth > 100", "for": "30s", "severity": "critical",
             "annotations": {"summary": "{{ backend }} queue depth {{ value }} > {{ threshold }}"}}
@@ -118,3 +121,50 @@ async def test_engine_queue_buildup_goes_through_real_alertmanager(tmp_path: Any
                 payloads = await am.wait_delivered(2)
     assert [p["status"] for p in payloads] == ["firing", "resolved"]
     assert am.hook.invalid == []
+
+
+#: how long the long-firing test keeps its alert firing (real seconds): twice Alertmanager's
+#: resolve_timeout (1m) and a little more
+LONG_FIRING_S = 130.0
+
+
+@pytest.mark.slow
+async def test_a_long_firing_alert_stays_active_in_alertmanager_past_its_resolve_timeout(tmp_path: Any) -> None:
+    """Real time, real Alertmanager with ``resolve_timeout: 1m``. inferwatch's alert fires for over
+    2 minutes: re-sent every minute with endsAt ahead (as Prometheus's sender does), Alertmanager
+    keeps it active throughout. A control alert posted once without endsAt (``resend_interval:
+    0``, what the notifier did before) is resolved by Alertmanager after its resolve_timeout."""
+    clock = Clock(time.time())
+    busy = SimBackend("vllm-a", make_renderer("vllm"), ("m",), Profile(queue_depth=3), seed=1, now=clock())
+    busy.incident.queue_extra = 150
+    rule = {"name": "QueueDepthHigh", "expr": "queue_depth > 100", "severity": "critical",
+            "annotations": {"summary": "{{ backend }} queue depth {{ value }}"}}
+    async with real_alertmanager(resolve_timeout="1m") as am:
+        control = build("alertmanager", {"url": am.url, "resend_interval": 0})
+        async with harness([busy], f"sqlite:///{tmp_path / 'am.db'}", clock, rules=[rule], default_rules=False,
+                           notifiers={"alertmanager": {"url": am.url}}, evaluation_interval="5s") as h:
+            async with httpx.AsyncClient() as http:
+                control_note = replace(_note("trigger", float(int(time.time())), None, time.time()),
+                                       labels={**LABELS, "alertname": "ControlNoResend"})
+                assert (await control.send(control_note, http)).ok
+                engine = AlertEngine(h.cfg, h.store.reads, h.store.alerts, h.store.silences, http, clock=clock)
+                started = time.monotonic()
+                states: list[tuple[float, str, str]] = []  # (elapsed, ours, control)
+                while time.monotonic() - started < LONG_FIRING_S:
+                    clock.advance(time.time() - clock())
+                    await h.collector.scrape_once()
+                    await engine.evaluate_once()
+                    await engine.dispatcher.run_once(clock())
+                    alerts = await am.alerts()
+                    ours = [a["status"]["state"] for a in _ours(alerts)]
+                    ctl = [a["status"]["state"] for a in _ours(alerts, "ControlNoResend")]
+                    states.append((time.monotonic() - started, ours[0] if ours else "absent",
+                                   ctl[0] if ctl else "absent"))
+                    await asyncio.sleep(5)
+                posts = engine.dispatcher.sent_total["alertmanager"]
+    firing_from = next(t for t, ours, _ in states if ours == "active")
+    assert firing_from < 15, states
+    assert all(ours == "active" for t, ours, _ in states if t >= firing_from), states  # never resolved by AM
+    assert states[-1][0] >= 120, states
+    assert states[0][2] == "active" and states[-1][2] == "absent", states  # the control expired after 1m
+    assert 3 <= posts <= 4, posts  # the trigger and a re-send every minute

@@ -151,8 +151,9 @@ WEBHOOK_RESOLVE = {
     **WEBHOOK_TRIGGER, "kind": "resolve", "status": "resolved", "endsAt": "2024-05-01T12:12:34Z",
     "dashboardURL": None,
 }
+# endsAt of a firing alert: created (12:00:05) + 4 resend intervals (1m), as Prometheus sends it
 ALERTMANAGER_TRIGGER = [{"labels": LABELS, "annotations": ANNOTATIONS,
-                         "startsAt": "2024-05-01T12:00:00Z", "generatorURL": DASH}]
+                         "startsAt": "2024-05-01T12:00:00Z", "endsAt": "2024-05-01T12:04:05Z", "generatorURL": DASH}]
 ALERTMANAGER_RESOLVE = [{"labels": LABELS, "annotations": ANNOTATIONS,
                          "startsAt": "2024-05-01T12:00:00Z", "endsAt": "2024-05-01T12:12:34Z",
                          "generatorURL": ""}]
@@ -175,6 +176,18 @@ def test_build_payload_is_exactly_the_documented_shape(kind: str, event: str, ex
     assert notifier.build_payload(notification(event)) == expected
     _, _, body = notifier.request(notification(event))
     assert json.loads(body) == expected  # the wire body is the payload
+
+
+def test_alertmanager_endsat_follows_the_resend_interval() -> None:
+    """A firing alert's endsAt lies four resend intervals ahead of its post (Prometheus's
+    ValidUntil); ``resend_interval: 0`` sends none (Alertmanager's resolve_timeout then applies);
+    a resolve's endsAt is the resolve time either way."""
+    every_30s = build("alertmanager", {"url": "http://am:9093", "resend_interval": "30s"})
+    assert every_30s.resend_interval == 30.0  # type: ignore[attr-defined]
+    assert every_30s.build_payload(notification("repeat"))[0]["endsAt"] == "2024-05-01T12:02:05Z"
+    once = build("alertmanager", {"url": "http://am:9093", "resend_interval": 0})
+    assert "endsAt" not in once.build_payload(notification("trigger"))[0]
+    assert once.build_payload(notification("resolve"))[0]["endsAt"] == "2024-05-01T12:12:34Z"
 
 
 def test_request_is_pure_and_carries_url_and_headers() -> None:
@@ -244,7 +257,6 @@ def test_alertmanager_labels_always_carry_alertname() -> None:
     n = notification(labels={"backend": "b", "severity": "warning"})
     alert = AlertmanagerNotifier({"url": "http://am:9093"}).build_payload(n)[0]
     assert alert["labels"] == {"backend": "b", "severity": "warning", "alertname": "high_ttft"}
-    assert "endsAt" not in alert  # Alertmanager applies resolve_timeout to a trigger
 
 
 # -- delivery against the stand-ins ----------------------------------------------------------
@@ -391,6 +403,7 @@ def test_describe_is_one_safe_line() -> None:
     ("webhook", {"url": "https://h/x", "headers": {"Idempotency-Key": "k"}}, "headers.Idempotency-Key: set by inferwatch"),
     ("webhook", {"url": "https://h/x", "secret": 5}, "secret: expected a string"),
     ("alertmanager", {"url": "http://am:notaport"}, "url: invalid port"),
+    ("alertmanager", {"url": "http://am:9093", "resend_interval": "soon"}, "resend_interval: "),
     ("teams", {"url": "https://x"}, "teams: unknown notifier 'teams'"),
     ("oncall", {"type": "opsgenie"}, "type: unknown notifier 'opsgenie'"),
 ], ids=lambda v: v if isinstance(v, str) else None)

@@ -132,6 +132,23 @@ def test_marks_move_items_out_of_the_queue(store: Stores) -> None:
     assert store.alerts.pending_count() == 0 and store.alerts.next_due_at() is None
 
 
+def test_a_new_repeat_supersedes_the_pending_unsent_repeats_of_its_alert(store: Stores) -> None:
+    """A receiver down for a while holds one current repeat per alert, not one per interval:
+    untried pending repeats of the same (receiver, alert) are marked dead when a newer one is
+    committed; a repeat awaiting its retry, a trigger, and other receivers' or alerts' items stay."""
+    a = store.alerts
+    a.enqueue([note(1, kind="trigger", fingerprint="f"), note(2, kind="repeat", fingerprint="f"),
+               note(3, kind="repeat", fingerprint="f", created_at=T0 + 60),
+               note(4, kind="repeat", fingerprint="f", receiver="slack"),
+               note(5, kind="repeat", fingerprint="g")])
+    assert a.mark_retry("n002", now=T0 + 1, next_attempt_at=T0 + 300, error="ConnectError")
+    a.commit_evaluation({}, [], [note(6, kind="repeat", fingerprint="f", created_at=T0 + 120)])
+    status = {i: a.get_item(f"n00{i}").status for i in range(1, 7)}  # type: ignore[union-attr]
+    assert status == {1: "pending", 2: "pending", 3: "dead", 4: "pending", 5: "pending", 6: "pending"}
+    dead = a.get_item("n003")
+    assert dead is not None and dead.last_error == "superseded by a newer repeat" and dead.updated_at == T0 + 120
+
+
 def test_defer_only_moves_pending_items_later(store: Stores) -> None:
     store.alerts.enqueue([note(1), note(2), note(3, created_at=T0 + 100)])
     store.alerts.mark_delivered("n002", now=T0, latency=0.0)

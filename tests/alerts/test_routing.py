@@ -159,6 +159,22 @@ def test_plan(args: dict[str, Any], expected: list[str]) -> None:
     assert kinds(**args) == expected
 
 
+def test_a_receiver_that_needs_resends_hears_of_a_firing_alert_that_often() -> None:
+    """Alertmanager's receiver re-hears a firing alert every resend interval (1m) whatever the
+    route's repeat_interval (4h), even with repeats off; the others keep the route's."""
+    def planned(now: float, last: float, router: Router) -> list[str]:
+        got, _ = plan({fingerprint(A_Q): firing(A_Q, 10)}, [], now, router, [],
+                      {(fingerprint(A_Q), "am"): Sent("trigger", last), (fingerprint(A_Q), "slack"): Sent("trigger", last)},
+                      {"am": 60.0})
+        return [f"{p.receiver} {p.kind}" for p in got]
+
+    router = Router.parse([], ["am", "slack"])
+    assert planned(69, 10, router) == []
+    assert planned(70, 10, router) == ["am repeat"]
+    assert planned(10 + 4 * 3600, 10, router) == ["am repeat", "slack repeat"]
+    assert planned(70, 10, Router.parse([], ["am", "slack"], repeat_interval=0.0)) == ["am repeat"]
+
+
 def test_repeat_zero_turns_repeats_off() -> None:
     router = Router.parse([], ["slack"], repeat_interval=0.0)
     assert kinds([firing(A_Q, 10)], 10 + 10 * 86400, sent=sent(A_Q, "trigger", 10), router=router) == []
