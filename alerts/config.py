@@ -49,6 +49,8 @@ class AlertSettings(ConfigModel):
     default_receiver: str | None = None  # with routes: where an alert no route matches goes
     repeat_interval: Duration = 4 * 3600.0  # re-notify a still-firing alert (0: never)
     group_by: list[str] = Field(default_factory=lambda: ["alertname", "backend"])
+    group_wait: Duration = 0.0  # hold a new group's first message this long to gather its alerts
+    group_interval: Duration = 0.0  # at most one message per group this often (repeats aside)
     inhibit_rules: list[JsonValue] | None = None  # None: the built-in BackendDown rule
 
     @cached_property
@@ -71,6 +73,7 @@ class AlertSettings(ConfigModel):
         """Who hears about which alert; ``RoutingError`` listing every problem."""
         return Router.parse(self.routes, list(self.notifiers), default_receiver=self.default_receiver,
                             repeat_interval=self.repeat_interval, group_by=self.group_by,
+                            group_wait=self.group_wait, group_interval=self.group_interval,
                             inhibit_rules=self.inhibit_rules)
 
     @cached_property

@@ -64,7 +64,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import httpx
 
 from alerts.model import SendOutcome
-from alerts.notifiers.base import Notifier
+from alerts.notifiers.base import GroupNotifier, Notifier
 from alerts.outbox import AlertStore, OutboxItem
 from core.numbers import LatencyHistogram
 
@@ -176,49 +176,60 @@ class Dispatcher:
                                  attempted=False)
             return 0
         sent = 0
-        for i, item in enumerate(queue):
-            retry_at = await self._deliver(notifier, item)
-            if retry_at is True:
-                sent += 1
+        batches = _batches(queue) if isinstance(notifier, GroupNotifier) else [[item] for item in queue]
+        for i, batch in enumerate(batches):
+            retry_at = await self._deliver(notifier, batch)
+            if isinstance(retry_at, int):
+                sent += retry_at
             elif isinstance(retry_at, float):
                 # The receiver is down or rate-limiting: the rest waits as long as this one.
-                rest = [later.id for later in queue[i + 1 :]]
+                rest = [later.id for b in batches[i + 1:] for later in b]
                 if rest:
                     await asyncio.to_thread(self._store.defer, rest, retry_at)
                 break
         return sent
 
-    async def _deliver(self, notifier: Notifier, item: OutboxItem) -> bool | float | None:
-        """Send one item and record the outcome. True: delivered; a float: retry at that time;
-        None: dead (or no longer pending)."""
+    async def _deliver(self, notifier: Notifier, batch: list[OutboxItem]) -> int | float | None:
+        """Send one item, or one group's items as one message, and record the outcome. An int:
+        that many delivered; a float: retry at that time; None: dead (or no longer pending)."""
+        now = self._clock()
+        live: list[OutboxItem] = []
+        for item in batch:
+            if now > item.notification.created_at + self.max_age:
+                why = f"expired: older than {self.max_age:g}s"
+                if item.last_error:
+                    why += f" after {item.attempts} attempts, last error: {item.last_error}"
+                await self._dead(item, notifier, why, "expired", attempted=False)
+            else:
+                live.append(item)
+        if not live:
+            return None
+        item = live[0]  # the batch's oldest: its attempts and age govern the retry
         n = item.notification
         deadline = n.created_at + self.max_age
-        now = self._clock()
-        if now > deadline:
-            why = f"expired: older than {self.max_age:g}s"
-            if item.last_error:
-                why += f" after {item.attempts} attempts, last error: {item.last_error}"
-            await self._dead(item, notifier, why, "expired", attempted=False)
-            return None
         try:
-            outcome = await asyncio.wait_for(
-                notifier.send(n, self._http, self.timeout), self.timeout + 5.0
-            )
+            if len(live) > 1 and isinstance(notifier, GroupNotifier):
+                sending = notifier.send_group([x.notification for x in live], self._http, self.timeout)
+            else:
+                sending = notifier.send(n, self._http, self.timeout)
+            outcome = await asyncio.wait_for(sending, self.timeout + 5.0)
         except Exception as exc:  # a notifier must not raise; treat it as a transient failure
             outcome = SendOutcome(ok=False, retry=True, error=f"{type(exc).__name__} in notifier")
         now = self._clock()
         if outcome.ok:
-            latency = max(0.0, now - n.created_at)
-            # The at-least-once window is from the receiver's answer to this commit: nothing
+            # The at-least-once window is from the receiver's answer to these commits: nothing
             # else happens in between.
-            await asyncio.to_thread(self._store.mark_delivered, n.id, now, latency)
+            for x in live:
+                latency = max(0.0, now - x.notification.created_at)
+                await asyncio.to_thread(self._store.mark_delivered, x.id, now, latency)
+                self.delivery_latency_seconds.observe(latency)
             self.sent_total[n.receiver] += 1
-            self.delivery_latency_seconds.observe(latency)
-            return True
+            return len(live)
         reason = _failure_reason(outcome)
         error = outcome.error or (f"HTTP {outcome.status}" if outcome.status else "failed")
         if not outcome.retry:
-            await self._dead(item, notifier, error, reason, attempted=True)
+            for x in live:
+                await self._dead(x, notifier, error, reason, attempted=True)
             return None
         attempts = item.attempts + 1
         delay = backoff_delay(
@@ -233,10 +244,12 @@ class Dispatcher:
         next_at = now + delay
         if next_at > deadline:
             why = f"gave up after {attempts} attempts over {self.max_age:g}s, last error: {error}"
-            await self._dead(item, notifier, why, "expired", attempted=True, counted=reason)
+            for x in live:
+                await self._dead(x, notifier, why, "expired", attempted=True, counted=reason)
             return None
         self.failures_total[(n.receiver, reason)] += 1
-        await asyncio.to_thread(self._store.mark_retry, n.id, now, next_at, error)
+        for x in live:
+            await asyncio.to_thread(self._store.mark_retry, x.id, now, next_at, error)
         log.info(
             "notification %s to %s failed (attempt %d, %s), retry in %.1fs",
             n.id, _describe(notifier, n.receiver), attempts, error, delay,
@@ -359,6 +372,27 @@ class Dispatcher:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+#: the most notifications one grouped message carries (a bigger group goes out in several)
+MAX_GROUP = 50
+
+
+def _batches(queue: list[OutboxItem]) -> list[list[OutboxItem]]:
+    """One receiver's due items as messages: the items of one group (``group_key``) together,
+    in the order of each group's oldest item; an item without a group alone."""
+    out: list[list[OutboxItem]] = []
+    open_: dict[str, list[OutboxItem]] = {}
+    for item in queue:
+        key = item.notification.group_key
+        batch = open_.get(key) if key else None
+        if batch is None or len(batch) >= MAX_GROUP:
+            batch = []
+            out.append(batch)
+            if key:
+                open_[key] = batch
+        batch.append(item)
+    return out
 
 
 def _by_receiver(items: list[OutboxItem]) -> dict[str, list[OutboxItem]]:

@@ -27,7 +27,7 @@ from alerts.evaluate import evaluate, notifiable
 from alerts.model import AlertState, Notification, Transition
 from alerts.notifiers import Notifier
 from alerts.outbox import AlertStore
-from alerts.routing import Planned, Router, Sent, plan
+from alerts.routing import GroupId, Planned, Router, Sent, group_messages, plan
 from alerts.rules import Rule
 from alerts.silences import SilenceStore
 from alerts.slo_data import burn_values
@@ -46,8 +46,10 @@ def to_notification(t: Transition, receiver: str, now: float, dashboard: str | N
 
 
 def planned_notification(p: Planned, now: float, dashboard: str | None, seq: int) -> Notification:
-    """The notification for one routing decision; ``seq`` (its place in the round) prefixes the
-    id so the dispatcher, which sends a round's items in id order, keeps the round's order."""
+    """The notification for one routing decision, due (``created_at``) when its group's next
+    message is. The id starts with the round's time and ``seq`` (its place in the round), so the
+    dispatcher, which sends items due together in id order, keeps the order they were decided in
+    (a resolve never before its trigger, even when both wait for the same group message)."""
     a = p.alert
     if isinstance(a, Transition):
         n = to_notification(a, p.receiver, now, dashboard)
@@ -57,7 +59,9 @@ def planned_notification(p: Planned, now: float, dashboard: str | None, seq: int
             labels=dict(a.labels), annotations=dict(a.annotations), value=a.value,
             starts_at=a.fired_at or a.active_since or now, ends_at=None, created_at=now, dashboard_url=dashboard,
         )
-    return replace(n, id=f"{seq:06x}{uuid.uuid4().hex[6:]}", kind=p.kind)
+    order = f"{max(0, int(now * 1000)):012x}{seq:06x}"
+    return replace(n, id=order + uuid.uuid4().hex[len(order):], kind=p.kind, created_at=max(now, p.due),
+                   group_key=p.group_key, group_labels=dict(p.group))
 
 
 class AlertEngine:
@@ -79,6 +83,7 @@ class AlertEngine:
         self.resend: dict[str, float] = {name: every for name, n in self.notifiers.items()
                                          if (every := getattr(n, "resend_interval", 0.0)) > 0}
         self.sent: dict[tuple[str, str], Sent] = {}
+        self.groups: dict[GroupId, float] = {}  # (receiver, group) -> when its last message was due
         self.muted: dict[str, str] = {}  # fingerprint -> why (silenced by <id> / inhibited), last round
         self._unrouted: set[str] = set()  # fingerprints already logged as matching no route
         self.states: dict[str, AlertState] = {}
@@ -96,9 +101,10 @@ class AlertEngine:
 
     async def evaluate_once(self, now: float | None = None) -> list[Transition]:
         now = self.clock() if now is None else now
-        if not self._loaded:  # a restart keeps pending timers and firing alerts
+        if not self._loaded:  # a restart keeps pending timers, firing alerts and group timers
             self.states = await asyncio.to_thread(self.store.load_alert_states)
             self.sent = await asyncio.to_thread(self.store.last_sent, self.states)
+            self.groups = group_messages(self.states, self.router, self.sent)
             self._loaded = True
         values = dict(await asyncio.to_thread(fetch_values, self.rules, self.reads, self.cfg, now, self._references,
                                               self._budget))
@@ -106,10 +112,10 @@ class AlertEngine:
             values.update(await asyncio.to_thread(burn_values, self.burn_rules, self.reads.metrics, self.cfg, now))
         states, transitions = evaluate([*self.rules, *(b.rule for b in self.burn_rules)], values, self.states, now)
         silences = await asyncio.to_thread(self.silences.active_silences, now)
-        planned, muted = plan(states, transitions, now, self.router, silences, self.sent, self.resend)
+        planned, muted = plan(states, transitions, now, self.router, silences, self.sent, self.resend, self.groups)
         self._log_unrouted(states, transitions)
-        notes = [planned_notification(p, now, self.dashboard_url(p.alert), i)
-                 for i, p in enumerate(x for x in planned if x.receiver in self.notifiers)]
+        routed = [x for x in planned if x.receiver in self.notifiers]
+        notes = [planned_notification(p, now, self.dashboard_url(p.alert), i) for i, p in enumerate(routed)]
         await asyncio.to_thread(self.store.commit_evaluation, states, transitions, notes)
         self.states = states
         self.muted = muted
@@ -117,6 +123,12 @@ class AlertEngine:
             self.sent[(n.fingerprint, n.receiver)] = Sent(n.kind, n.created_at)
         live = {s.fingerprint for s in states.values()}
         self.sent = {k: v for k, v in self.sent.items() if k[0] in live}
+        # a group lives while an alert of it fires notified, or its last message is recent
+        alive = group_messages(states, self.router, self.sent)
+        for p in routed:
+            self.groups[(p.receiver, p.group)] = max(self.groups.get((p.receiver, p.group), p.due), p.due)
+        self.groups = {g: at for g, at in self.groups.items()
+                       if g in alive or at + self._group_interval(g[0]) > now}
         self.evaluations += 1
         for t in notifiable(transitions):
             log.info("[alerts.engine] %s %s -> %s (value %s)", t.labels.get("alertname"), t.old, t.new, t.value)
@@ -142,6 +154,10 @@ class AlertEngine:
                 log.warning("[alerts.engine] %s %s: notifies nobody: %s", t.labels.get("alertname"),
                             dict(t.labels), why)
         self._unrouted &= set(states)
+
+    def _group_interval(self, receiver: str) -> float:
+        intervals = [r.group_interval for r in self.router.routes if r.receiver == receiver]
+        return max([self.router.group_interval, *intervals])
 
     def firing(self) -> list[AlertState]:
         return [s for s in self.states.values() if s.state == "firing"]

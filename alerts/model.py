@@ -83,6 +83,10 @@ class Notification:
     ends_at: float | None  # resolve time, for resolves
     created_at: float
     dashboard_url: str | None = None  # link back (no secrets in it)
+    #: the aggregation group (route receiver + ``group_by`` values): notifications of one group
+    #: due at the same moment go out as one message (``Dispatcher``); "" for none
+    group_key: str = ""
+    group_labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def severity(self) -> str:

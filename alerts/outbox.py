@@ -438,6 +438,8 @@ def notification_to_json(n: Notification) -> str:
             "ends_at": _enc(n.ends_at),
             "created_at": _enc(n.created_at),
             "dashboard_url": n.dashboard_url,
+            "group_key": n.group_key,
+            "group_labels": dict(n.group_labels),
         }
     )
 
@@ -457,6 +459,8 @@ def notification_from_json(text: str) -> Notification:
         ends_at=_dec(d["ends_at"]),
         created_at=float(d["created_at"]),
         dashboard_url=d.get("dashboard_url"),
+        group_key=str(d.get("group_key", "")),  # rows written before grouping have none
+        group_labels={str(k): str(v) for k, v in d.get("group_labels", {}).items()},
     )
 
 

@@ -10,6 +10,8 @@ says ``continue: true`` (then the next ones are tried too)::
     default_receiver: slack     # an alert no route matches (else: nobody, logged once)
     repeat_interval: 4h         # default of every route; 0 turns repeats off
     group_by: [alertname, backend]
+    group_wait: 30s             # default of every route (default 0s)
+    group_interval: 5m          # default of every route (default 0s)
 
 ``match`` compares label values exactly, ``match_re`` with a regex anchored at both ends (a
 missing label is the empty string). A receiver reached by several routes gets one notification
@@ -21,10 +23,17 @@ notifier receives every alert (``default_receiver`` is then unused).
 was last sent to a receiver per alert is derived from the outbox (``SilenceStore.last_sent``):
 it is loaded when the engine starts, so a restart neither repeats early nor forgets.
 
-**Grouping**: every alert instance keeps its own notification (PagerDuty ``dedup_key`` = the
-alert's fingerprint; one backend's alert never hides another's). ``group_by`` only orders one
-evaluation round's notifications to a receiver: grouped by those labels' values, then by
-alertname and fingerprint, so alerts of one group are delivered one after the other.
+**Grouping** (Alertmanager's ``group_by``, ``group_wait``, ``group_interval``): the alerts a route
+sends to a receiver fall into groups by the values of the route's ``group_by`` labels
+(``[...]``: every label, so no grouping). Every notification is still planned per alert (and
+stored per alert in the outbox, so nothing is lost on a restart), but it is *due* when its group
+is: a new group's first message ``group_wait`` after its first alert (gathering the alerts that
+arrive meanwhile), later changes (new alerts, resolves, repeats) ``group_interval`` after the
+group's previous message, or with the pending one. The dispatcher sends a receiver's due
+notifications of one group as **one message** listing them (Slack, webhook, Alertmanager);
+PagerDuty keeps one incident per alert (``dedup_key`` = the alert's fingerprint; one backend's
+alert never hides another's). Defaults ``0s``/``0s``: no waiting, and one message per group per
+evaluation round.
 
 **Inhibition** (``inhibit_rules:``): an alert matching a rule's ``target_match``/``target_match_re``
 sends nothing while another *firing* alert matches its ``source_match``/``source_match_re`` and
@@ -62,7 +71,7 @@ from core.units import parse_duration
 
 __all__ = [
     "DEFAULT_GROUP_BY", "DEFAULT_INHIBIT_RULES", "DEFAULT_REPEAT_INTERVAL", "InhibitRule", "Planned", "Route",
-    "Router", "Sent", "inhibited", "parse_inhibit_rules", "plan", "silenced_by",
+    "Router", "Sent", "group_messages", "inhibited", "parse_inhibit_rules", "plan", "silenced_by",
 ]
 
 DEFAULT_REPEAT_INTERVAL = 4 * 3600.0
@@ -85,6 +94,14 @@ class Route:
     continue_: bool = False
     repeat_interval: float = DEFAULT_REPEAT_INTERVAL  # 0: no repeats
     group_by: tuple[str, ...] = DEFAULT_GROUP_BY
+    group_wait: float = 0.0
+    group_interval: float = 0.0
+
+    def group(self, labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+        """The alert's group labels under this route (``...``: all of its labels)."""
+        if "..." in self.group_by:
+            return tuple(sorted(labels.items()))
+        return tuple((k, labels.get(k, "")) for k in self.group_by)
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all_match(self.matchers, labels)
@@ -128,7 +145,8 @@ def parse_inhibit_rules(raw: Any, *, where: str = "inhibit_rules") -> tuple[Inhi
     return tuple(rules)
 
 
-_ROUTE_KEYS = {"receiver", "match", "match_re", "continue", "repeat_interval", "group_by"}
+_ROUTE_KEYS = {"receiver", "match", "match_re", "continue", "repeat_interval", "group_by", "group_wait",
+               "group_interval"}
 
 
 class Router:
@@ -142,19 +160,22 @@ class Router:
 
     def __init__(self, routes: Sequence[Route], notifiers: Sequence[str], *, default_receiver: str | None = None,
                  repeat_interval: float = DEFAULT_REPEAT_INTERVAL, group_by: Sequence[str] = DEFAULT_GROUP_BY,
-                 inhibit_rules: Sequence[InhibitRule] | None = None) -> None:
+                 inhibit_rules: Sequence[InhibitRule] | None = None, group_wait: float = 0.0,
+                 group_interval: float = 0.0) -> None:
         self.routes = tuple(routes)
         self.notifiers = tuple(notifiers)
         self.default_receiver = default_receiver
         self.repeat_interval = repeat_interval
         self.group_by = tuple(group_by)
+        self.group_wait = group_wait
+        self.group_interval = group_interval
         self.inhibit_rules = tuple(inhibit_rules) if inhibit_rules is not None else \
             parse_inhibit_rules(DEFAULT_INHIBIT_RULES)
 
     @classmethod
     def parse(cls, routes: Any, notifiers: Sequence[str], *, default_receiver: str | None = None,
               repeat_interval: float = DEFAULT_REPEAT_INTERVAL, group_by: Sequence[str] = DEFAULT_GROUP_BY,
-              inhibit_rules: Any = None) -> Router:
+              inhibit_rules: Any = None, group_wait: float = 0.0, group_interval: float = 0.0) -> Router:
         """From the config's raw values; ``RoutingError`` lists every problem with its path."""
         problems: list[str] = []
         known = ", ".join(notifiers) or "(none)"
@@ -182,18 +203,20 @@ class Router:
             cont = raw.get("continue", False)
             if not isinstance(cont, bool):
                 problems.append(f"{at}.continue: expected true or false")
-            repeat = repeat_interval
-            if "repeat_interval" in raw:
-                try:
-                    repeat = parse_duration(raw["repeat_interval"])
-                except ValueError as exc:
-                    problems.append(f"{at}.repeat_interval: {exc}")
+            timing = {"repeat_interval": repeat_interval, "group_wait": group_wait, "group_interval": group_interval}
+            for key in timing:
+                if key in raw:
+                    try:
+                        timing[key] = parse_duration(raw[key])
+                    except ValueError as exc:
+                        problems.append(f"{at}.{key}: {exc}")
             gb = raw.get("group_by", list(group_by))
             if not isinstance(gb, list) or not all(isinstance(x, str) for x in gb):
                 problems.append(f"{at}.group_by: expected a list of label names")
                 gb = list(group_by)
             if ok:
-                out.append(Route(raw["receiver"], tuple(matchers), cont is True, repeat, tuple(gb)))
+                out.append(Route(raw["receiver"], tuple(matchers), cont is True, timing["repeat_interval"], tuple(gb),
+                                 timing["group_wait"], timing["group_interval"]))
         if default_receiver is not None:
             receiver_ok(default_receiver, "default_receiver")
         inhibit: tuple[InhibitRule, ...] | None = None
@@ -205,13 +228,14 @@ class Router:
         if problems:
             raise RoutingError(problems)
         return cls(out, notifiers, default_receiver=default_receiver, repeat_interval=repeat_interval,
-                   group_by=group_by, inhibit_rules=inhibit)
+                   group_by=group_by, inhibit_rules=inhibit, group_wait=group_wait, group_interval=group_interval)
 
     def routes_for(self, labels: Mapping[str, str]) -> list[Route]:
         """The routes an alert goes to, one per receiver (the first matching route's settings);
         empty when routes are configured, none matches and there is no ``default_receiver``."""
         if not self.routes:
-            return [Route(n, (), True, self.repeat_interval, self.group_by) for n in self.notifiers]
+            return [Route(n, (), True, self.repeat_interval, self.group_by, self.group_wait, self.group_interval)
+                    for n in self.notifiers]
         out: dict[str, Route] = {}
         for route in self.routes:
             if route.matches(labels):
@@ -219,7 +243,8 @@ class Router:
                 if not route.continue_:
                     break
         if not out and self.default_receiver is not None:
-            return [Route(self.default_receiver, (), False, self.repeat_interval, self.group_by)]
+            return [Route(self.default_receiver, (), False, self.repeat_interval, self.group_by, self.group_wait,
+                          self.group_interval)]
         return list(out.values())
 
 
@@ -259,11 +284,17 @@ class Planned:
     receiver: str
     kind: Literal["trigger", "resolve", "repeat"]
     alert: AlertState | Transition
-    group: tuple[str, ...]
+    group: tuple[tuple[str, str], ...]  # the group labels (route's group_by and their values)
+    due: float = 0.0  # when it may be sent: its group's next message
 
     @property
     def fingerprint(self) -> str:
         return self.alert.fingerprint
+
+    @property
+    def group_key(self) -> str:
+        """One string per (receiver, group): what the dispatcher gathers a message by."""
+        return self.receiver + "{" + ",".join(f"{k}={v!r}" for k, v in self.group) + "}"
 
 
 def _heard(last: Sent | None, episode: float) -> bool:
@@ -281,9 +312,27 @@ def _repeat_every(route: Route, resend: Mapping[str, float]) -> float:
     return min(route.repeat_interval, own) if route.repeat_interval > 0 else own
 
 
+GroupId = tuple[str, tuple[tuple[str, str], ...]]  # (receiver, group labels)
+
+
+def group_messages(states: Mapping[str, AlertState], router: Router,
+                   sent: Mapping[tuple[str, str], Sent]) -> dict[GroupId, float]:
+    """Per (receiver, group), when its newest message was due: the latest notification sent
+    (or scheduled) to that receiver for an alert of the group that is still firing — what a
+    restart derives the groups' timers from (``sent`` is loaded from the outbox)."""
+    out: dict[GroupId, float] = {}
+    for st in states.values():
+        for route in router.routes_for(st.labels):
+            last = sent.get((st.fingerprint, route.receiver))
+            if last is not None and last.kind != "resolve":
+                gid = (route.receiver, route.group(st.labels))
+                out[gid] = max(out.get(gid, last.at), last.at)
+    return out
+
+
 def plan(states: Mapping[str, AlertState], transitions: Sequence[Transition], now: float, router: Router,
          silences: Sequence[Silence], sent: Mapping[tuple[str, str], Sent],
-         resend: Mapping[str, float] | None = None,
+         resend: Mapping[str, float] | None = None, groups: Mapping[GroupId, float] | None = None,
          ) -> tuple[list[Planned], dict[str, str]]:
     """One round's notifications: triggers and repeats for every firing alert in ``states``,
     resolves for the ``transitions`` to resolved. Returns (planned, muted), ``muted`` mapping the
@@ -291,8 +340,24 @@ def plan(states: Mapping[str, AlertState], transitions: Sequence[Transition], no
     receiver by group, then alertname and fingerprint. ``resend``: receivers that must hear of a
     firing alert at least that often (seconds), whatever the route's ``repeat_interval``."""
     resend = resend or {}
+    groups = groups or {}
     firing = [s for s in states.values() if s.state == "firing"]
     muted: dict[str, str] = {}
+    dues: dict[GroupId, float] = {}
+
+    def due(route: Route, labels: Mapping[str, str]) -> tuple[tuple[tuple[str, str], ...], float]:
+        """The group's labels and when its next message is due: with a pending one, then; for
+        a live group (``groups``), group_interval after its last; for a new one, group_wait
+        from now."""
+        g = route.group(labels)
+        gid = (route.receiver, g)
+        if gid not in dues:
+            last = groups.get(gid)
+            if last is None:
+                dues[gid] = now + route.group_wait
+            else:
+                dues[gid] = last if last > now else max(now, last + route.group_interval)
+        return g, dues[gid]
 
     def mute(fp: str, labels: Mapping[str, str]) -> bool:
         silence = silenced_by(labels, silences, now)
@@ -309,18 +374,19 @@ def plan(states: Mapping[str, AlertState], transitions: Sequence[Transition], no
         episode = st.fired_at if st.fired_at is not None else (st.active_since or 0.0)
         for route in router.routes_for(st.labels):
             last = sent.get((st.fingerprint, route.receiver))
-            group = tuple(st.labels.get(k, "") for k in route.group_by)
             if not _heard(last, episode):
-                out.append(Planned(route.receiver, "trigger", st, group))
+                group, at = due(route, st.labels)
+                out.append(Planned(route.receiver, "trigger", st, group, at))
             elif (every := _repeat_every(route, resend)) > 0 and last is not None and now - last.at >= every:
-                out.append(Planned(route.receiver, "repeat", st, group))
+                group, at = due(route, st.labels)
+                out.append(Planned(route.receiver, "repeat", st, group, at))
     for t in transitions:
         if t.new != "resolved" or mute(t.fingerprint, t.labels):
             continue
         episode = t.fired_at if t.fired_at is not None else (t.active_since or 0.0)
         for route in router.routes_for(t.labels):
             if _heard(sent.get((t.fingerprint, route.receiver)), episode):
-                group = tuple(t.labels.get(k, "") for k in route.group_by)
-                out.append(Planned(route.receiver, "resolve", t, group))
+                group, at = due(route, t.labels)
+                out.append(Planned(route.receiver, "resolve", t, group, at))
     out.sort(key=lambda p: (p.receiver, p.group, p.alert.labels.get("alertname", ""), p.fingerprint))
     return out, muted

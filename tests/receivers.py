@@ -519,6 +519,43 @@ def check_webhook(req: Received, secret: str | None = None) -> list[str]:
             errors.append("timestamp: X-Inferwatch-Timestamp missing or not Unix seconds")
     if not isinstance(doc, dict):
         return errors + ["body: expected a JSON object"]
+    if doc.get("kind") == "group":
+        return errors + _check_webhook_group(doc, req.headers.get("idempotency-key", ""))
+    return errors + _check_webhook_doc(doc, req.headers.get("idempotency-key", ""))
+
+
+_WEBHOOK_GROUP_KEYS = {"version", "kind", "status", "groupKey", "groupLabels", "alerts", "id"}
+
+
+def _check_webhook_group(doc: dict[str, Any], key: str | None) -> list[str]:
+    """A group message: its own keys, then every alert document as a single message's (without
+    the Idempotency-Key, which names the group message)."""
+    errors = []
+    if set(doc) != _WEBHOOK_GROUP_KEYS:
+        errors.append(f"body: keys {sorted(doc)} != {sorted(_WEBHOOK_GROUP_KEYS)}")
+    if doc.get("version") != "1":
+        errors.append("version: expected '1'")
+    alerts = doc.get("alerts")
+    if not isinstance(alerts, list) or len(alerts) < 2:
+        return errors + ["alerts: expected a list of at least two documents"]
+    want = "firing" if any(a.get("kind") != "resolve" for a in alerts if isinstance(a, dict)) else "resolved"
+    if doc.get("status") != want:
+        errors.append(f"status: {doc.get('status')!r}, expected {want!r}")
+    if not _is_str(doc.get("groupKey")):
+        errors.append("groupKey: expected a non-empty string")
+    errors += _check_str_map(doc.get("groupLabels"), "groupLabels")
+    for i, a in enumerate(alerts):
+        if not isinstance(a, dict):
+            errors.append(f"alerts[{i}]: expected an object")
+            continue
+        errors += [f"alerts[{i}].{e}" for e in _check_webhook_doc(a, None)]
+    if key != doc.get("id"):
+        errors.append("Idempotency-Key: header does not equal id")
+    return errors
+
+
+def _check_webhook_doc(doc: dict[str, Any], key: str | None) -> list[str]:
+    errors: list[str] = []
     if set(doc) != _WEBHOOK_KEYS:
         errors.append(f"body: keys {sorted(doc)} != {sorted(_WEBHOOK_KEYS)}")
     if doc.get("version") != "1":
@@ -546,8 +583,10 @@ def check_webhook(req: Received, secret: str | None = None) -> list[str]:
         errors.append("endsAt: required on a resolve")
     if doc.get("dashboardURL") is not None and not _is_str(doc["dashboardURL"]):
         errors.append("dashboardURL: expected a string or null")
-    if req.headers.get("idempotency-key") != doc.get("id"):
+    if key is not None and key != doc.get("id"):
         errors.append("Idempotency-Key: header does not equal id")
+    elif key is None and not _is_str(doc.get("id")):
+        errors.append("id: expected a non-empty string")
     return errors
 
 

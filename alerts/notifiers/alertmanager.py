@@ -19,11 +19,13 @@ answers ``200`` with an empty body; ``400`` with a JSON string saying what is wr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
-from alerts.model import Notification
+import httpx
+
+from alerts.model import Notification, SendOutcome
 from alerts.notifiers.base import (
     _alertname,
     _check_keys,
@@ -87,5 +89,14 @@ class AlertmanagerNotifier(_HTTPNotifier):
         return [alert]
 
     def request(self, n: Notification) -> tuple[str, dict[str, str], bytes]:
+        return self.request_group([n])
+
+    def request_group(self, ns: Sequence[Notification]) -> tuple[str, dict[str, str], bytes]:
+        """One POST carrying every alert of ``ns`` (``postableAlerts`` is a list)."""
         headers = {**self._headers, "Content-Type": "application/json", "User-Agent": "inferwatch"}
-        return self._url, headers, _json_bytes(self.build_payload(n))
+        return self._url, headers, _json_bytes([a for n in ns for a in self.build_payload(n)])
+
+    async def send_group(self, ns: Sequence[Notification], http: httpx.AsyncClient,
+                         timeout: float = 10.0) -> SendOutcome:
+        url, headers, body = self.request_group(ns)
+        return await self._post(url, headers, body, f"{len(ns)} alerts", http, timeout)

@@ -28,7 +28,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -37,7 +37,7 @@ import httpx
 
 from alerts.model import Notification, SendOutcome
 
-__all__ = ["Notifier", "iso", "parse_retry_after"]
+__all__ = ["GroupNotifier", "Notifier", "iso", "parse_retry_after"]
 
 log = logging.getLogger("alerts.notifiers")
 
@@ -59,6 +59,15 @@ class Notifier(Protocol):
     async def send(self, n: Notification, http: httpx.AsyncClient, timeout: float) -> SendOutcome: ...
 
     def describe(self) -> str: ...
+
+
+@runtime_checkable
+class GroupNotifier(Notifier, Protocol):
+    """A notifier that can send several notifications of one group (``Notification.group_key``)
+    as one message; the dispatcher uses ``send_group`` when a group has more than one due."""
+
+    async def send_group(self, ns: Sequence[Notification], http: httpx.AsyncClient,
+                         timeout: float) -> SendOutcome: ...
 
 
 # -- secrets ---------------------------------------------------------------------------------
@@ -291,6 +300,10 @@ class _HTTPNotifier:
                    timeout: float = 10.0) -> SendOutcome:
         """One delivery attempt; never raises for network or HTTP errors."""
         url, headers, body = self.request(n)
+        return await self._post(url, headers, body, n.id, http, timeout)
+
+    async def _post(self, url: str, headers: Mapping[str, str], body: bytes, what: str, http: httpx.AsyncClient,
+                    timeout: float) -> SendOutcome:
         try:
             response = await http.post(url, headers=headers, content=body, timeout=timeout)
         except httpx.TimeoutException:
@@ -301,9 +314,9 @@ class _HTTPNotifier:
         else:
             outcome = self._outcome(response)
         if outcome.ok:
-            log.debug("[alerts.notifiers] %s: delivered %s (%s)", self.describe(), n.id, outcome.status)
+            log.debug("[alerts.notifiers] %s: delivered %s (%s)", self.describe(), what, outcome.status)
         else:
-            log.debug("[alerts.notifiers] %s: %s %s: %s", self.describe(), n.id,
+            log.debug("[alerts.notifiers] %s: %s %s: %s", self.describe(), what,
                       "will retry" if outcome.retry else "gave up", outcome.error)
         return outcome
 

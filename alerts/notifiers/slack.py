@@ -13,11 +13,13 @@ dashboard button. Slack answers ``200 ok``; errors are 4xx with a bare word body
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from alerts.model import Notification
+import httpx
+
+from alerts.model import Notification, SendOutcome
 from alerts.notifiers.base import (
     _alertname,
     _check_keys,
@@ -38,6 +40,8 @@ EMOJI = {"critical": "🔴", "page": "🔴", "warning": "🟠", "ticket": "🟠"
 COLOR = {"critical": "#d00000", "page": "#d00000", "warning": "#f2c744", "ticket": "#f2c744",
          "info": "#439fe0"}
 RESOLVED_EMOJI = "✅"
+_RANK = {"info": 0, "warning": 1, "ticket": 1, "critical": 2, "page": 2}
+GROUP_LINES = 10  # alerts listed one per line in a group message
 RESOLVED_COLOR = "#2eb886"
 
 # Block Kit limits (https://api.slack.com/reference/block-kit/blocks)
@@ -122,6 +126,60 @@ class SlackNotifier(_HTTPNotifier):
             "attachments": [{"color": color, "blocks": details}],
         }
 
+    def build_group_payload(self, ns: Sequence[Notification]) -> dict[str, Any]:
+        """Several notifications of one group as one message: a header counting what fires and
+        what resolved, one line per alert (the first ``GROUP_LINES``, then how many more), the
+        group's labels, and one dashboard button."""
+        if len(ns) == 1:
+            return self.build_payload(ns[0])
+        firing = [n for n in ns if n.kind != "resolve"]
+        resolved = [n for n in ns if n.kind == "resolve"]
+        names = sorted({_alertname(n) for n in ns})
+        subject = names[0] if len(names) == 1 else f"{len(names)} rules"
+        if firing:
+            worst = max(firing, key=lambda n: _RANK.get(n.severity, 1)).severity
+            emoji, color = EMOJI.get(worst, EMOJI["warning"]), COLOR.get(worst, COLOR["warning"])
+        else:
+            emoji, color = RESOLVED_EMOJI, RESOLVED_COLOR
+        counts = " ".join(f"{label}:{len(part)}" for label, part in (("FIRING", firing), ("RESOLVED", resolved))
+                          if part)
+        title = f"{emoji} {counts} {subject}"
+        lines = []
+        for n in ns[:GROUP_LINES]:
+            mark = RESOLVED_EMOJI if n.kind == "resolve" else EMOJI.get(n.severity, EMOJI["warning"])
+            state = " (resolved)" if n.kind == "resolve" else ""
+            lines.append(f"{mark} {_esc(_summary(n))}{state}")
+        if len(ns) > GROUP_LINES:
+            lines.append(f"…and {len(ns) - GROUP_LINES} more")
+        group = ", ".join(f"{k}={v}" for k, v in ns[0].group_labels.items() if v) or "—"
+        fields = [("Group", group), ("Firing", str(len(firing))), ("Resolved", str(len(resolved))),
+                  ("Since", iso(min(n.starts_at for n in ns)))]
+        details: list[dict[str, Any]] = [{
+            "type": "section",
+            "fields": [{"type": "mrkdwn", "text": _clip(f"*{k}*\n{_esc(v)}", _FIELD_MAX)} for k, v in fields],
+        }]
+        links = {n.dashboard_url for n in ns if n.dashboard_url}
+        if links:
+            link = links.pop() if len(links) == 1 else next(iter(links)).rsplit("/backends/", 1)[0] + "/alerts"
+            details.append({"type": "actions", "elements": [{
+                "type": "button", "text": {"type": "plain_text", "text": "Open dashboard"}, "url": link}]})
+        return {
+            "text": _esc(f"{title} — " + "; ".join(_summary(n) for n in ns[:GROUP_LINES])),
+            "blocks": [
+                {"type": "header", "text": {"type": "plain_text", "text": _clip(title, _HEADER_MAX), "emoji": True}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": _clip("\n".join(lines), _SECTION_MAX)}},
+            ],
+            "attachments": [{"color": color, "blocks": details}],
+        }
+
     def request(self, n: Notification) -> tuple[str, dict[str, str], bytes]:
+        return self.request_group([n])
+
+    def request_group(self, ns: Sequence[Notification]) -> tuple[str, dict[str, str], bytes]:
         headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "inferwatch"}
-        return self._url, headers, _json_bytes(self.build_payload(n))
+        return self._url, headers, _json_bytes(self.build_group_payload(ns))
+
+    async def send_group(self, ns: Sequence[Notification], http: httpx.AsyncClient,
+                         timeout: float = 10.0) -> SendOutcome:
+        url, headers, body = self.request_group(ns)
+        return await self._post(url, headers, body, f"group of {len(ns)}", http, timeout)

@@ -6,6 +6,11 @@ Body (``version`` ``"1"``)::
      "fingerprint", "rule", "labels", "annotations", "value", "startsAt", "endsAt",
      "dashboardURL", "id"}
 
+Several notifications of one group due together (see ``alerts/routing.py``) go as one message::
+
+    {"version": "1", "kind": "group", "status": "firing"|"resolved", "groupKey", "groupLabels",
+     "alerts": [<one document as above per notification>], "id"}
+
 Headers: ``Idempotency-Key: <id>`` (one per message: a retried message keeps it), and with a
 ``secret``: ``X-Inferwatch-Signature: sha256=<hex HMAC-SHA256(secret, exact body bytes)>`` plus
 ``X-Inferwatch-Timestamp`` (the message's creation time, Unix seconds). Receivers verify with::
@@ -20,11 +25,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from alerts.model import Notification
+import httpx
+
+from alerts.model import Notification, SendOutcome
 from alerts.notifiers.base import (
     _check_keys,
     _headers_field,
@@ -90,11 +97,38 @@ class WebhookNotifier(_HTTPNotifier):
             "id": n.id,
         }
 
+    def build_group_payload(self, ns: Sequence[Notification]) -> dict[str, Any]:
+        """Several notifications of one group as one document: ``kind: group``, the group's
+        key and labels, ``status`` firing while any of them fires, and each notification's own
+        document under ``alerts``; ``id`` is derived from theirs (the same group message, the
+        same id)."""
+        return {
+            "version": "1",
+            "kind": "group",
+            "status": "firing" if any(n.kind != "resolve" for n in ns) else "resolved",
+            "groupKey": ns[0].group_key,
+            "groupLabels": dict(ns[0].group_labels),
+            "alerts": [self.build_payload(n) for n in ns],
+            "id": hashlib.sha256(" ".join(n.id for n in ns).encode()).hexdigest()[:32],
+        }
+
     def request(self, n: Notification) -> tuple[str, dict[str, str], bytes]:
-        body = _json_bytes(self.build_payload(n))
+        return self._signed(self.build_payload(n), n.id, n.created_at)
+
+    def request_group(self, ns: Sequence[Notification]) -> tuple[str, dict[str, str], bytes]:
+        doc = self.build_group_payload(ns)
+        return self._signed(doc, str(doc["id"]), max(n.created_at for n in ns))
+
+    def _signed(self, doc: Mapping[str, Any], id: str, created_at: float) -> tuple[str, dict[str, str], bytes]:
+        body = _json_bytes(doc)
         headers = {**self._headers, "Content-Type": "application/json", "User-Agent": "inferwatch",
-                   "Idempotency-Key": n.id}
+                   "Idempotency-Key": id}
         if self._signing_key:
-            headers[TIMESTAMP_HEADER] = str(int(n.created_at))
+            headers[TIMESTAMP_HEADER] = str(int(created_at))
             headers[SIGNATURE_HEADER] = sign(self._signing_key, body)
         return self._url, headers, body
+
+    async def send_group(self, ns: Sequence[Notification], http: httpx.AsyncClient,
+                         timeout: float = 10.0) -> SendOutcome:
+        url, headers, body = self.request_group(ns)
+        return await self._post(url, headers, body, f"group of {len(ns)}", http, timeout)
