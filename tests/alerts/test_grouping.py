@@ -139,3 +139,46 @@ def test_route_timings_parse_and_bad_ones_name_the_field() -> None:
     with pytest.raises(Exception) as info:
         Router.parse([{"receiver": "slack", "group_wait": "soon"}], ["slack"])
     assert "routes[0].group_wait" in str(info.value)
+
+
+@pytest.mark.slow
+async def test_a_restart_during_group_wait_loses_nothing_and_keeps_the_group_timer(store_url: str) -> None:
+    """The engine restarts while a group's first message is pending: the new engine sends that
+    one message when it is due (the outbox held it), and a newcomer after it waits for
+    group_interval after that message (the timer was derived from the outbox)."""
+    clock = Clock()
+    sims = [_sim(f"vllm-{i}", i, clock) for i in range(3)]
+    async with slack_receiver() as slack:
+        async with harness(sims, store_url, clock, rules=[RULE], default_rules=False,
+                           notifiers={"slack": {"webhook_url": slack.url}}, group_by=["alertname"],
+                           group_wait="30s", group_interval="2m", evaluation_interval="15s") as h:
+            async with httpx.AsyncClient() as http:
+                def engine() -> AlertEngine:
+                    return AlertEngine(h.cfg, h.store.reads, h.store.alerts, h.store.silences, http, clock=clock)
+
+                async def tick(e: AlertEngine, seconds: float = 15) -> None:
+                    clock.advance(seconds)
+                    await h.collector.scrape_once()
+                    await e.evaluate_once()
+                    await e.dispatcher.run_once(clock())
+
+                first = engine()
+                await tick(first)
+                sims[0].incident.queue_extra = sims[1].incident.queue_extra = 150
+                await tick(first)  # t=30: two alerts fire, their message is due at 60
+                second = engine()  # "restart"
+                await tick(second)  # t=45
+                assert len(slack.received) == 0
+                await tick(second)  # t=60: the pending message goes, once
+                assert len(slack.received) == 1
+                assert slack.payloads[0]["blocks"][0]["text"]["text"] == "🟠 FIRING:2 QueueDepthHigh"
+                third = engine()  # another restart: the group's timer comes from the outbox
+                sims[2].incident.queue_extra = 150
+                for _ in range(7):  # t=75 .. 165: within group_interval of the message at 60
+                    await tick(third)
+                assert len(slack.received) == 1
+                await tick(third)  # t=180
+                assert len(slack.received) == 2
+                # a later message carries what changed (here one alert: the single-alert layout)
+                assert slack.payloads[1]["text"] == "🟠 FIRING: QueueDepthHigh — vllm-2 queue depth 153"
+    assert slack.invalid == []
