@@ -45,7 +45,7 @@ def to_notification(t: Transition, receiver: str, now: float, dashboard: str | N
     )
 
 
-def planned_notification(p: Planned, now: float, dashboard: str | None, seq: int) -> Notification:
+def planned_notification(p: Planned, now: float, dashboard: str | None, seq: int, unit: str = "") -> Notification:
     """The notification for one routing decision, due (``created_at``) when its group's next
     message is. The id starts with the round's time and ``seq`` (its place in the round), so the
     dispatcher, which sends items due together in id order, keeps the order they were decided in
@@ -61,7 +61,7 @@ def planned_notification(p: Planned, now: float, dashboard: str | None, seq: int
         )
     order = f"{max(0, int(now * 1000)):012x}{seq:06x}"
     return replace(n, id=order + uuid.uuid4().hex[len(order):], kind=p.kind, created_at=max(now, p.due),
-                   group_key=p.group_key, group_labels=dict(p.group))
+                   group_key=p.group_key, group_labels=dict(p.group), unit=unit)
 
 
 class AlertEngine:
@@ -76,6 +76,9 @@ class AlertEngine:
         self.clock = clock
         self.rules = list(rules) if rules is not None else list(cfg.rules_in_force)
         self.burn_rules = cfg.burn_rules
+        #: rule name -> the unit of its value (burn-rate alerts: a factor)
+        self.units: dict[str, str] = {**{r.name: r.unit for r in self.rules},
+                                      **{b.rule.name: "x" for b in self.burn_rules}}
         self.notifiers = dict(notifiers) if notifiers is not None else cfg.notifier_set
         self.dispatcher = Dispatcher(store, self.notifiers, http, clock=clock)
         self.router: Router = router if router is not None else cfg.router
@@ -115,7 +118,8 @@ class AlertEngine:
         planned, muted = plan(states, transitions, now, self.router, silences, self.sent, self.resend, self.groups)
         self._log_unrouted(states, transitions)
         routed = [x for x in planned if x.receiver in self.notifiers]
-        notes = [planned_notification(p, now, self.dashboard_url(p.alert), i) for i, p in enumerate(routed)]
+        notes = [planned_notification(p, now, self.dashboard_url(p.alert), i, self.units.get(p.alert.rule, ""))
+                 for i, p in enumerate(routed)]
         await asyncio.to_thread(self.store.commit_evaluation, states, transitions, notes)
         self.states = states
         self.muted = muted

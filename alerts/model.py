@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from alerts.matchers import Matcher, parse_silence_matchers
+from alerts.templates import format_in
 
 State = Literal["inactive", "pending", "firing", "resolved"]
 Severity = Literal["info", "warning", "critical", "page", "ticket"]
@@ -87,6 +88,12 @@ class Notification:
     #: due at the same moment go out as one message (``Dispatcher``); "" for none
     group_key: str = ""
     group_labels: Mapping[str, str] = field(default_factory=dict)
+    unit: str = ""  # of ``value``: the rule's (``Rule.unit``), for messages
+
+    @property
+    def value_text(self) -> str:
+        """The value in its unit ("734ms", "1.23%", "153"; "n/a" when there is none)."""
+        return format_in(self.value, self.unit)
 
     @property
     def severity(self) -> str:

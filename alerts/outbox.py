@@ -440,6 +440,7 @@ def notification_to_json(n: Notification) -> str:
             "dashboard_url": n.dashboard_url,
             "group_key": n.group_key,
             "group_labels": dict(n.group_labels),
+            "unit": n.unit,
         }
     )
 
@@ -461,6 +462,7 @@ def notification_from_json(text: str) -> Notification:
         dashboard_url=d.get("dashboard_url"),
         group_key=str(d.get("group_key", "")),  # rows written before grouping have none
         group_labels={str(k): str(v) for k, v in d.get("group_labels", {}).items()},
+        unit=str(d.get("unit", "")),
     )
 
 

@@ -68,6 +68,8 @@ __all__ = [
 
 Op = Literal[">", ">=", "<", "<=", "==", "!="]
 QueryFn = Literal["last", "avg", "p50", "p95", "p99", "rate", "ratio"]
+#: what an alert's value is measured in ("x": a burn-rate factor; "": a plain number)
+ValueUnit = Literal["seconds", "ratio", "days", "per_second", "x", ""]
 BaselineStat = Literal["median", "mean"]
 Aggregation = Literal["last", "avg", "p50", "p95", "p99", "rate", "median", "mean"]
 NoData = Literal["ok", "alerting", "keep_state"]
@@ -501,6 +503,29 @@ class Rule(ConfigModel):
     def compute(self, fetched: Mapping[Need, float | None]) -> float | None:
         """The value ``evaluate`` compares, from the fetched ``needs()`` (None = no data)."""
         return self.parsed.left.compute(fetched)
+
+    @property
+    def unit(self) -> ValueUnit:
+        """What the rule's value is measured in, for messages (``alerts.templates.format_in``):
+        a latency in seconds, a ratio, days, a per-second rate, or a plain number.
+
+        >>> [Rule(name="x", expr=e).unit for e in ("p99(ttft_seconds[5m]) > 1s", "kv_cache_usage_ratio > 90%",
+        ...  "ratio(request_errors_total, requests_total[5m]) > 1%", "cert_expiry_days < 3",
+        ...  "rate(generation_tokens_total[1m]) < 10", "queue_depth > 100")]
+        ['seconds', 'ratio', 'ratio', 'days', 'per_second', '']
+        """
+        left = self.parsed.left
+        if isinstance(left, Baseline):
+            return "ratio"  # the value is a share of the baseline
+        if left.fn == "ratio" or left.signal.endswith("_ratio") or left.signal == "up":
+            return "ratio" if left.signal != "up" else ""
+        if left.fn == "rate":
+            return "per_second"
+        if left.signal.endswith("_seconds"):
+            return "seconds"
+        if left.signal.endswith("_days"):
+            return "days"
+        return ""
 
     def threshold_for(self, instance: Mapping[str, str]) -> float:
         """The threshold for one instance: its backend's override, else the one in ``expr``."""

@@ -73,6 +73,9 @@ class Service:
                                              log_level="warning", access_log=False))
 
     async def start(self) -> None:
+        warning = self.cfg.link_warning()
+        if warning:
+            log.warning("[service] %s", warning)
         await self.collector.start()
         self._alerting = asyncio.create_task(self.alerts.run(self._stop), name="alerts")
         self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")

@@ -61,3 +61,24 @@ class AppConfig(WebSettings, AlertingConfig):
     def dashboard_base(self) -> str:
         """Where links in notifications point: ``external_url``, else the listen address."""
         return (self.external_url or f"http://{self.web.listen}").rstrip("/")
+
+    def link_warning(self) -> str | None:
+        """A warning when notifiers will send links nobody else can open: ``external_url`` unset
+        while the listen address is loopback or a wildcard (None otherwise).
+
+        >>> slack = {"slack": {"webhook_url": "https://hooks.slack.com/services/x"}}
+        >>> AppConfig(notifiers=slack).link_warning().startswith("external_url is not set")
+        True
+        >>> AppConfig(notifiers=slack, external_url="https://iw.example.com").link_warning() is None
+        True
+        >>> AppConfig(notifiers=slack, web={"listen": "10.0.0.5:8000"}).link_warning() is None
+        True
+        """
+        if not self.notifiers or self.external_url:
+            return None
+        host = self.web.listen.rsplit(":", 1)[0].strip("[]")
+        if host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::", ""):
+            return None
+        return (f"external_url is not set: links in notifications will point at http://{self.web.listen}, "
+                "which other people cannot open; set external_url to the address your team reaches "
+                "inferwatch at (e.g. external_url: https://inferwatch.example.com)")

@@ -37,7 +37,7 @@ import httpx
 
 from alerts.model import Notification, SendOutcome
 
-__all__ = ["GroupNotifier", "Notifier", "iso", "parse_retry_after"]
+__all__ = ["GroupNotifier", "Notifier", "iso", "parse_retry_after", "runbook_url"]
 
 log = logging.getLogger("alerts.notifiers")
 
@@ -211,6 +211,14 @@ def _summary(n: Notification) -> str:
     return f"{_alertname(n)} on {backend}" if backend else _alertname(n)
 
 
+def runbook_url(n: Notification) -> str | None:
+    """The alert's ``runbook_url`` annotation when it is an absolute http(s) URL (Prometheus's
+    convention), else None."""
+    url = (n.annotations.get("runbook_url") or "").strip()
+    parts = urlsplit(url)
+    return url if parts.scheme in ("http", "https") and parts.netloc else None
+
+
 def _duration(seconds: float) -> str:
     """``3h 12m``, ``4m 05s``, ``42s``: the two largest units."""
     total = max(0, int(round(seconds)))
@@ -224,12 +232,6 @@ def _duration(seconds: float) -> str:
     if minutes:
         return f"{minutes}m {secs:02d}s"
     return f"{secs}s"
-
-
-def _format_value(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return "n/a"
-    return f"{value:.4g}"
 
 
 # -- sending ---------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from alerts.notifiers.base import (
     _url_field,
     _url_secrets,
     iso,
+    runbook_url,
 )
 from core.numbers import finite
 
@@ -84,16 +85,20 @@ class PagerDutyNotifier(_HTTPNotifier):
             payload["group"] = group
         payload["class"] = n.rule
         payload["custom_details"] = {"labels": dict(n.labels), "annotations": dict(n.annotations),
-                                     "value": finite(n.value)}
+                                     "value": finite(n.value), "value_text": n.value_text}
         event: dict[str, Any] = {
             "routing_key": self._routing_key,
             "event_action": "trigger",
             "dedup_key": n.fingerprint,
             "payload": payload,
         }
-        if n.dashboard_url:
-            event["links"] = [{"href": n.dashboard_url, "text": "inferwatch dashboard"}]
+        links = [{"href": url, "text": text} for url, text in
+                 ((n.dashboard_url, "inferwatch dashboard"), (runbook_url(n), "Runbook")) if url]
+        if links:
+            event["links"] = links
         event["client"] = "inferwatch"
+        if n.dashboard_url:
+            event["client_url"] = n.dashboard_url
         return event
 
     def request(self, n: Notification) -> tuple[str, dict[str, str], bytes]:

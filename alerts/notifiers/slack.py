@@ -24,7 +24,6 @@ from alerts.notifiers.base import (
     _alertname,
     _check_keys,
     _duration,
-    _format_value,
     _host,
     _HTTPNotifier,
     _json_bytes,
@@ -32,6 +31,7 @@ from alerts.notifiers.base import (
     _url_field,
     _url_secrets,
     iso,
+    runbook_url,
 )
 
 __all__ = ["SlackNotifier"]
@@ -48,6 +48,15 @@ RESOLVED_COLOR = "#2eb886"
 _HEADER_MAX = 150
 _SECTION_MAX = 3000
 _FIELD_MAX = 2000
+
+
+#: labels a message shows in fields of their own (or not at all)
+_SHOWN = frozenset({"alertname", "severity", "backend"})
+
+
+def _other_labels(n: Notification) -> str:
+    """The alert's other labels (model, region, gpu, slo …) as ``k=v, …``; "" when none."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(n.labels.items()) if k not in _SHOWN and v)
 
 
 def _esc(text: str) -> str:
@@ -99,23 +108,24 @@ class SlackNotifier(_HTTPNotifier):
 
         fields = [
             ("Backend", n.labels.get("backend") or "—"),
-            ("Value", _format_value(n.value)),
+            ("Value", n.value_text),
             ("Severity", severity),
             ("Started", iso(n.starts_at)),
         ]
         if resolved and n.ends_at is not None:
             fields.append(("Resolved", iso(n.ends_at)))
+        others = _other_labels(n)
+        if others:
+            fields.append(("Labels", others))
         details: list[dict[str, Any]] = [{
             "type": "section",
             "fields": [{"type": "mrkdwn", "text": _clip(f"*{k}*\n{_esc(v)}", _FIELD_MAX)}
                        for k, v in fields],
         }]
-        if n.dashboard_url:
-            details.append({"type": "actions", "elements": [{
-                "type": "button",
-                "text": {"type": "plain_text", "text": "Open dashboard"},
-                "url": n.dashboard_url,
-            }]})
+        buttons = [{"type": "button", "text": {"type": "plain_text", "text": label}, "url": url}
+                   for label, url in (("Open dashboard", n.dashboard_url), ("Runbook", runbook_url(n))) if url]
+        if buttons:
+            details.append({"type": "actions", "elements": buttons})
         return {
             "text": _esc(text),
             "blocks": [

@@ -51,7 +51,7 @@ def notification(kind: str = "trigger", **over: Any) -> Notification:
         id="0123456789abcdef0123456789abcdef", receiver="slack", kind=kind,  # type: ignore[arg-type]
         fingerprint=FP, rule="high_ttft", labels=LABELS, annotations=ANNOTATIONS, value=3.2,
         starts_at=T0, ends_at=T0 + 754 if resolve else None,
-        created_at=T0 + 754 if resolve else T0 + 5, dashboard_url=None if resolve else DASH,
+        created_at=T0 + 754 if resolve else T0 + 5, dashboard_url=None if resolve else DASH, unit="seconds",
     )
     return replace(n, **over)
 
@@ -99,9 +99,10 @@ SLACK_TRIGGER = {
     "attachments": [{"color": "#d00000", "blocks": [
         {"type": "section", "fields": [
             {"type": "mrkdwn", "text": "*Backend*\nvllm-a"},
-            {"type": "mrkdwn", "text": "*Value*\n3.2"},
+            {"type": "mrkdwn", "text": "*Value*\n3.2s"},
             {"type": "mrkdwn", "text": "*Severity*\ncritical"},
             {"type": "mrkdwn", "text": "*Started*\n2024-05-01T12:00:00Z"},
+            {"type": "mrkdwn", "text": "*Labels*\nengine=vllm"},
         ]},
         {"type": "actions", "elements": [
             {"type": "button", "text": {"type": "plain_text", "text": "Open dashboard"}, "url": DASH},
@@ -118,10 +119,11 @@ SLACK_RESOLVE = {
     "attachments": [{"color": "#2eb886", "blocks": [
         {"type": "section", "fields": [
             {"type": "mrkdwn", "text": "*Backend*\nvllm-a"},
-            {"type": "mrkdwn", "text": "*Value*\n3.2"},
+            {"type": "mrkdwn", "text": "*Value*\n3.2s"},
             {"type": "mrkdwn", "text": "*Severity*\ncritical"},
             {"type": "mrkdwn", "text": "*Started*\n2024-05-01T12:00:00Z"},
             {"type": "mrkdwn", "text": "*Resolved*\n2024-05-01T12:12:34Z"},
+            {"type": "mrkdwn", "text": "*Labels*\nengine=vllm"},
         ]},
     ]}],
 }
@@ -136,10 +138,11 @@ PAGERDUTY_TRIGGER = {
         "timestamp": "2024-05-01T12:00:00Z",
         "component": "vllm",
         "class": "high_ttft",
-        "custom_details": {"labels": LABELS, "annotations": ANNOTATIONS, "value": 3.2},
+        "custom_details": {"labels": LABELS, "annotations": ANNOTATIONS, "value": 3.2, "value_text": "3.2s"},
     },
     "links": [{"href": DASH, "text": "inferwatch dashboard"}],
     "client": "inferwatch",
+    "client_url": DASH,
 }
 PAGERDUTY_RESOLVE = {"routing_key": ROUTING_KEY, "event_action": "resolve", "dedup_key": FP}
 WEBHOOK_TRIGGER = {
@@ -188,6 +191,27 @@ def test_alertmanager_endsat_follows_the_resend_interval() -> None:
     once = build("alertmanager", {"url": "http://am:9093", "resend_interval": 0})
     assert "endsAt" not in once.build_payload(notification("trigger"))[0]
     assert once.build_payload(notification("resolve"))[0]["endsAt"] == "2024-05-01T12:12:34Z"
+
+
+def test_messages_show_units_other_labels_and_runbook_links() -> None:
+    """The value in the rule's unit, model/region labels, and a runbook_url annotation as a
+    Slack button and a PagerDuty link (a non-URL runbook is not linked)."""
+    n = notification(labels={**LABELS, "model": "llama-3.1-8b", "region": "eu"}, value=0.0123, unit="ratio",
+                     annotations={**ANNOTATIONS, "runbook_url": "https://runbooks.internal/ttft"})
+    slack = build("slack", config("slack", SLACK_URL)).build_payload(n)
+    fields = {f["text"].split("\n")[0]: f["text"].split("\n")[1] for f in slack["attachments"][0]["blocks"][0]["fields"]}
+    assert fields["*Value*"] == "1.23%"
+    assert fields["*Labels*"] == "engine=vllm, model=llama-3.1-8b, region=eu"
+    buttons = {e["text"]["text"]: e["url"] for e in slack["attachments"][0]["blocks"][1]["elements"]}
+    assert buttons == {"Open dashboard": DASH, "Runbook": "https://runbooks.internal/ttft"}
+    pd = build("pagerduty", config("pagerduty", "https://events.pagerduty.com/v2/enqueue")).build_payload(n)
+    assert pd["links"] == [{"href": DASH, "text": "inferwatch dashboard"},
+                           {"href": "https://runbooks.internal/ttft", "text": "Runbook"}]
+    assert pd["client_url"] == DASH and pd["payload"]["custom_details"]["value_text"] == "1.23%"
+    plain = replace(n, annotations={**ANNOTATIONS, "runbook_url": "see the wiki"}, value=153.0, unit="")
+    assert "Runbook" not in str(build("slack", config("slack", SLACK_URL)).build_payload(plain))
+    assert build("slack", config("slack", SLACK_URL)).build_payload(plain)["attachments"][0]["blocks"][0][
+        "fields"][1]["text"] == "*Value*\n153"
 
 
 def test_request_is_pure_and_carries_url_and_headers() -> None:
