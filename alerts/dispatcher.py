@@ -130,6 +130,7 @@ class Dispatcher:
         max_age: float = 86400.0,
         idle_wait: float = 60.0,
         error_wait: float = 5.0,
+        stop_grace: float = 2.0,
     ) -> None:
         self._store = store
         self._notifiers = dict(notifiers)
@@ -145,6 +146,7 @@ class Dispatcher:
         self.max_age = max_age
         self.idle_wait = idle_wait
         self.error_wait = error_wait
+        self.stop_grace = stop_grace
 
         self.queue_size = 0
         self.sent_total: Counter[str] = Counter()
@@ -324,7 +326,7 @@ class Dispatcher:
         """Dispatch until ``stop_event`` is set: start a drain for each receiver with due items
         (one per receiver at a time), then sleep until the next item is due (at most
         ``idle_wait``), ``notify()``, a drain's end or stop. A failing store is retried after
-        ``error_wait``. Drains in flight at stop are awaited (each ends within its timeout)."""
+        ``error_wait``. Drains in flight at stop get ``stop_grace`` seconds, then are cancelled."""
         self._wake = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         try:
@@ -356,7 +358,16 @@ class Dispatcher:
             with self._notify_lock:
                 self._wake, self._loop = None, None
             if self._busy:
-                await asyncio.gather(*self._busy.values(), return_exceptions=True)
+                # sends in flight get ``stop_grace`` to finish and be marked; a send cut off
+                # stays pending in the outbox and goes again after a restart (at least once)
+                drains = list(self._busy.values())
+                _, late = await asyncio.wait(drains, timeout=self.stop_grace)
+                for task in late:
+                    task.cancel()
+                if late:
+                    await asyncio.gather(*late, return_exceptions=True)
+                    log.warning("dispatcher stopped with %d receiver(s) still sending; their items stay "
+                                "pending and go out after a restart", len(late))
 
     async def _wait(self, seconds: float, stop_event: asyncio.Event) -> None:
         assert self._wake is not None

@@ -204,4 +204,8 @@ class AlertEngine:
                             pass
         finally:
             stop.set()
-            await dispatcher
+            try:
+                await dispatcher
+            except asyncio.CancelledError:  # the service's stop ran out of patience
+                dispatcher.cancel()
+                raise

@@ -7,13 +7,43 @@ import asyncio
 import logging
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inferwatch.config import Config, ConfigError, load
 
+if TYPE_CHECKING:
+    import uvicorn
+
+    from inferwatch.service import Service
+
 log = logging.getLogger("inferwatch")
+
+
+def catch_stop_signals() -> None:
+    """SIGTERM and SIGINT stop inferwatch gracefully. uvicorn catches them while it serves, shuts
+    the web server down, restores the handlers it found and raises the signal again: these
+    handlers then let ``serve()`` return so that the service's own stop runs (scrapes written,
+    the outbox handed over). A further signal during that stop exits at once."""
+    seen: list[int] = []
+
+    def on_signal(sig: int, frame: object) -> None:
+        seen.append(sig)
+        if len(seen) > 1:
+            os._exit(128 + sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+
+
+async def _watch_exit(server: uvicorn.Server, service: Service) -> None:
+    """Tell the service as soon as uvicorn begins to shut down (it sets ``should_exit``)."""
+    while not server.should_exit:
+        await asyncio.sleep(0.1)
+    service.stopping()
 
 
 def _serve(cfg: Config, extra: object = None, banner: str | None = None) -> int:
@@ -29,11 +59,14 @@ def _serve(cfg: Config, extra: object = None, banner: str | None = None) -> int:
         server = service.server()
         await service.start()
         settle_heap()
+        catch_stop_signals()
         if banner:
             print(banner, flush=True)
+        watcher = asyncio.create_task(_watch_exit(server, service))
         try:
             await server.serve()
         finally:
+            watcher.cancel()
             await service.stop()
 
     try:
@@ -88,6 +121,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         server = service.server()
         await service.start()
         settle_heap()
+        catch_stop_signals()
         script = asyncio.create_task(IncidentScript(fleet, period=args.incident_period).run())
         print(f"inferwatch demo: {len(cfg.backends)} simulated backends, storage {cfg.storage}\n"
               f"  dashboard  http://{cfg.web.listen}/\n"
@@ -97,6 +131,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         try:
             if args.duration:  # stop the way Ctrl-C does, after --duration seconds
                 asyncio.get_running_loop().call_later(args.duration, setattr, server, "should_exit", True)
+            watcher = asyncio.create_task(_watch_exit(server, service))
             await server.serve()
         finally:
             script.cancel()

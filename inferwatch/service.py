@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -28,6 +29,9 @@ log = logging.getLogger("inferwatch.service")
 
 #: how often rollups and retention run (each pass is idempotent and cheap when there is nothing to do)
 MAINTENANCE_INTERVAL = 300.0
+#: at stop: what open HTTP requests and the alert engine's evaluation get, seconds
+HTTP_GRACE = 2
+ALERTS_GRACE = 3.0
 
 
 #: the shortest and longest span kept in memory (``collector.live``)
@@ -69,8 +73,10 @@ class Service:
         self._maintenance: asyncio.Task[None] | None = None
 
     def server(self) -> uvicorn.Server:
+        # open requests get HTTP_GRACE seconds after SIGTERM, then their connections are closed
         return uvicorn.Server(uvicorn.Config(self.app, host=self.cfg.web.host, port=self.cfg.web.port,
-                                             log_level="warning", access_log=False))
+                                             log_level="warning", access_log=False,
+                                             timeout_graceful_shutdown=HTTP_GRACE))
 
     async def start(self) -> None:
         warning = self.cfg.link_warning()
@@ -80,27 +86,69 @@ class Service:
         self._alerting = asyncio.create_task(self.alerts.run(self._stop), name="alerts")
         self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
 
+    def stopping(self) -> None:
+        """The process is going down (SIGTERM): alerting starts to wind down now, while the web
+        server closes its connections; ``stop`` finishes the job."""
+        self._stop.set()
+
     async def stop(self) -> None:
+        """Stop within seconds whatever the load: maintenance is abandoned (it is idempotent and
+        runs in a daemon thread: a cut-off pass is rolled back and redone next time), the alert
+        engine finishes its evaluation within ``ALERTS_GRACE`` (its sends within the
+        dispatcher's ``stop_grace``; what is cut off stays in the outbox), then the collector's
+        last batch is written."""
         self._stop.set()
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._maintenance
         if self._alerting is not None:
-            with contextlib.suppress(Exception):
+            done, _ = await asyncio.wait({self._alerting}, timeout=ALERTS_GRACE)
+            if not done:
+                log.warning("[service] alert engine still busy after %gs at stop; cancelled", ALERTS_GRACE)
+                self._alerting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._alerting
         await self.collector.stop()
         await self.http.aclose()
 
     async def _maintain(self) -> None:
-        """Rollups and retention of every store, every ``MAINTENANCE_INTERVAL``."""
+        """Rollups and retention of every store, every ``MAINTENANCE_INTERVAL``, in a daemon
+        thread (a pass over a big store can take minutes; stopping must not wait for it)."""
         while True:
             await asyncio.sleep(MAINTENANCE_INTERVAL)
             try:
-                await asyncio.to_thread(self.stores.maintain, self.clock())
+                await in_daemon_thread(self.stores.maintain, self.clock())
             except Exception:
                 log.exception("[service.maintenance] retention/downsampling failed; next pass in %gs",
                               MAINTENANCE_INTERVAL)
+
+
+async def in_daemon_thread(fn: Callable[[float], None], arg: float) -> None:
+    """``fn(arg)`` in a daemon thread of its own, awaited; cancelling the wait leaves the thread
+    to finish or to end with the process (``asyncio.to_thread``'s pool would hold the exit)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(exc: BaseException | None) -> None:
+        if not done.done():
+            if exc is None:
+                done.set_result(None)
+            else:
+                done.set_exception(exc)
+
+    def work() -> None:
+        try:
+            fn(arg)
+        except BaseException as exc:
+            with contextlib.suppress(RuntimeError):  # the loop may be closed by now
+                loop.call_soon_threadsafe(settle, exc)
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle, None)
+
+    threading.Thread(target=work, name="inferwatch-maintenance", daemon=True).start()
+    await done
 
 
 def settle_heap() -> None:
