@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from alerts.routing import Router
 from inferwatch.config import Config, ConfigError, load
+from inferwatch.oncall import add_commands
 
 if TYPE_CHECKING:
     import uvicorn
@@ -133,6 +135,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 asyncio.get_running_loop().call_later(args.duration, setattr, server, "should_exit", True)
             watcher = asyncio.create_task(_watch_exit(server, service))
             await server.serve()
+            watcher.cancel()
         finally:
             script.cancel()
             await service.stop()
@@ -234,7 +237,17 @@ def build_parser() -> argparse.ArgumentParser:
     prom.add_argument("-o", "--output", default="prometheus", type=Path,
                       help="folder for inferwatch-rules.yaml and inferwatch-rules.test.yaml (default: prometheus)")
     prom.set_defaults(func=cmd_prometheus_rules)
+    add_commands(sub, _router_of)
     return p
+
+
+def _router_of(path: str) -> Router | None:
+    """The routing of the config at ``path``; None (the problems printed) when it is invalid."""
+    try:
+        return load(Path(path)).router
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
