@@ -159,6 +159,10 @@ class Dispatcher:
         self._notified = False
         self._notify_lock = threading.Lock()
 
+    def set_notifiers(self, notifiers: Mapping[str, Notifier]) -> None:
+        """Receivers after a config reload (drains in flight finish with the old ones)."""
+        self._notifiers = dict(notifiers)
+
     # --- one pass ------------------------------------------------------------------------------
 
     async def run_once(self, now: float) -> int:

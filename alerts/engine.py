@@ -97,6 +97,23 @@ class AlertEngine:
         self._references: dict[tuple[str, str, str, float], tuple[float, float | None]] = {}
         self._budget = refresh_budget(self.rules, len(cfg.backends), cfg.evaluation_interval)
 
+    def reconfigure(self, cfg: AlertingConfig) -> None:
+        """A reloaded config's rules, SLOs, routes and notifiers. What the engine remembers stays:
+        alert states (pending timers, firing alerts), what each receiver was last sent, group
+        timers, and the outbox (items for a receiver no longer configured are marked dead by the
+        dispatcher with that reason). States of rules that are gone end without a notification."""
+        self.cfg = cfg
+        self.rules = list(cfg.rules_in_force)
+        self.burn_rules = cfg.burn_rules
+        self.units = {**{r.name: r.unit for r in self.rules}, **{b.rule.name: "x" for b in self.burn_rules}}
+        self.notifiers = cfg.notifier_set
+        self.dispatcher.set_notifiers(self.notifiers)
+        self.router = cfg.router
+        self.resend = {name: every for name, n in self.notifiers.items()
+                       if (every := getattr(n, "resend_interval", 0.0)) > 0}
+        self._unrouted.clear()
+        self._budget = refresh_budget(self.rules, len(cfg.backends), cfg.evaluation_interval)
+
     def dashboard_url(self, t: Transition | AlertState) -> str | None:
         base = self.cfg.dashboard_base()
         backend = t.labels.get("backend")

@@ -27,7 +27,7 @@ from collector import deltas
 from collector.config import CollectorSettings
 from collector.live import LiveWindow
 from collector.observations import ObservationStore
-from collector.sources import build_sources, local_host, nvml_source
+from collector.sources import build_sources, local_host, nvml_source, source_key
 from collector.store import MetricsStore
 from collector.transport import PerOriginTransport
 from core.numbers import LatencyHistogram
@@ -42,7 +42,7 @@ from core.samples import (
 )
 from exporters.base import Source
 from exporters.http import Http
-from exporters.nvml import NvmlReader
+from exporters.nvml import NvmlReader, NvmlSource
 from exporters.scrape import EngineScrape
 
 log = logging.getLogger("inferwatch.collector")
@@ -104,6 +104,7 @@ class Collector:
             if b.ca_file:
                 transport.trust(b.url, b.ca_file)
         self.client = client or httpx.AsyncClient(transport=transport, follow_redirects=True, trust_env=False)
+        self._transport = transport if client is None else None
         # plain-http scrapes on the lean keep-alive path, the rest through the client; a client
         # given by the caller (tests) carries every request
         self.http = Http(self.client, lean=client is None)
@@ -122,7 +123,9 @@ class Collector:
         self._pending: list[ScrapeRecord] = []
         self._observed: list[ProbeResult | CertResult | GpuReading] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._running: dict[int, asyncio.Task[None]] = {}  # id(source) -> its task
         self._sem = asyncio.Semaphore(cfg.scrape_concurrency)
+        self._sem_size = cfg.scrape_concurrency
         self.ready = asyncio.Event()
         self.writes = 0
         self.write_failures = 0
@@ -156,7 +159,8 @@ class Collector:
                 log.warning("[collector.nvml] gpus.nvml is 'on' but NVML is unavailable: %s", status.reason)
             return
         self.nvml = reader
-        self.sources.append(nvml_source(self.cfg, reader))
+        source = nvml_source(self.cfg, reader)
+        self.sources.append(source)
 
     async def _load_cursors(self) -> None:
         """Continue from the cursors the last run persisted (restart without loss or double count)."""
@@ -171,9 +175,52 @@ class Collector:
         await asyncio.to_thread(self.start_nvml)
         loop_start = self.clock()
         for source in self.sources:
-            self._tasks.append(asyncio.create_task(self.run(source, loop_start), name=source.name))
+            self._start_source(source, loop_start)
         self._tasks.append(asyncio.create_task(self._writer(), name="writer"))
         self.ready.set()
+
+    def _start_source(self, source: Source, loop_start: float) -> None:
+        task = asyncio.create_task(self.run(source, loop_start), name=source.name)
+        self._running[id(source)] = task
+        self._tasks.append(task)
+
+    async def reconfigure(self, cfg: CollectorSettings) -> tuple[list[str], list[str]]:
+        """Apply a new config while running: an unchanged source keeps its task (schedule,
+        cursor, live window); a removed one stops; a new or changed one starts (its backend's
+        history stays, in the store and in memory). Local NVML keeps running. Returns the names
+        of the sources (started, stopped)."""
+        new = build_sources(cfg)
+        old_keys = {source_key(self.cfg, s): s for s in self.sources if not isinstance(s, NvmlSource)}
+        new_keys = {source_key(cfg, s): s for s in new}
+        stopped = [s for k, s in old_keys.items() if k not in new_keys]
+        started = [s for k, s in new_keys.items() if k not in old_keys]
+        kept = [old_keys[k] for k in new_keys if k in old_keys]
+        for s in stopped:
+            task = self._running.pop(id(s), None)
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                self._tasks.remove(task)
+        self.cfg = cfg
+        if cfg.scrape_concurrency != self._sem_size:
+            self._sem, self._sem_size = asyncio.Semaphore(cfg.scrape_concurrency), cfg.scrape_concurrency
+        if self._transport is not None:
+            for b in cfg.backends:
+                if b.ca_file:
+                    self._transport.trust(b.url, b.ca_file)
+        self._reset_cap = {b.name: cfg.interval_for(b) for b in cfg.backends}
+        names = {b.name for b in cfg.backends}
+        self.health = {name: h for name, h in self.health.items() if name in names}
+        for s in started:
+            if isinstance(s, EngineScrape):
+                self.health.setdefault(s.backend, BackendHealth())
+        nvml = [s for s in self.sources if isinstance(s, NvmlSource)]
+        self.sources = [*kept, *started, *nvml]
+        loop_start = self.clock()
+        for s in started:
+            self._start_source(s, loop_start)
+        return [s.name for s in started], [s.name for s in stopped]
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -182,6 +229,7 @@ class Collector:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks.clear()
+        self._running.clear()
         await self.flush()
         if self.nvml is not None:
             self.nvml.close()
@@ -231,7 +279,7 @@ class Collector:
                     next_at = now
 
     def _record_health(self, r: ScrapeResult) -> None:
-        h = self.health[r.backend]
+        h = self.health.setdefault(r.backend, BackendHealth())
         first, previous = h.scrapes == 0, h.last_reason
         h.scrapes += 1
         h.last_duration = r.duration

@@ -24,7 +24,10 @@ from exporters.probe import StreamProbe
 from exporters.scrape import EngineScrape
 from exporters.tls import TlsCheck
 
-__all__ = ["build_sources", "engine_scrape", "nvml_source", "tls_checks", "tls_target"]
+__all__ = ["build_sources", "engine_scrape", "nvml_source", "source_key", "tls_checks", "tls_target"]
+
+#: the collector-wide settings every scrape and probe is built with
+_COMMON = frozenset(CollectorSettings.model_fields) - {"backends"}
 
 
 def tls_target(b: BackendConfig) -> str | None:
@@ -86,3 +89,13 @@ def nvml_source(cfg: CollectorSettings, reader: NvmlReader) -> NvmlSource:
 def local_host() -> str:
     """This machine's name, as local NVML readings name their host."""
     return socket.gethostname()
+
+
+def source_key(cfg: CollectorSettings, source: Source) -> tuple[str, ...]:
+    """What ``source`` is made of, to tell on a reload whether it changed: a scrape's or probe's
+    backend section and the collector-wide settings; any other source's own fields."""
+    if isinstance(source, EngineScrape | StreamProbe):
+        backend = next((b for b in cfg.backends if b.name == source.backend), None)
+        own = backend.model_dump_json() if backend is not None else ""
+        return (type(source).__name__, source.name, own, cfg.model_dump_json(include=set(_COMMON)))
+    return (type(source).__name__, source.name, repr(source))

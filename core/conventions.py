@@ -103,6 +103,8 @@ METRIC_RULE_EVALUATIONS: Final = "inferwatch_rule_evaluations"
 
 METRIC_QUEUE_TIME: Final = "inferwatch_queue_time_seconds"
 METRIC_BUILD_INFO: Final = "inferwatch_build_info"
+METRIC_CONFIG_RELOAD_OK: Final = "inferwatch_config_last_reload_successful"
+METRIC_CONFIG_RELOAD_AT: Final = "inferwatch_config_last_reload_success_timestamp_seconds"
 METRIC_SLO_OBJECTIVE: Final = "inferwatch_slo_objective_ratio"
 METRIC_SLO_WINDOW: Final = "inferwatch_slo_window_seconds"
 METRIC_SLO_SLI: Final = "inferwatch_slo_sli_ratio"

@@ -48,7 +48,7 @@ async def _watch_exit(server: uvicorn.Server, service: Service) -> None:
     service.stopping()
 
 
-def _serve(cfg: Config, extra: object = None, banner: str | None = None) -> int:
+def _serve(cfg: Config, extra: object = None, banner: str | None = None, config_path: Path | None = None) -> int:
     from inferwatch.service import Service, settle_heap
     from inferwatch.stores import Stores
     from storage.retention import Retention
@@ -57,11 +57,20 @@ def _serve(cfg: Config, extra: object = None, banner: str | None = None) -> int:
     store.migrate()
 
     async def main() -> None:
-        service = Service(cfg, store)
+        service = Service(cfg, store, config_path=config_path)
         server = service.server()
         await service.start()
         settle_heap()
         catch_stop_signals()
+        reloads: set[asyncio.Task[tuple[bool, str]]] = set()
+
+        def on_hup() -> None:  # SIGHUP: reload the config file, as Prometheus does
+            task = asyncio.create_task(service.reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        if config_path is not None and hasattr(signal, "SIGHUP"):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_hup)
         if banner:
             print(banner, flush=True)
         watcher = asyncio.create_task(_watch_exit(server, service))
@@ -86,7 +95,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"inferwatch: refusing to start, the config has problems:\n{exc}", file=sys.stderr)
         return 2
-    return _serve(cfg, banner=f"inferwatch: dashboard on http://{cfg.web.listen}/ ({len(cfg.backends)} backends)")
+    return _serve(cfg, banner=f"inferwatch: dashboard on http://{cfg.web.listen}/ ({len(cfg.backends)} backends)",
+                  config_path=args.config)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import uvicorn
@@ -21,9 +22,10 @@ from collector.scheduler import Collector
 from collector.totals import Totals
 from core import conventions as c
 from dashboards.data import FLEET_CHART_WINDOW, fleet_chart_step
-from inferwatch.config import Config
+from inferwatch.config import Config, ConfigError, load
 from inferwatch.stores import Stores
-from web.app import create_app
+from web.app import create_app, reconfigure_app
+from web.deps import app_context
 
 log = logging.getLogger("inferwatch.service")
 
@@ -53,8 +55,10 @@ class Service:
     maintenance for one config, started and stopped in one order: collector first (the engine
     evaluates what it writes), web last; on stop, alerting first, then the collector's last flush."""
 
-    def __init__(self, cfg: Config, stores: Stores, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, cfg: Config, stores: Stores, clock: Callable[[], float] = time.time,
+                 config_path: Path | None = None) -> None:
         self.cfg = cfg
+        self.config_path = config_path
         self.stores = stores
         self.clock = clock
         # the newest minutes in memory: what the alert engine, the API and the pages read most
@@ -68,6 +72,10 @@ class Service:
         self.collector.on_flush.append(self.alerts.data_arrived)
         self.app = create_app(cfg, reads, stores.alerts, stores.silences, self.collector, clock=clock,
                               alerts=self.alerts)
+        self.reloads = app_context(self.app).reloads
+        if config_path is not None:
+            self.reloads.reload = self.reload
+        self._reload_lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._alerting: asyncio.Task[None] | None = None
         self._maintenance: asyncio.Task[None] | None = None
@@ -85,6 +93,37 @@ class Service:
         await self.collector.start()
         self._alerting = asyncio.create_task(self.alerts.run(self._stop), name="alerts")
         self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
+
+    async def reload(self) -> tuple[bool, str]:
+        """Load the config file again and apply it without a restart (SIGHUP, ``POST /-/reload``):
+        backends added, removed or changed (an unchanged one keeps scraping on its schedule),
+        rules, SLOs, routes and notifiers. Alert states, pending timers and the outbox stay. An
+        invalid file is refused with every problem logged, and the running config stays
+        (``inferwatch_config_last_reload_successful`` 0). ``storage`` and ``web.listen`` need a
+        restart: a change to them is reported, not applied. Returns (applied, message)."""
+        if self.config_path is None:
+            return False, "no config file to reload (started without one)"
+        async with self._reload_lock:
+            try:
+                new = await asyncio.to_thread(load, self.config_path)
+            except ConfigError as exc:
+                self.reloads.successful, self.reloads.error = False, str(exc)
+                log.error("[service.reload] refused; the running config stays:\n%s", exc)
+                return False, str(exc)
+            fixed = [name for name, same in (("storage", new.storage == self.cfg.storage),
+                                             ("web.listen", new.web.listen == self.cfg.web.listen)) if not same]
+            started, stopped = await self.collector.reconfigure(new)
+            self.alerts.reconfigure(new)
+            reconfigure_app(self.app, new)
+            self.cfg = new
+            self.reloads.successful, self.reloads.error = True, None
+            self.reloads.last_success = self.clock()
+            message = (f"reloaded {self.config_path}: {len(new.backends)} backends, {len(self.alerts.rules)} rules, "
+                       f"{len(new.slos)} SLOs; sources started {len(started)}, stopped {len(stopped)}")
+            if fixed:
+                message += f"; {' and '.join(fixed)} changed: restart to apply"
+            log.info("[service.reload] %s", message)
+            return True, message
 
     def stopping(self) -> None:
         """The process is going down (SIGTERM): alerting starts to wind down now, while the web

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -21,7 +22,7 @@ from collector.query import Reads
 from collector.scheduler import Collector
 from web import security
 from web.config import AppConfig
-from web.deps import WebContext
+from web.deps import ReloadState, WebContext, app_context
 from web.metrics import AlertMetrics, FleetCollector
 from web.routes import (
     alert_pages,
@@ -29,6 +30,7 @@ from web.routes import (
     certificates,
     gpus,
     health,
+    lifecycle,
     metrics,
     pages,
     silences,
@@ -37,21 +39,28 @@ from web.routes import (
 )
 from web.routes import alerts as alerts_api
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "reconfigure_app"]
 
 
 def create_app(cfg: AppConfig, reads: Reads, alert_store: AlertStore, silence_store: SilenceStore,
                collector: Collector | None = None, clock: Callable[[], float] = time.time,
                alerts: AlertEngine | None = None) -> FastAPI:
     app = FastAPI(title="inferwatch", version="0.1.0", docs_url="/api/docs", openapi_url="/api/openapi.json")
-    ctx = WebContext(cfg, reads, alert_store, silence_store, collector, alerts, clock)
+    ctx = WebContext(cfg, reads, alert_store, silence_store, collector, alerts, clock, ReloadState(last_success=clock()))
     app.state.inferwatch = ctx
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(FleetCollector(ctx))
+    registry.register(FleetCollector(lambda: app_context(app)))
     if alerts is not None:
         registry.register(AlertMetrics(alerts))
     app.state.registry = registry
-    security.install(app, cfg.web.auth)
-    for module in (health, metrics, backends, alerts_api, silences, slos, gpus, certificates, alert_pages, pages, static):
+    security.install(app, lambda: app_context(app).cfg.web.auth)
+    for module in (health, lifecycle, metrics, backends, alerts_api, silences, slos, gpus, certificates, alert_pages,
+                   pages, static):
         app.include_router(module.router)
     return app
+
+
+def reconfigure_app(app: FastAPI, cfg: AppConfig) -> None:
+    """Serve a reloaded config: pages, API, /metrics and authentication read it from the next
+    request on (the listen address is the one exception: it needs a restart)."""
+    app.state.inferwatch = replace(app_context(app), cfg=cfg)

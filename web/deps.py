@@ -13,12 +13,13 @@ so the API, ``/metrics`` and the pages compute them one way.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.applications import Starlette
 
 from alerts.engine import AlertEngine
 from alerts.model import AlertState
@@ -31,7 +32,18 @@ from collector.summary import COLUMN_KEYS, BackendSummary, Json
 from dashboards.data import column_thresholds
 from web.config import AppConfig
 
-__all__ = ["Ctx", "WebContext", "get_context"]
+__all__ = ["Ctx", "ReloadState", "WebContext", "app_context", "get_context"]
+
+
+@dataclass
+class ReloadState:
+    """How the last config reload went (``inferwatch_config_last_reload_*``), and the hook that
+    reloads (set by the service; None where nothing can reload, e.g. tests)."""
+
+    successful: bool = True
+    last_success: float = 0.0
+    error: str | None = None
+    reload: Callable[[], Awaitable[tuple[bool, str]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,7 @@ class WebContext:
     collector: Collector | None = None
     engine: AlertEngine | None = None
     clock: Callable[[], float] = field(default=time.time)
+    reloads: ReloadState = field(default_factory=ReloadState)
 
     @cached_property
     def backends(self) -> dict[str, BackendConfig]:
@@ -98,11 +111,16 @@ class WebContext:
         return out
 
 
-def get_context(request: Request) -> WebContext:
-    ctx = request.app.state.inferwatch
-    if not isinstance(ctx, WebContext):  # create_app sets it; anything else is a wiring bug
+def app_context(app: Starlette) -> WebContext:
+    """The app's current context (``create_app`` sets it; a config reload replaces it)."""
+    ctx = app.state.inferwatch
+    if not isinstance(ctx, WebContext):  # anything else is a wiring bug
         raise TypeError("app.state.inferwatch is not a WebContext; build the app with web.app.create_app")
     return ctx
+
+
+def get_context(request: Request) -> WebContext:
+    return app_context(request.app)
 
 
 #: A route parameter ``ctx: Ctx`` receives the app's ``WebContext``.

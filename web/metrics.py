@@ -57,12 +57,13 @@ def _labels(s: BackendSummary) -> dict[str, str]:
 
 
 class FleetCollector(PromCollector):
-    def __init__(self, ctx: WebContext) -> None:
-        self._ctx = ctx
+    def __init__(self, context: Callable[[], WebContext]) -> None:
+        self._context = context  # the app's current context (a config reload replaces it)
         self._slo_cache: tuple[float, list[SloFigures]] | None = None
 
     def collect(self) -> Iterable[Metric]:
-        ctx = self._ctx
+        ctx = self._context()
+        yield from _reload_metrics(ctx)
         rows = ctx.summaries(WINDOW)
         up = GaugeMetricFamily(c.METRIC_BACKEND_UP, "1 if the last scrape of the backend succeeded, else 0.")
         last = GaugeMetricFamily(c.METRIC_LAST_SCRAPE, "Unix time of the last scrape attempt.")
@@ -331,6 +332,15 @@ def _histogram(name: str, documentation: str, h: LatencyHistogram) -> HistogramM
 
 def _sample(name: str, labels: dict[str, str], value: float) -> Sample:
     return Sample(name, labels, value, None, None)
+
+
+def _reload_metrics(ctx: WebContext) -> Iterable[Metric]:
+    ok = GaugeMetricFamily(c.METRIC_CONFIG_RELOAD_OK, "1 if the last configuration reload succeeded (or none was "
+                           "tried since start), 0 if it failed and the previous configuration still runs.")
+    ok.add_metric([], 1.0 if ctx.reloads.successful else 0.0)
+    at = GaugeMetricFamily(c.METRIC_CONFIG_RELOAD_AT, "Unix time of the last successful configuration load.")
+    at.add_metric([], ctx.reloads.last_success)
+    yield from (ok, at)
 
 
 class AlertMetrics(PromCollector):

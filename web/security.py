@@ -97,14 +97,15 @@ class _DatabaseState:
                     log.warning("database available again")
 
 
-def install(app: FastAPI, auth: AuthConfig) -> None:
-    """Add the authentication, cross-site, body-size, header and outage handling to ``app``."""
-    tokens = [t for t in auth.tokens if t]
-    users = [(u.user, u.password) for u in auth.basic]
-    open_paths = {"/healthz", "/readyz"} | (set() if auth.protect_metrics else {"/metrics"})
+_OPEN = frozenset({"/healthz", "/readyz"})
+
+
+def install(app: FastAPI, auth_of: Callable[[], AuthConfig]) -> None:
+    """Add the authentication, cross-site, body-size, header and outage handling to ``app``.
+    ``auth_of`` gives the settings in force (read per request: a config reload changes them)."""
     database = _DatabaseState()
 
-    def credentials(header: str) -> str | None:
+    def credentials(header: str, tokens: list[str], users: list[tuple[str, str]]) -> str | None:
         """``bearer`` or ``basic`` when the header holds valid credentials of that kind."""
         scheme, _, given = header.partition(" ")
         if scheme.lower() == "bearer":
@@ -122,12 +123,16 @@ def install(app: FastAPI, auth: AuthConfig) -> None:
 
     @app.middleware("http")
     async def _guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        kind = credentials(request.headers.get("authorization", ""))
+        auth = auth_of()
+        tokens = [t for t in auth.tokens if t]
+        users = [(u.user, u.password) for u in auth.basic]
+        open_paths = _OPEN if auth.protect_metrics else _OPEN | {"/metrics"}
+        kind = credentials(request.headers.get("authorization", ""), tokens, users)
         if (tokens or users) and request.url.path not in open_paths and kind is None:
             challenge = 'Basic realm="inferwatch", charset="UTF-8"' if users else "Bearer"
             return _headers(request, JSONResponse({"detail": "authentication required"}, status_code=401,
                                                   headers={"WWW-Authenticate": challenge}))
-        if request.method in _WRITES and request.url.path.startswith("/api/") and kind != "bearer":
+        if request.method in _WRITES and request.url.path.startswith(("/api/", "/-/")) and kind != "bearer":
             why = _cross_site(request)
             if why is not None:
                 return _headers(request, JSONResponse({"detail": why}, status_code=403))
