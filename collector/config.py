@@ -164,6 +164,78 @@ class GpusConfig(ConfigModel):
         return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
 
 
+class FileSD(ConfigModel):
+    """Prometheus ``file_sd``: JSON or YAML files of target groups, read again every
+    ``refresh_interval`` (and when they change)."""
+
+    files: list[str] = Field(min_length=1)  # paths or glob patterns (``targets/*.json``)
+    refresh_interval: PositiveDuration = 30.0
+
+
+class HttpSD(ConfigModel):
+    """Prometheus ``http_sd``: the same JSON, fetched every ``refresh_interval``."""
+
+    url: str
+    refresh_interval: PositiveDuration = 60.0
+    bearer_token: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"expected an absolute http(s) URL, got {v!r}")
+        return v
+
+
+class DnsSD(ConfigModel):
+    """DNS service discovery: SRV records give host and port; A/AAAA records give addresses for
+    ``port``. ``nameserver`` (``ip`` or ``ip:port``) instead of the system resolver."""
+
+    names: list[str] = Field(min_length=1)
+    type: Literal["SRV", "A", "AAAA"] = "SRV"
+    port: int | None = Field(default=None, ge=1, le=65535)
+    refresh_interval: PositiveDuration = 30.0
+    nameserver: str | None = None
+
+    @model_validator(mode="after")
+    def _port(self) -> DnsSD:
+        if self.type != "SRV" and self.port is None:
+            raise ValueError(f"port: required for {self.type} records (SRV records carry their own)")
+        return self
+
+
+class DiscoveryConfig(ConfigModel):
+    """One discovery source (exactly one of ``file_sd``, ``http_sd``, ``dns_sd``) and what its
+    targets become: backends named by their ``backend`` label (else ``host:port``), of the
+    target group's ``engine`` label (else ``engine`` here), with the group's other labels plus
+    ``labels`` here. ``__scheme__`` and ``__metrics_path__`` labels work as in Prometheus."""
+
+    name: str = Field(min_length=1)
+    file_sd: FileSD | None = None
+    http_sd: HttpSD | None = None
+    dns_sd: DnsSD | None = None
+    engine: str | None = None
+    scheme: Literal["http", "https"] = "http"
+    metrics_path: str = "/metrics"
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one(self) -> DiscoveryConfig:
+        given = [k for k in ("file_sd", "http_sd", "dns_sd") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of file_sd, http_sd, dns_sd (got {', '.join(given) or 'none'})")
+        if self.engine is not None and self.engine not in ENGINES:
+            raise ValueError(f"engine: unknown engine {self.engine!r}; expected one of {', '.join(sorted(ENGINES))}")
+        return self
+
+    @property
+    def refresh_interval(self) -> float:
+        sd = self.file_sd or self.http_sd or self.dns_sd
+        assert sd is not None
+        return sd.refresh_interval
+
+
 class CollectorSettings(ConfigModel):
     """The collector's top-level keys (a part of the whole config, see ``inferwatch.config``)."""
 
@@ -178,6 +250,7 @@ class CollectorSettings(ConfigModel):
     label_name_length_limit: int = Field(256, ge=0)
     label_value_length_limit: int = Field(4096, ge=0)
     backends: list[BackendConfig] = Field(default_factory=list)
+    discovery: list[DiscoveryConfig] = Field(default_factory=list)  # more backends (collector/discovery.py)
     gpus: GpusConfig = Field(default_factory=GpusConfig)
     tls: list[TlsTargetConfig] = Field(default_factory=list)
     tls_check_interval: PositiveDuration = 300.0  # for https backends checked automatically

@@ -217,9 +217,10 @@ class Collector:
                 self.health.setdefault(s.backend, BackendHealth())
         nvml = [s for s in self.sources if isinstance(s, NvmlSource)]
         self.sources = [*kept, *started, *nvml]
-        loop_start = self.clock()
-        for s in started:
-            self._start_source(s, loop_start)
+        if self.ready.is_set():  # before start(), start() runs them all
+            loop_start = self.clock()
+            for s in started:
+                self._start_source(s, loop_start)
         return [s.name for s in started], [s.name for s in stopped]
 
     async def stop(self) -> None:

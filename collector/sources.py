@@ -27,7 +27,7 @@ from exporters.tls import TlsCheck
 __all__ = ["build_sources", "engine_scrape", "nvml_source", "source_key", "tls_checks", "tls_target"]
 
 #: the collector-wide settings every scrape and probe is built with
-_COMMON = frozenset(CollectorSettings.model_fields) - {"backends"}
+_COMMON = frozenset(CollectorSettings.model_fields) - {"backends", "discovery"}
 
 
 def tls_target(b: BackendConfig) -> str | None:

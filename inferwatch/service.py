@@ -16,6 +16,7 @@ import httpx
 import uvicorn
 
 from alerts.engine import AlertEngine
+from collector.discovery import Discoverer
 from collector.live import FleetSteps, LiveWindow
 from collector.query import Reads
 from collector.scheduler import Collector
@@ -72,6 +73,10 @@ class Service:
         self.collector.on_flush.append(self.alerts.data_arrived)
         self.app = create_app(cfg, reads, stores.alerts, stores.silences, self.collector, clock=clock,
                               alerts=self.alerts)
+        self.file_cfg = cfg  # as the file says; ``cfg`` adds the discovered backends
+        self.discoverer = Discoverer(cfg.discovery, self.http, base=config_path.parent if config_path else None)
+        self._warned: set[str] = set()
+        self._discovery: asyncio.Task[None] | None = None
         self.reloads = app_context(self.app).reloads
         if config_path is not None:
             self.reloads.reload = self.reload
@@ -90,9 +95,53 @@ class Service:
         warning = self.cfg.link_warning()
         if warning:
             log.warning("[service] %s", warning)
+        if self.file_cfg.discovery:  # the first targets before the first scrape
+            if await self.discoverer.refresh(self.clock()):
+                await self._apply(self._merged(self.file_cfg))
+            self._discovery = asyncio.create_task(self._discover(), name="discovery")
         await self.collector.start()
         self._alerting = asyncio.create_task(self.alerts.run(self._stop), name="alerts")
         self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
+
+    def _merged(self, static: Config) -> Config:
+        """``static`` plus the discovered backends whose names it does not use already."""
+        found = self.discoverer.backends
+        if not found:
+            return static
+        names = {b.name for b in static.backends}
+        extra = []
+        for b in found:
+            if b.name in names:
+                if b.name not in self._warned:
+                    self._warned.add(b.name)
+                    log.warning("[discovery] target %s: a backend of that name exists already; skipped", b.name)
+                continue
+            names.add(b.name)
+            extra.append(b)
+        data = static.model_dump(by_alias=True)
+        data["backends"] = [*data["backends"], *(b.model_dump(by_alias=True) for b in extra)]
+        return Config.model_validate(data)
+
+    async def _apply(self, new: Config) -> tuple[list[str], list[str]]:
+        """Run ``new`` from now on: collector sources, alert engine, web app."""
+        started, stopped = await self.collector.reconfigure(new)
+        self.alerts.reconfigure(new)
+        reconfigure_app(self.app, new)
+        self.cfg = new
+        return started, stopped
+
+    async def _discover(self) -> None:
+        """Read the discovery sources that are due (every second at most); apply a change."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                if await self.discoverer.refresh(self.clock()):
+                    async with self._reload_lock:
+                        started, stopped = await self._apply(self._merged(self.file_cfg))
+                    log.info("[discovery] %d backends now (%d discovered); started %s, stopped %s",
+                             len(self.cfg.backends), len(self.discoverer.backends), len(started), len(stopped))
+            except Exception:
+                log.exception("[discovery] applying the discovered targets failed; retrying")
 
     async def reload(self) -> tuple[bool, str]:
         """Load the config file again and apply it without a restart (SIGHUP, ``POST /-/reload``):
@@ -112,13 +161,16 @@ class Service:
                 return False, str(exc)
             fixed = [name for name, same in (("storage", new.storage == self.cfg.storage),
                                              ("web.listen", new.web.listen == self.cfg.web.listen)) if not same]
-            started, stopped = await self.collector.reconfigure(new)
-            self.alerts.reconfigure(new)
-            reconfigure_app(self.app, new)
-            self.cfg = new
+            if new.discovery != self.file_cfg.discovery:  # new sources: read them now
+                self.discoverer = Discoverer(new.discovery, self.http, base=self.discoverer.base)
+                await self.discoverer.refresh(self.clock())
+                if new.discovery and self._discovery is None:
+                    self._discovery = asyncio.create_task(self._discover(), name="discovery")
+            self.file_cfg = new
+            started, stopped = await self._apply(self._merged(new))
             self.reloads.successful, self.reloads.error = True, None
             self.reloads.last_success = self.clock()
-            message = (f"reloaded {self.config_path}: {len(new.backends)} backends, {len(self.alerts.rules)} rules, "
+            message = (f"reloaded {self.config_path}: {len(self.cfg.backends)} backends, {len(self.alerts.rules)} rules, "
                        f"{len(new.slos)} SLOs; sources started {len(started)}, stopped {len(stopped)}")
             if fixed:
                 message += f"; {' and '.join(fixed)} changed: restart to apply"
@@ -137,10 +189,11 @@ class Service:
         dispatcher's ``stop_grace``; what is cut off stays in the outbox), then the collector's
         last batch is written."""
         self._stop.set()
-        if self._maintenance is not None:
-            self._maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._maintenance
+        for task in (self._maintenance, self._discovery):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         if self._alerting is not None:
             done, _ = await asyncio.wait({self._alerting}, timeout=ALERTS_GRACE)
             if not done:
