@@ -217,6 +217,45 @@ def cmd_prometheus_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_test_rules(args: argparse.Namespace) -> int:
+    """Run rule unit tests written like ``promtool test rules`` (``alerts/ruletests.py``)."""
+    import yaml
+
+    from alerts.rules import Rule
+    from alerts.ruletests import RuleTestError, parse_tests, run_test
+    from core.units import parse_duration
+
+    failed = False
+    for path in args.files:
+        print(f"Unit Testing: {path}")
+        try:
+            doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+            if not isinstance(doc, dict):
+                raise RuleTestError("the file must hold a mapping with rule_files and tests")
+            interval = parse_duration(doc.get("evaluation_interval", "1m"))
+            rules: dict[str, Rule] = {}
+            files = doc.get("rule_files")
+            if not isinstance(files, list) or not files:
+                raise RuleTestError("rule_files: expected a list of config or rule files")
+            for rf in files:
+                for rule in load(Path(path).parent / str(rf)).rules_in_force:
+                    rules[rule.name] = rule
+            cases = parse_tests(doc, interval)
+        except (OSError, ValueError, yaml.YAMLError, ConfigError) as exc:
+            print(f"  FAILED: {exc}")
+            failed = True
+            continue
+        failures = [f for case in cases for f in run_test(case, list(rules.values()), interval)]
+        if failures:
+            failed = True
+            print("  FAILED:")
+            for f in failures:
+                print("    " + str(f).replace("\n", "\n    "))
+        else:
+            print(f"  SUCCESS ({len(cases)} tests, {sum(len(c.checks) for c in cases)} checks)")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="inferwatch", description="Observability and SLO monitoring for LLM inference fleets.")
     p.add_argument("--log-level", default=os.environ.get("INFERWATCH_LOG_LEVEL", "INFO"))
@@ -247,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     prom.add_argument("-o", "--output", default="prometheus", type=Path,
                       help="folder for inferwatch-rules.yaml and inferwatch-rules.test.yaml (default: prometheus)")
     prom.set_defaults(func=cmd_prometheus_rules)
+    tr = sub.add_parser("test-rules", help="run rule unit tests written like promtool test rules")
+    tr.add_argument("files", nargs="+", type=Path)
+    tr.set_defaults(func=cmd_test_rules)
     add_commands(sub, _router_of)
     return p
 
