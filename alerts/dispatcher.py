@@ -182,7 +182,8 @@ class Dispatcher:
                                  attempted=False)
             return 0
         sent = 0
-        batches = _batches(queue) if isinstance(notifier, GroupNotifier) else [[item] for item in queue]
+        grouping = isinstance(notifier, GroupNotifier) and notifier.merges_groups()
+        batches = _batches(queue) if grouping else [[item] for item in queue]
         for i, batch in enumerate(batches):
             retry_at = await self._deliver(notifier, batch)
             if isinstance(retry_at, int):

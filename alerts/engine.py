@@ -61,7 +61,7 @@ def planned_notification(p: Planned, now: float, dashboard: str | None, seq: int
         )
     order = f"{max(0, int(now * 1000)):012x}{seq:06x}"
     return replace(n, id=order + uuid.uuid4().hex[len(order):], kind=p.kind, created_at=max(now, p.due),
-                   group_key=p.group_key, group_labels=dict(p.group), unit=unit)
+                   group_key=p.group_key, group_labels=dict(p.group), unit=unit, group_firing=p.group_firing)
 
 
 class AlertEngine:

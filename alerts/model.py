@@ -89,6 +89,7 @@ class Notification:
     group_key: str = ""
     group_labels: Mapping[str, str] = field(default_factory=dict)
     unit: str = ""  # of ``value``: the rule's (``Rule.unit``), for messages
+    group_firing: int = 0  # alerts of its group firing (not muted) when it was decided
 
     @property
     def value_text(self) -> str:

@@ -441,6 +441,7 @@ def notification_to_json(n: Notification) -> str:
             "group_key": n.group_key,
             "group_labels": dict(n.group_labels),
             "unit": n.unit,
+            "group_firing": n.group_firing,
         }
     )
 
@@ -463,6 +464,7 @@ def notification_from_json(text: str) -> Notification:
         group_key=str(d.get("group_key", "")),  # rows written before grouping have none
         group_labels={str(k): str(v) for k, v in d.get("group_labels", {}).items()},
         unit=str(d.get("unit", "")),
+        group_firing=int(d.get("group_firing", 0)),
     )
 
 

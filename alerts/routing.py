@@ -57,7 +57,7 @@ or expire the silence first).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from alerts.matchers import (
@@ -286,6 +286,7 @@ class Planned:
     alert: AlertState | Transition
     group: tuple[tuple[str, str], ...]  # the group labels (route's group_by and their values)
     due: float = 0.0  # when it may be sent: its group's next message
+    group_firing: int = 0  # alerts of the group (for this receiver) firing and not muted this round
 
     @property
     def fingerprint(self) -> str:
@@ -388,5 +389,12 @@ def plan(states: Mapping[str, AlertState], transitions: Sequence[Transition], no
             if _heard(sent.get((t.fingerprint, route.receiver)), episode):
                 group, at = due(route, t.labels)
                 out.append(Planned(route.receiver, "resolve", t, group, at))
+    firing_in: dict[GroupId, int] = {}
+    for st in firing:
+        if st.fingerprint not in muted:
+            for route in router.routes_for(st.labels):
+                gid = (route.receiver, route.group(st.labels))
+                firing_in[gid] = firing_in.get(gid, 0) + 1
+    out = [replace(p, group_firing=firing_in.get((p.receiver, p.group), 0)) for p in out]
     out.sort(key=lambda p: (p.receiver, p.group, p.alert.labels.get("alertname", ""), p.fingerprint))
     return out, muted

@@ -69,6 +69,10 @@ class GroupNotifier(Notifier, Protocol):
     async def send_group(self, ns: Sequence[Notification], http: httpx.AsyncClient,
                          timeout: float) -> SendOutcome: ...
 
+    def merges_groups(self) -> bool:
+        """Whether ``send_group`` makes one message of a group (else items go one by one)."""
+        ...
+
 
 # -- secrets ---------------------------------------------------------------------------------
 
@@ -294,6 +298,9 @@ class _HTTPNotifier:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.describe()})"
+
+    def merges_groups(self) -> bool:
+        return True
 
     def _accepted(self, response: httpx.Response) -> bool:
         return 200 <= response.status_code < 300

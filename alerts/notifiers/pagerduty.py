@@ -12,10 +12,13 @@ body only and is never shown.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from alerts.model import Notification
+import httpx
+
+from alerts.model import Notification, SendOutcome
 from alerts.notifiers.base import (
     _check_keys,
     _host,
@@ -49,8 +52,12 @@ class PagerDutyNotifier(_HTTPNotifier):
     kind: ClassVar[str] = "pagerduty"
 
     def __init__(self, cfg: Mapping[str, Any], name: str = "pagerduty") -> None:
-        _check_keys(cfg, ("routing_key", "url"))
+        _check_keys(cfg, ("routing_key", "url", "incident_per"))
         self.name = name
+        per = cfg.get("incident_per", "alert")
+        if per not in ("alert", "group"):
+            raise ValueError(f"incident_per: expected alert or group, got {per!r}")
+        self.incident_per: str = per
         key = _str_field(cfg, "routing_key")
         assert key is not None
         if key != key.strip() or any(c.isspace() for c in key):
@@ -104,3 +111,45 @@ class PagerDutyNotifier(_HTTPNotifier):
     def request(self, n: Notification) -> tuple[str, dict[str, str], bytes]:
         headers = {"Content-Type": "application/json", "User-Agent": "inferwatch"}
         return self._url, headers, _json_bytes(self.build_payload(n))
+
+    def build_group_payload(self, ns: Sequence[Notification]) -> dict[str, Any] | None:
+        """With ``incident_per: group``: one incident per group (``dedup_key`` from the group's
+        key), triggered (or updated) while any alert of the group fires, resolved when none
+        does; None when there is nothing to send (a resolve while others of the group fire).
+        With the default ``incident_per: alert``, one event per notification (``send`` each)."""
+        last = ns[-1]
+        dedup = hashlib.sha256(last.group_key.encode()).hexdigest()[:32] if last.group_key else last.fingerprint
+        firing = [n for n in ns if n.kind != "resolve"]
+        if not firing:
+            if last.group_firing > 0:
+                return None
+            return {"routing_key": self._routing_key, "event_action": "resolve", "dedup_key": dedup}
+        event = self.build_payload(firing[0])
+        names = sorted({n.labels.get("alertname", n.rule) for n in firing})
+        group = ", ".join(f"{k}={v}" for k, v in last.group_labels.items() if v)
+        count = max(last.group_firing, len(firing))
+        event["dedup_key"] = dedup
+        event["payload"]["summary"] = _clip(f"{count} alert{'s' if count != 1 else ''} firing: {', '.join(names)}"
+                                            + (f" ({group})" if group else ""), _SUMMARY_MAX)
+        event["payload"]["custom_details"] = {
+            "group": dict(last.group_labels),
+            "alerts": [{"labels": dict(n.labels), "summary": n.annotations.get("summary", ""),
+                        "value": n.value_text, "status": "resolved" if n.kind == "resolve" else "firing"}
+                       for n in ns]}
+        return event
+
+    def merges_groups(self) -> bool:
+        return self.incident_per == "group"
+
+    async def send(self, n: Notification, http: httpx.AsyncClient, timeout: float = 10.0) -> SendOutcome:
+        if self.incident_per == "group":
+            return await self.send_group([n], http, timeout)
+        return await super().send(n, http, timeout)
+
+    async def send_group(self, ns: Sequence[Notification], http: httpx.AsyncClient,
+                         timeout: float = 10.0) -> SendOutcome:
+        doc = self.build_group_payload(ns)
+        if doc is None:  # others of the group still fire: the incident stays open
+            return SendOutcome(ok=True)
+        headers = {"Content-Type": "application/json", "User-Agent": "inferwatch"}
+        return await self._post(self._url, headers, _json_bytes(doc), f"group of {len(ns)}", http, timeout)

@@ -76,9 +76,13 @@ RULE = {"name": "QueueDepthHigh", "expr": "queue_depth > 100", "for": "0s", "sev
 async def test_a_fleet_wide_incident_is_one_message_per_group(store_url: str) -> None:
     clock = Clock()
     sims = [_sim(f"vllm-{i:02d}", i, clock) for i in range(BACKENDS)]
-    async with slack_receiver() as slack, webhook_receiver() as hook, pagerduty_receiver() as pd:
+    async with slack_receiver() as slack, webhook_receiver() as hook, pagerduty_receiver() as pd, \
+            pagerduty_receiver() as pd_group:
+        key = "R0123456789abcdef0123456789abcde"
         notifiers: dict[str, Any] = {"slack": {"webhook_url": slack.url}, "webhook": {"url": hook.url},
-                                     "pagerduty": {"routing_key": "R0123456789abcdef0123456789abcde", "url": pd.url}}
+                                     "pagerduty": {"routing_key": key, "url": pd.url},
+                                     "oncall": {"type": "pagerduty", "routing_key": key, "url": pd_group.url,
+                                                "incident_per": "group"}}
         async with harness(sims, store_url, clock, rules=[RULE], default_rules=False, notifiers=notifiers,
                            group_by=["alertname"], group_wait="30s", group_interval="2m",
                            evaluation_interval="15s") as h:
@@ -112,6 +116,11 @@ async def test_a_fleet_wide_incident_is_one_message_per_group(store_url: str) ->
                 # PagerDuty keeps one incident per alert
                 assert len(pd.received) == 12
                 assert len({p["dedup_key"] for p in pd.payloads}) == 12
+                # incident_per: group: one incident for the group
+                [incident] = pd_group.payloads
+                assert incident["event_action"] == "trigger"
+                assert incident["payload"]["summary"] == "12 alerts firing: QueueDepthHigh (alertname=QueueDepthHigh)"
+                assert len(incident["payload"]["custom_details"]["alerts"]) == 12
 
                 for s in sims:  # the incident ends: resolves wait for group_interval after the message
                     s.incident.queue_extra = 0
@@ -124,10 +133,12 @@ async def test_a_fleet_wide_incident_is_one_message_per_group(store_url: str) ->
                 assert (len(slack.received), len(hook.received)) == (2, 2)
                 assert len(pd.received) == 24  # still one resolve per alert
                 assert sorted(p["event_action"] for p in pd.payloads[12:]) == ["resolve"] * 12
+                assert [p["event_action"] for p in pd_group.payloads] == ["trigger", "resolve"]
+                assert pd_group.payloads[1]["dedup_key"] == incident["dedup_key"]
                 resolved = slack.payloads[1]
                 assert resolved["blocks"][0]["text"]["text"] == "✅ RESOLVED:12 QueueDepthHigh"
                 assert hook.payloads[1]["status"] == "resolved" and len(hook.payloads[1]["alerts"]) == 12
-    assert slack.invalid == [] and hook.invalid == [] and pd.invalid == []
+    assert slack.invalid == [] and hook.invalid == [] and pd.invalid == [] and pd_group.invalid == []
 
 
 def test_route_timings_parse_and_bad_ones_name_the_field() -> None:

@@ -214,6 +214,22 @@ def test_messages_show_units_other_labels_and_runbook_links() -> None:
         "fields"][1]["text"] == "*Value*\n153"
 
 
+def test_pagerduty_incident_per_group_opens_one_and_resolves_when_the_group_is_clear() -> None:
+    pd = build("pagerduty", {"routing_key": ROUTING_KEY, "incident_per": "group"})
+    group = {"group_key": 'pagerduty{alertname=\'HighTTFT\'}', "group_labels": {"alertname": "HighTTFT"}}
+    a = notification(**group, group_firing=2)
+    b = notification(**group, group_firing=2, labels={**LABELS, "backend": "vllm-b"})
+    trigger = pd.build_group_payload([a, b])  # type: ignore[attr-defined]
+    assert trigger["event_action"] == "trigger" and trigger["payload"]["summary"] == \
+        "2 alerts firing: HighTTFT (alertname=HighTTFT)"
+    # one of two resolves: the incident stays open, nothing is sent
+    assert pd.build_group_payload([notification("resolve", **group, group_firing=1)]) is None  # type: ignore[attr-defined]
+    last = pd.build_group_payload([notification("resolve", **group, group_firing=0)])  # type: ignore[attr-defined]
+    assert last == {"routing_key": ROUTING_KEY, "event_action": "resolve", "dedup_key": trigger["dedup_key"]}
+    with pytest.raises(ValueError, match="incident_per: expected alert or group"):
+        build("pagerduty", {"routing_key": ROUTING_KEY, "incident_per": "service"})
+
+
 def test_request_is_pure_and_carries_url_and_headers() -> None:
     n = notification()
     webhook = WebhookNotifier(config("webhook", "https://hooks.internal/hook"))
