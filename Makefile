@@ -1,5 +1,6 @@
-# Two commands for a fresh machine:  `make demo`  and  `make test`.
+# Two commands for a fresh machine:  `make demo` (or `make demo PORT=8001`)  and  `make test`.
 PYTHON ?= python3
+PORT ?= 8000
 VENV ?= .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed-stamp
@@ -13,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/inferwatch demo
+	$(BIN)/inferwatch demo --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider

@@ -136,7 +136,10 @@ class NvmlReader:
             log.info("NVML %s: %d GPU(s)", status.driver_version or "(driver version unknown)",
                      status.device_count)
         else:
-            log.info("GPU metrics off: %s", status.reason)
+            # no NVIDIA driver at all is the normal case on a machine without GPUs: not worth a
+            # line at every start (/api/v1/gpus says why); a driver that fails is
+            quiet = "Library Not Found" in (status.reason or "")
+            log.log(logging.DEBUG if quiet else logging.INFO, "GPU metrics off: %s", status.reason)
         return status
 
     def _start(self) -> NvmlStatus:

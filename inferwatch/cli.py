@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import logging
 import os
 import shutil
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 from alerts.routing import Router
 from inferwatch.config import Config, ConfigError, load
 from inferwatch.oncall import add_commands
+from inferwatch.startup import StartupError, check_port, open_stores, shown_url
 
 if TYPE_CHECKING:
     import uvicorn
@@ -23,6 +25,13 @@ if TYPE_CHECKING:
     from inferwatch.service import Service
 
 log = logging.getLogger("inferwatch")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("inferwatch")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def catch_stop_signals() -> None:
@@ -50,11 +59,10 @@ async def _watch_exit(server: uvicorn.Server, service: Service) -> None:
 
 def _serve(cfg: Config, extra: object = None, banner: str | None = None, config_path: Path | None = None) -> int:
     from inferwatch.service import Service, settle_heap
-    from inferwatch.stores import Stores
     from storage.retention import Retention
 
-    store = Stores.open(cfg.storage, Retention(cfg.retention.raw, cfg.retention.rollups, cfg.retention.rollup_step))
-    store.migrate()
+    check_port(cfg.web.host, cfg.web.port, "web.listen in the config")
+    store = open_stores(cfg.storage, Retention(cfg.retention.raw, cfg.retention.rollups, cfg.retention.rollup_step))
 
     async def main() -> None:
         service = Service(cfg, store, config_path=config_path)
@@ -72,7 +80,7 @@ def _serve(cfg: Config, extra: object = None, banner: str | None = None, config_
         if config_path is not None and hasattr(signal, "SIGHUP"):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_hup)
         if banner:
-            print(banner, flush=True)
+            log.info("%s", banner)
         watcher = asyncio.create_task(_watch_exit(server, service))
         try:
             await server.serve()
@@ -95,8 +103,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"inferwatch: refusing to start, the config has problems:\n{exc}", file=sys.stderr)
         return 2
-    return _serve(cfg, banner=f"inferwatch: dashboard on http://{cfg.web.listen}/ ({len(cfg.backends)} backends)",
-                  config_path=args.config)
+    banner = (f"inferwatch {_version()}: {len(cfg.backends)} backends, storage {shown_url(cfg.storage)}, "
+              f"dashboard http://{cfg.web.listen}/")
+    return _serve(cfg, banner=banner, config_path=args.config)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -117,9 +126,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from sim.fleet import IncidentScript, build, demo_config, demo_tls
     from sim.server import SimFleet
 
+    check_port(args.host, args.port, "--port (make demo PORT=8001)")
+
     async def main() -> int:
         from inferwatch.service import Service, settle_heap
-        from inferwatch.stores import Stores
 
         workdir = Path(tempfile.mkdtemp(prefix="inferwatch-demo-"))
         contexts, ca_file = demo_tls(workdir)
@@ -127,15 +137,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         await fleet.start()
         cfg = parse(demo_config(fleet, storage=args.storage, listen=f"{args.host}:{args.port}",
                                 interval=args.interval, ca_file=ca_file), "<demo>")
-        store = Stores.open(cfg.storage)
-        store.migrate()
+        try:
+            store = open_stores(cfg.storage)
+        except StartupError:
+            await fleet.stop()
+            raise
         service = Service(cfg, store)
         server = service.server()
         await service.start()
         settle_heap()
         catch_stop_signals()
         script = asyncio.create_task(IncidentScript(fleet, period=args.incident_period).run())
-        print(f"inferwatch demo: {len(cfg.backends)} simulated backends, storage {cfg.storage}\n"
+        print(f"inferwatch demo ({_version()}): {len(cfg.backends)} simulated backends, storage {shown_url(cfg.storage)}\n"
               f"  dashboard  http://{cfg.web.listen}/\n"
               f"  JSON API   http://{cfg.web.listen}/api/v1/backends\n"
               f"  metrics    http://{cfg.web.listen}/metrics\n"
@@ -258,7 +271,8 @@ def cmd_test_rules(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="inferwatch", description="Observability and SLO monitoring for LLM inference fleets.")
-    p.add_argument("--log-level", default=os.environ.get("INFERWATCH_LOG_LEVEL", "INFO"))
+    p.add_argument("--log-level", type=log_level, default=os.environ.get("INFERWATCH_LOG_LEVEL", "info"),
+                   help=f"{' | '.join(LOG_LEVELS)} (default info; debug also shows tracebacks)")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="collector + web in one process")
     run.add_argument("-c", "--config", default="inferwatch.yaml", type=Path)
@@ -302,13 +316,31 @@ def _router_of(path: str) -> Router | None:
         return None
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def log_level(text: str) -> int:
+    """``--log-level``: one of ``LOG_LEVELS`` (any case)."""
+    if text.lower() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
+    level: int = getattr(logging, text.upper())
+    return level
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for noisy in ("httpx", "httpcore"):  # one line per scrape request is noise, not news
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-    return int(args.func(args))
+    level = args.log_level
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # one line per scrape request, and alembic's per-start chatter, are noise, not news
+    for noisy in ("httpx", "httpcore", "alembic"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, level))
+    try:
+        return int(args.func(args))
+    except StartupError as exc:
+        if level <= logging.DEBUG:
+            raise
+        print(exc, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

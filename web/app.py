@@ -8,6 +8,7 @@ build their own app around their own stores. Routes receive it all as one ``WebC
 
 from __future__ import annotations
 
+import importlib.metadata
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -45,7 +46,10 @@ __all__ = ["create_app", "reconfigure_app"]
 def create_app(cfg: AppConfig, reads: Reads, alert_store: AlertStore, silence_store: SilenceStore,
                collector: Collector | None = None, clock: Callable[[], float] = time.time,
                alerts: AlertEngine | None = None) -> FastAPI:
-    app = FastAPI(title="inferwatch", version="0.1.0", docs_url="/api/docs", openapi_url="/api/openapi.json")
+    # FastAPI's Swagger UI loads its script from a CDN, which our CSP (and an offline cluster)
+    # blocks: /api/docs is our own page over the same OpenAPI document (web/routes/pages.py)
+    app = FastAPI(title="inferwatch", version=_version(), docs_url=None, redoc_url=None,
+                  openapi_url="/api/openapi.json")
     ctx = WebContext(cfg, reads, alert_store, silence_store, collector, alerts, clock, ReloadState(last_success=clock()))
     app.state.inferwatch = ctx
     registry = CollectorRegistry(auto_describe=False)
@@ -56,8 +60,16 @@ def create_app(cfg: AppConfig, reads: Reads, alert_store: AlertStore, silence_st
     security.install(app, lambda: app_context(app).cfg.web.auth)
     for module in (health, lifecycle, metrics, backends, alerts_api, silences, slos, gpus, certificates, alert_pages,
                    pages, static):
-        app.include_router(module.router)
+        # the OpenAPI document (and /api/docs) describes the API, not the HTML pages and assets
+        app.include_router(module.router, include_in_schema=module not in (alert_pages, pages, static))
     return app
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("inferwatch")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def reconfigure_app(app: FastAPI, cfg: AppConfig) -> None:

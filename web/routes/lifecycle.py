@@ -15,6 +15,9 @@ router = APIRouter()
 
 @router.api_route("/-/reload", methods=["POST", "PUT"])
 async def reload(ctx: Ctx) -> JSONResponse:
+    """Load the config file again and apply it without a restart (as SIGHUP does). 200
+    ``{status: success, message}``; 500 ``{status: error, error}`` listing every problem of a
+    refused config (the running one stays)."""
     hook = ctx.reloads.reload
     if hook is None:
         return JSONResponse({"status": "error", "error": "this process cannot reload its config"}, status_code=503)

@@ -281,3 +281,9 @@ def _slos(ctx: WebContext) -> list[dict[str, Any]]:
 async def slos_page(ctx: Ctx) -> Response:
     return html("slos.html", page="slos", slos=await run_in_threadpool(_slos, ctx))
 
+
+
+@router.get("/api/docs", response_class=HTMLResponse, include_in_schema=False)
+async def api_docs() -> Response:
+    """The HTTP API's routes, drawn from /api/openapi.json by ``static/apidocs.js``."""
+    return html("apidocs.html", page="api")

@@ -14,7 +14,8 @@ from starlette.concurrency import run_in_threadpool
 router = APIRouter()
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
-_TYPES = {"dashboard.js": "text/javascript; charset=utf-8", "dashboard.css": "text/css; charset=utf-8"}
+_TYPES = {"dashboard.js": "text/javascript; charset=utf-8", "dashboard.css": "text/css; charset=utf-8",
+          "apidocs.js": "text/javascript; charset=utf-8"}
 
 
 @functools.cache
