@@ -207,8 +207,13 @@ async def test_static_assets_and_never_up_backend(tmp_path: Path) -> None:
     store = Stores.open(cfg.storage)
     store.migrate()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(cfg, store.reads, store.alerts, store.silences)), base_url="http://t") as api:
-        js = await api.get("/static/plotly.min.js")
+        js = await api.get("/static/plotly.min.js")  # httpx asks for gzip and inflates it
         assert js.status_code == 200 and "javascript" in js.headers["content-type"] and len(js.content) > 1_000_000
+        assert js.headers["content-encoding"] == "gzip" and js.headers["vary"] == "Accept-Encoding"
+        assert int(js.headers["content-length"]) < len(js.content) / 3  # 4.8 MB travels as about 1.4 MB
+        plain = await api.get("/static/plotly.min.js", headers={"Accept-Encoding": "identity"})
+        assert "content-encoding" not in plain.headers and plain.content == js.content
+        assert "content-encoding" not in (await api.get("/")).headers  # pages are not compressed
         own = await api.get("/static/dashboard.js")
         assert own.status_code == 200 and "javascript" in own.headers["content-type"]
         assert (await api.get("/static/dashboard.css")).headers["content-type"].startswith("text/css")
