@@ -62,6 +62,13 @@ class WebContext:
         return {b.name: b for b in self.cfg.backends}
 
     @cached_property
+    def units(self) -> dict[str, str]:
+        """Rule name -> the unit of its value (``Rule.unit``; SLO burn-rate alerts: a factor)."""
+        if self.engine is not None:
+            return dict(self.engine.units)
+        return {**{r.name: r.unit for r in self.cfg.rules_in_force}, **{b.rule.name: "x" for b in self.cfg.burn_rules}}
+
+    @cached_property
     def thresholds(self) -> dict[str, dict[str, float | None]]:
         """Per backend and fleet-table column, the threshold of the alert rules in force."""
         return column_thresholds(self.cfg.rules_in_force, self.cfg.backends, list(COLUMN_KEYS))

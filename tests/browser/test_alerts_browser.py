@@ -97,3 +97,31 @@ def test_api_docs_render_offline_under_the_csp(demo_url: str, browser: Any) -> N
     logs = browser.get_log("browser") if hasattr(browser, "get_log") else []
     assert not [entry for entry in logs if "Content Security Policy" in entry.get("message", "")], logs
     screenshot(browser, "api-docs")
+
+
+def test_silence_button_prefills_the_alerts_labels(demo_url: str, browser: Any) -> None:
+    """Each firing alert has a "Silence…" button: the form comes prefilled with its labels, one
+    submit mutes exactly that alert. Values show in their rule's unit."""
+    from selenium.webdriver.common.by import By
+
+    url = demo_url + "/alerts"
+    _wait(browser, url, lambda html: "CertificateExpiringSoon" in html and "Silence…" in html)
+    row = next(r for r in browser.find_elements(By.CSS_SELECTOR, "#active .alert-row")
+               if "CertificateExpiringSoon" in r.text and r.find_elements(By.CSS_SELECTOR, "a.silence"))
+    assert row.find_element(By.CSS_SELECTOR, "td.num").text.endswith(" days")  # not a raw float
+    row.find_element(By.CSS_SELECTOR, "a.silence").click()
+    form = browser.find_element(By.ID, "new-silence")
+    lines = form.find_element(By.NAME, "matchers").get_attribute("value").splitlines()
+    assert "alertname=CertificateExpiringSoon" in lines and "severity=warning" in lines
+    assert any(line.startswith("target=") for line in lines)
+    screenshot(browser, "alerts-silence-prefilled")
+    form.find_element(By.NAME, "created_by").send_keys("browser-test")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    rows = _rows_when(browser, lambda rows: any("silencing CertificateExpiringSoon" in r.text for r in rows))
+    mine = next(r for r in rows if "silencing CertificateExpiringSoon" in r.text and "active" in r.text)
+    assert "alertname=CertificateExpiringSoon" in mine.text
+    _wait(browser, url, lambda html: "silenced by" in html)
+    mine = next(r for r in browser.find_elements(By.CSS_SELECTOR, "#silences .silence-row")
+                if "silencing CertificateExpiringSoon" in r.text and "active" in r.text)
+    mine.find_element(By.CSS_SELECTOR, "button").click()  # leave the demo as it was
+    _rows_when(browser, lambda rows: all("active" not in r.text for r in rows))
