@@ -22,7 +22,8 @@ EVIL = "<script>alert(1)</script>"
 @pytest.fixture
 async def page(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Stores]]:
     cfg = parse({"storage": f"sqlite:///{tmp_path}/p.db",
-                 "backends": [{"name": "a", "engine": "vllm", "url": "http://127.0.0.1:1"}]})
+                 "backends": [{"name": "a", "engine": "vllm", "url": "http://127.0.0.1:1"}],
+                 "slos": [{"name": "availability", "objective": 0.999, "good": "availability"}]})
     store = Stores.open(cfg.storage)
     store.migrate()
     labels = {"alertname": "QueueDepthHigh", "severity": "critical", "backend": EVIL}
@@ -88,3 +89,25 @@ async def test_bad_form_input_shows_the_error_and_creates_nothing(page: tuple[ht
     assert resp.status_code == 400
     assert 'role="alert"' in resp.text and "backend" in resp.text
     assert store.silences.list_silences() == []
+
+
+async def test_fleet_page_shows_alerts_of_no_single_backend(page: tuple[httpx.AsyncClient, Stores]) -> None:
+    """An SLO burn alert (no backend label) appears on the fleet page; a backend's alert counts in
+    its row; the alerts page shows values in the rule's unit and a prefilled silence form."""
+    client, store = page
+    states = store.alerts.load_alert_states()
+    slo = {"alertname": "SLOBurnRate:availability:page_quick", "severity": "critical", "slo": "availability",
+           "burn_window": "1h/5m", "slo_alert": "page"}
+    states[fingerprint(slo)] = AlertState(fingerprint(slo), "SLOBurnRate:availability:page_quick", slo, "firing",
+                                          value=21.3, active_since=NOW - 60, fired_at=NOW - 60,
+                                          annotations={"summary": "SLO availability burns 21x"})
+    store.alerts.save_alert_states(states)
+    fleet = (await client.get("/")).text
+    section = fleet[fleet.index('<section id="fleet-alerts"'):fleet.index("</section>")]
+    assert "hidden" not in section.split(">")[0]
+    assert "1 firing beyond single backends" in section and "SLOBurnRate:availability:page_quick" in section
+    assert "slo=availability" in section and "SLO availability burns 21x" in section
+    alerts = (await client.get("/alerts")).text
+    assert "21.3x" in alerts and "0.20851" not in alerts  # the burn rate as a factor
+    prefilled = (await client.get("/alerts", params={"silence": fingerprint(slo)})).text
+    assert "alertname=SLOBurnRate:availability:page_quick\nburn_window=1h/5m\nseverity=critical" in prefilled

@@ -26,7 +26,7 @@ from core.units import parse_duration
 from dashboards import data as d
 from dashboards import figures as f
 from web.deps import Ctx, WebContext
-from web.render import error_page, html, level
+from web.render import error_page, html, level, when
 
 router = APIRouter()
 
@@ -90,9 +90,20 @@ def _fleet(ctx: WebContext, window: float) -> dict[str, Any]:
     summaries = ctx.summaries(window, now)
     certs = {r.target: r for r in ctx.reads.observations.certificate_results()}
     firing: dict[str, int] = {}
+    fleet_wide: list[dict[str, Any]] = []  # firing alerts of no single backend: SLOs, GPUs, certificates
+    muted = ctx.muted()
     for a in ctx.alert_states().values():
-        if a.state == "firing" and "backend" in a.labels:
+        if a.state != "firing":
+            continue
+        if "backend" in a.labels:
             firing[a.labels["backend"]] = firing.get(a.labels["backend"], 0) + 1
+        else:
+            fleet_wide.append({"alertname": a.labels.get("alertname", a.rule), "severity": a.labels.get("severity", ""),
+                               "labels": " ".join(f"{k}={v}" for k, v in sorted(a.labels.items())
+                                                  if k not in ("alertname", "severity")),
+                               "summary": a.annotations.get("summary", ""), "since": when(a.fired_at),
+                               "muted": muted.get(a.fingerprint)})
+    fleet_wide.sort(key=lambda x: ({"critical": 0, "warning": 1}.get(x["severity"], 2), x["alertname"]))
     thresholds = ctx.thresholds
     rows = []
     for s in summaries:
@@ -117,7 +128,8 @@ def _fleet(ctx: WebContext, window: float) -> dict[str, Any]:
     chart = f.percentiles("Fleet TTFT (all backends, last hour)",
                           {query.quantile_key(q): d.downsample(pts) for q, pts in qs.items()},
                           x_range=(now - d.FLEET_CHART_WINDOW, now))
-    return {"rows": rows, "waiting": not ctx.reads.metrics.latest_status(), "chart": chart, "now": now}
+    return {"rows": rows, "waiting": not ctx.reads.metrics.latest_status(), "chart": chart, "now": now,
+            "fleet_alerts": fleet_wide, "firing_total": sum(firing.values()) + len(fleet_wide)}
 
 @router.get("/", response_class=HTMLResponse)
 async def fleet_page(ctx: Ctx, window: str = FLEET_WINDOW, refresh: str = "15s") -> Response:

@@ -140,7 +140,52 @@
     });
     applySort(table, st);
     applyFilter(table, st);
-    setInterval(function () { refresh(table, config, st); }, (config.refresh_seconds || 15) * 1000);
+    setInterval(function () { refresh(table, config, st); refreshAlerts(table); }, (config.refresh_seconds || 15) * 1000);
+  }
+
+  // The firing column and the alerts of no single backend (SLO burn, GPU, certificate), from
+  // /api/v1/alerts: text only (textContent), as everything this script writes.
+  function refreshAlerts(table) {
+    fetch("/api/v1/alerts?state=firing&limit=1", { credentials: "same-origin" })
+      .then(function (r) { if (!r.ok) { throw new Error("HTTP " + r.status); } return r.json(); })
+      .then(function (doc) {
+        var perBackend = {};
+        var wide = [];
+        doc.active.forEach(function (a) {
+          if (a.labels.backend !== undefined) { perBackend[a.labels.backend] = (perBackend[a.labels.backend] || 0) + 1; }
+          else { wide.push(a); }
+        });
+        Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
+          var td = row.querySelector('td[data-key="firing"]');
+          if (!td) { return; }
+          var n = perBackend[row.dataset.name] || 0;
+          td.dataset.value = String(n);
+          td.className = "num " + (n ? "bad" : "ok");
+          td.textContent = "";
+          if (n) { var a = document.createElement("a"); a.href = "/alerts"; a.textContent = String(n); td.appendChild(a); }
+          else { td.textContent = "0"; }
+        });
+        var section = document.getElementById("fleet-alerts");
+        var list = document.getElementById("fleet-alerts-list");
+        var title = document.getElementById("fleet-alerts-title");
+        if (!section || !list || !title) { return; }
+        section.hidden = wide.length === 0;
+        section.className = "notice " + (wide.length ? "bad" : "ok");
+        title.textContent = wide.length + " firing beyond single backends (SLOs, GPUs, certificates)";
+        list.textContent = "";
+        wide.forEach(function (a) {
+          var li = document.createElement("li");
+          var name = document.createElement("span");
+          name.className = a.labels.severity || "";
+          name.textContent = a.labels.alertname || a.rule;
+          li.appendChild(name);
+          var labels = Object.keys(a.labels).filter(function (k) { return k !== "alertname" && k !== "severity"; })
+            .sort().map(function (k) { return k + "=" + a.labels[k]; }).join(" ");
+          li.appendChild(document.createTextNode(" " + labels + (a.annotations.summary ? " — " + a.annotations.summary : "")));
+          list.appendChild(li);
+        });
+      })
+      .catch(function () { /* the table's own refresh reports failures */ });
   }
 
   document.addEventListener("DOMContentLoaded", function () { drawCharts(); fleet(); });
