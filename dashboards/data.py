@@ -190,3 +190,58 @@ def column_thresholds(rules: Sequence[Rule], backends: Sequence[BackendConfig],
             found = [r.threshold_for(instance) for r in judges[k] if r.selector.matches(instance)]
             out[b.name][k] = min(found) if found else None
     return out
+
+
+#: backend-page chart -> the signals it draws (what an alert rule must read to be shaded on it)
+CHART_SIGNALS: dict[str, frozenset[str]] = {
+    "ttft": frozenset({c.TTFT_SECONDS}),
+    "itl": frozenset({c.ITL_SECONDS}),
+    "e2e": frozenset({c.E2E_LATENCY_SECONDS}),
+    "queue": frozenset({c.QUEUE_DEPTH, c.REQUESTS_RUNNING}),
+    "tokens": frozenset({c.PROMPT_TOKENS_TOTAL, c.GENERATION_TOKENS_TOTAL, "tokens_per_second"}),
+    "errors": frozenset({c.REQUEST_ERRORS_TOTAL, c.REQUESTS_TOTAL, "error_ratio"}),
+    "kv": frozenset({c.KV_CACHE_USAGE_RATIO}),
+    "probe": frozenset({"probe_ttft_seconds", "probe_success_ratio", c.TTFT_SECONDS}),
+}
+
+
+def shades(rule_signals: frozenset[str] | None, chart: str) -> bool:
+    """Whether an alert of a rule reading ``rule_signals`` is shaded on ``chart``: on the charts
+    of what it reads; a backend-down rule (``up``) and a rule no longer known on every chart.
+
+    >>> shades(frozenset({"ttft_seconds"}), "ttft"), shades(frozenset({"ttft_seconds"}), "kv")
+    (True, False)
+    >>> shades(frozenset({"up"}), "kv"), shades(None, "kv"), shades(frozenset({"cert_expiry_days"}), "ttft")
+    (True, True, False)
+    """
+    if rule_signals is None or "up" in rule_signals:
+        return True
+    return bool(CHART_SIGNALS.get(chart, frozenset()) & rule_signals)
+
+
+#: chart -> (the signal its data needs, what to call it)
+_NEEDS: dict[str, tuple[str, str]] = {
+    "ttft": (c.TTFT_SECONDS, "time to first token"),
+    "itl": (c.ITL_SECONDS, "inter-token latency"),
+    "e2e": (c.E2E_LATENCY_SECONDS, "end-to-end latency"),
+    "queue": (c.QUEUE_DEPTH, "queue depth"),
+    "errors": (c.REQUESTS_TOTAL, "request and error counters"),
+    "kv": (c.KV_CACHE_USAGE_RATIO, "KV-cache usage"),
+}
+ENGINE_NAMES = {"vllm": "vLLM", "tgi": "TGI", "triton": "Triton", "sglang": "SGLang", "llamacpp": "llama.cpp"}
+
+
+def missing_note(engine: str, chart: str, exported: frozenset[str], probed: bool) -> dict[str, str] | None:
+    """A note to show in place of ``chart`` when the engine does not export what it draws.
+
+    >>> missing_note("tgi", "ttft", frozenset(), False)["note"]
+    'TGI does not export time to first token. A probe (probe: in the backend config) measures it as users feel it.'
+    """
+    need = _NEEDS.get(chart)
+    if need is None or need[0] in exported:
+        return None
+    text = f"{ENGINE_NAMES.get(engine, engine)} does not export {need[1]}."
+    if chart == "ttft":
+        text += (" The probe chart below measures it as users feel it." if probed else
+                 " A probe (probe: in the backend config) measures it as users feel it.")
+    return {"note": text}

@@ -22,12 +22,17 @@ def _ms(t: float) -> int:
 def line(name: str, points: Points, *, color: str | None = None, dash: str | None = None,
          scale: float = 1.0, mode: str = "lines") -> dict[str, Any]:
     """One scatter trace; None values stay gaps."""
+    ys = [None if v is None else v * scale for _, v in points]
+    if mode == "lines" and _isolated(ys):
+        mode = "lines+markers"  # a point between gaps (or a lone one) draws nothing as a line
     trace: dict[str, Any] = {
         "type": "scatter", "mode": mode, "name": name,
         "x": [_ms(t) for t, _ in points],
-        "y": [None if v is None else v * scale for _, v in points],
+        "y": ys,
         "connectgaps": False,
     }
+    if mode == "lines+markers":
+        trace["marker"] = {"size": 5}
     style: dict[str, Any] = {}
     if color:
         style["color"] = color
@@ -36,6 +41,22 @@ def line(name: str, points: Points, *, color: str | None = None, dash: str | Non
     if style:
         trace["line"] = style
     return trace
+
+
+def _isolated(ys: Sequence[float | None]) -> bool:
+    """Whether some value has no value next to it (so no line segment would show it).
+
+    >>> _isolated([1.0, None, 2.0, 3.0]), _isolated([1.0, 2.0, None]), _isolated([None, 5.0])
+    (True, False, True)
+    """
+    for i, y in enumerate(ys):
+        if y is None:
+            continue
+        before = i > 0 and ys[i - 1] is not None
+        after = i + 1 < len(ys) and ys[i + 1] is not None
+        if not before and not after:
+            return True
+    return False
 
 
 def error_marks(errors: Sequence[tuple[float, int, str]]) -> dict[str, Any]:
@@ -56,11 +77,16 @@ def figure(title: str, traces: list[dict[str, Any]], *, y_title: str = "", y_for
     yaxis: dict[str, Any] = {"title": {"text": y_title}, "rangemode": "tozero"}
     if y_format:
         yaxis["tickformat"] = y_format
+    has_data = any(v is not None for t in traces if t.get("name") != "scrape errors" for v in t.get("y", []))
+    if y_format and y_format.endswith("%") and not has_data:
+        yaxis["range"] = [0, 1]  # an empty ratio chart: 0-100 %, not Plotly's default 0-400 %
     return {
         "data": traces,
         "layout": {
-            "title": {"text": title}, "xaxis": xaxis, "yaxis": yaxis, "height": 300,
-            "margin": {"l": 60, "r": 20, "t": 40, "b": 40}, "legend": {"orientation": "h"},
+            "title": {"text": title, "x": 0.01, "xanchor": "left"}, "xaxis": xaxis, "yaxis": yaxis, "height": 300,
+            # the toolbar stands up the right edge instead of over the title
+            "modebar": {"orientation": "v"},
+            "margin": {"l": 60, "r": 40, "t": 40, "b": 40}, "legend": {"orientation": "h"},
             "hovermode": "x unified",
         },
     }

@@ -16,7 +16,7 @@ from typing import Final
 from exporters import generic, llamacpp, sglang, tgi, triton, vllm
 from exporters.base import Adapter, AdapterFactory, Options
 
-__all__ = ["ADAPTERS", "ENGINES", "PROBE_ONLY", "make_adapter"]
+__all__ = ["ADAPTERS", "ENGINES", "PROBE_ONLY", "exported_signals", "make_adapter"]
 
 ADAPTERS: Final[dict[str, AdapterFactory]] = {
     "vllm": vllm.adapter,
@@ -37,3 +37,18 @@ def make_adapter(engine: str, options: Options | None = None) -> Adapter:
     if factory is None:
         raise KeyError(f"no scrape adapter for engine {engine!r}; expected one of {', '.join(sorted(ADAPTERS))}")
     return factory(options or {})
+
+
+_TABLES: Final = {"vllm": vllm.TABLE, "tgi": tgi.TABLE, "triton": triton.TABLE, "sglang": sglang.TABLE,
+                  "llamacpp": llamacpp.TABLE}
+
+
+def exported_signals(engine: str) -> frozenset[str] | None:
+    """The signals an engine's ``/metrics`` can give (its table's); None where it depends on the
+    backend's ``options`` (``prometheus``) or there is no ``/metrics`` (``openai``).
+
+    >>> sorted(exported_signals("llamacpp") & {"ttft_seconds", "generation_tokens_total"})
+    ['generation_tokens_total']
+    """
+    table = _TABLES.get(engine)
+    return None if table is None else frozenset(sm.signal for sm in table.signals)

@@ -83,18 +83,23 @@ async def test_backend_page_marks_the_stored_alert_periods(tmp_path: Path) -> No
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         resp = await client.get("/backends/a", params={"range": "custom", "from": "1000", "to": "2000"})
         assert resp.status_code == 200, resp.text
-        charts: list[dict[str, Any]] = Page(resp.text).charts()
-        assert len(charts) >= 6
-        for chart in charts:  # every chart of the page carries the same four periods
-            notes = chart["layout"]["annotations"]
-            assert [n["text"] for n in notes] == ["QueueDepthHigh", "BackendDown", "ErrorRateHigh", "QueueDepthHigh"]
-            rects = [(s["x0"], s["x1"]) for s in chart["layout"]["shapes"] if s["type"] == "rect"]
-            assert rects == [(1_000_000, 1_100_000), (1_000_000, 1_300_000), (1_800_000, 2_000_000),
-                             (1_900_000, 2_000_000)]
+        charts: dict[str, dict[str, Any]] = Page(resp.text).charts_by_id()
+        assert {"ttft", "itl", "e2e", "queue", "tokens", "errors", "kv"} <= set(charts)
+        # each period on the charts of the signal its rule reads; BackendDown on every chart
+        want = {"queue": ["QueueDepthHigh", "BackendDown", "QueueDepthHigh"],
+                "errors": ["BackendDown", "ErrorRateHigh"]}
+        periods = {"QueueDepthHigh": [(1_000_000, 1_100_000), (1_900_000, 2_000_000)],
+                   "BackendDown": [(1_000_000, 1_300_000)], "ErrorRateHigh": [(1_800_000, 2_000_000)]}
+        for key, chart in charts.items():
+            names = [n["text"] for n in chart["layout"]["annotations"]]
+            assert names == want.get(key, ["BackendDown"]), key
+            rects = sorted((s["x0"], s["x1"]) for s in chart["layout"]["shapes"] if s["type"] == "rect")
+            assert rects == sorted(r for rule in dict.fromkeys(names) for r in periods[rule]), key
         assert 'id="alert-spans"' in resp.text and "still firing" in resp.text and "queue 140" in resp.text
         # later, the range no longer reaches the resolved periods; the ones still firing stay
         later = await client.get("/backends/a", params={"range": "custom", "from": "2700", "to": "3000"})
-        notes = Page(later.text).charts()[0]["layout"]["annotations"]
-        assert [n["text"] for n in notes] == ["QueueDepthHigh", "CertificateExpiringSoon"]
+        notes = Page(later.text).charts_by_id()["queue"]["layout"]["annotations"]
+        assert [n["text"] for n in notes] == ["QueueDepthHigh"]  # the certificate shades no chart
         assert all("still firing" in n["hovertext"] for n in notes)
+        assert "CertificateExpiringSoon" in later.text  # but is listed above the charts
     store.close()

@@ -66,6 +66,11 @@ class Page(HTMLParser):
     def charts(self) -> list[dict[str, Any]]:
         return [json.loads(body) for attrs, body in self.scripts if "chart-data" in (attrs.get("class") or "")]
 
+    def charts_by_id(self) -> dict[str, dict[str, Any]]:
+        """Chart id (``ttft``, ``queue`` …) -> its figure."""
+        return {(attrs.get("data-target") or "").removeprefix("chart-"): json.loads(body)
+                for attrs, body in self.scripts if "chart-data" in (attrs.get("class") or "")}
+
 
 def _value(api: dict[str, Any], key: str) -> Any:
     cur: Any = api

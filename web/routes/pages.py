@@ -26,6 +26,7 @@ from core.units import parse_duration
 from dashboards import data as d
 from dashboards import figures as f
 from web.deps import Ctx, WebContext
+from exporters.adapters import exported_signals
 from web.render import error_page, html, level, when
 
 router = APIRouter()
@@ -195,8 +196,12 @@ def _backend(ctx: WebContext, b: BackendConfig, until: float, window: float) -> 
     spans = d.alert_spans(ctx.alert_store.alert_history(since=until - window, limit=HISTORY_LIMIT),
                           ctx.alert_states().values(),
                           name, until - window, until)
-    for _, fig in charts:
-        f.add_alert_marks(fig, spans, xr)
+    reads_of = {r.name: frozenset(n.signal for n in r.needs()) for r in ctx.cfg.rules_in_force}
+    for key, fig in charts:
+        f.add_alert_marks(fig, [s for s in spans if d.shades(reads_of.get(s.rule), key)], xr)
+    exported = exported_signals(b.engine)
+    if exported is not None:  # in place of an empty chart: why it is empty
+        charts = [(key, d.missing_note(b.engine, key, exported, b.probe is not None) or fig) for key, fig in charts]
     summary = query.backend_summary(
         query.WindowData.fetch(reads, until, min(window, 300.0), [name], [name] if b.probe else []), b)
     st = reads.metrics.latest_status().get(name)
