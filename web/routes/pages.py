@@ -25,8 +25,8 @@ from core import conventions as c
 from core.units import parse_duration
 from dashboards import data as d
 from dashboards import figures as f
-from web.deps import Ctx, WebContext
 from exporters.adapters import exported_signals
+from web.deps import Ctx, WebContext
 from web.render import error_page, html, level, when
 
 router = APIRouter()
