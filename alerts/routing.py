@@ -32,7 +32,7 @@ arrive meanwhile), later changes (new alerts, resolves, repeats) ``group_interva
 group's previous message, or with the pending one. The dispatcher sends a receiver's due
 notifications of one group as **one message** listing them (Slack, webhook, Alertmanager);
 PagerDuty keeps one incident per alert (``dedup_key`` = the alert's fingerprint; one backend's
-alert never hides another's). Defaults ``0s``/``0s``: no waiting, and one message per group per
+alert never hides another's) unless its notifier says ``incident_per: group``. Defaults ``0s``/``0s``: no waiting, and one message per group per
 evaluation round.
 
 **Inhibition** (``inhibit_rules:``): an alert matching a rule's ``target_match``/``target_match_re``
