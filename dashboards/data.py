@@ -245,3 +245,16 @@ def missing_note(engine: str, chart: str, exported: frozenset[str], probed: bool
         text += (" The probe chart below measures it as users feel it." if probed else
                  " A probe (probe: in the backend config) measures it as users feel it.")
     return {"note": text}
+
+
+def signal_threshold(rules: Sequence[Rule], signal: str) -> float | None:
+    """The lowest threshold of the rules of the form ``<signal> > t`` (its latest value), the
+    value above which the rules in force call it bad; None when none reads it.
+
+    >>> from alerts.rulepack import DEFAULT_RULES
+    >>> signal_threshold(DEFAULT_RULES, "gpu_memory_used_ratio"), signal_threshold(DEFAULT_RULES, "x")
+    (0.98, None)
+    """
+    return min((r.parsed.threshold for r in rules
+                if isinstance(r.parsed.left, Query) and r.parsed.left.fn == "last"
+                and r.parsed.left.signal == signal and r.parsed.op in (">", ">=")), default=None)

@@ -83,10 +83,12 @@ def figure(title: str, traces: list[dict[str, Any]], *, y_title: str = "", y_for
     return {
         "data": traces,
         "layout": {
-            "title": {"text": title, "x": 0.01, "xanchor": "left"}, "xaxis": xaxis, "yaxis": yaxis, "height": 300,
-            # the toolbar stands up the right edge instead of over the title
+            "title": {"text": title, "x": 0.01, "xanchor": "left"}, "xaxis": xaxis, "yaxis": yaxis, "height": 330,
+            # the toolbar stands up the right edge instead of over the title; the legend sits below
+            # the axis title, clear of the date line Plotly prints under the first time tick
             "modebar": {"orientation": "v"},
-            "margin": {"l": 60, "r": 40, "t": 40, "b": 40}, "legend": {"orientation": "h"},
+            "margin": {"l": 60, "r": 40, "t": 40, "b": 90},
+            "legend": {"orientation": "h", "y": -0.36, "yanchor": "top", "x": 0, "xanchor": "left"},
             "hovermode": "x unified",
         },
     }

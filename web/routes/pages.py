@@ -228,7 +228,12 @@ async def backend_page(ctx: Ctx, name: str, rng: str = Query("1h", alias="range"
 def _gpus(ctx: WebContext, until: float, window: float) -> dict[str, Any]:
     reads = ctx.reads
     latest = reads.observations.latest_gpus(until - window)
-    gpus = [query.gpu_view(ts, g) for ts, g in latest]
+    # coloured against the GPU memory rule in force (GPUMemoryHigh: 98 % unless overridden)
+    bad = d.signal_threshold(ctx.cfg.rules_in_force, "gpu_memory_used_ratio")
+    gpus = [{**query.gpu_view(ts, g), "used_cls": level(g.memory_used_bytes / g.memory_total_bytes
+                                                        if g.memory_used_bytes is not None and g.memory_total_bytes
+                                                        else None, bad), "used_bad": bad}
+            for ts, g in latest]
     xr = (until - window, until)
     mem_charts: list[tuple[str, dict[str, Any]]] = []
     util: dict[str, d.Points] = {}
