@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from alerts.matchers import Matcher, parse_silence_matchers
-from alerts.templates import format_in
+from core.formatting import fmt_unit
 
 State = Literal["inactive", "pending", "firing", "resolved"]
 Severity = Literal["info", "warning", "critical", "page", "ticket"]
@@ -93,8 +93,8 @@ class Notification:
 
     @property
     def value_text(self) -> str:
-        """The value in its unit ("734ms", "1.23%", "153"; "n/a" when there is none)."""
-        return format_in(self.value, self.unit)
+        """The value in its unit ("734 ms", "1.2 %", "153"; "–" when there is none)."""
+        return fmt_unit(self.value, self.unit)
 
     @property
     def severity(self) -> str:

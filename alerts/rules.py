@@ -506,7 +506,7 @@ class Rule(ConfigModel):
 
     @property
     def unit(self) -> ValueUnit:
-        """What the rule's value is measured in, for messages (``alerts.templates.format_in``):
+        """What the rule's value is measured in, for messages (``core.formatting.fmt_unit``):
         a latency in seconds, a ratio, days, a per-second rate, or a plain number.
 
         >>> [Rule(name="x", expr=e).unit for e in ("p99(ttft_seconds[5m]) > 1s", "kv_cache_usage_ratio > 90%",

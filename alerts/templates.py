@@ -214,25 +214,3 @@ def template_problems(template: str) -> list[str]:
                 problems.append(f"unknown filter {name!r} in {m.group(0)!r}; expected one of "
                                 + ", ".join(sorted(FILTERS)))
     return problems
-
-
-def format_in(v: float | None, unit: str) -> str:
-    """An alert's value in its rule's unit (``Rule.unit``), for notifications and pages.
-
-    >>> [format_in(v, u) for v, u in ((0.734, "seconds"), (0.0123, "ratio"), (2.5, "days"), (14.4, "x"),
-    ...  (1234.5, "per_second"), (153.0, ""), (None, "seconds"), (float("nan"), "ratio"))]
-    ['734ms', '1.23%', '2.5 days', '14.4x', '1.23k/s', '153', 'n/a', 'n/a']
-    """
-    if v is None or not math.isfinite(v):
-        return "n/a"
-    if unit == "seconds":
-        return format_duration(v)
-    if unit == "ratio":
-        return format_percent(v)
-    if unit == "days":
-        return f"{_sig(v, 3)} days"
-    if unit == "x":
-        return f"{_sig(v, 3)}x"
-    if unit == "per_second":
-        return f"{format_humanize(v)}/s"
-    return format_value(v) if v.is_integer() else format_humanize(v)

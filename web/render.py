@@ -1,42 +1,25 @@
 """HTML rendering shared by every page: the Jinja2 environment (autoescape on), the filters the
 templates use (``fmt``, ``when``, ``jv``) and page-styled error answers.
 
-``fmt`` is mirrored by ``static/dashboard.js`` for the fleet page's auto-refresh.
+``fmt`` is ``core.formatting.fmt`` (shared with the alerts page and the notifications), mirrored
+by ``static/dashboard.js`` for the fleet page's auto-refresh.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from datetime import UTC, datetime
 from pathlib import Path
 
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from core.formatting import fmt
+
 __all__ = ["env", "error_page", "fmt", "html", "level", "when"]
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True, default_for_string=True))
-
-
-def fmt(v: float | None, kind: str) -> str:
-    """A figure as the fleet table shows it: ``s`` (ms below 1 s), ``pct``, ``int``, ``bytes``, ``num``.
-
-    >>> fmt(0.25, "s"), fmt(2.5, "s"), fmt(0.125, "pct"), fmt(None, "num")
-    ('250 ms', '2.50 s', '12.5 %', '–')
-    """
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    if kind == "s":
-        return f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s"
-    if kind == "pct":
-        return f"{v * 100:.1f} %"
-    if kind == "int":
-        return f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}"
-    if kind == "bytes":
-        return f"{v / 2**30:.1f} GiB"
-    return f"{v:.1f}"
 
 
 def level(v: float | None, bad: float | None) -> str:

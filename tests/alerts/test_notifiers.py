@@ -99,7 +99,7 @@ SLACK_TRIGGER = {
     "attachments": [{"color": "#d00000", "blocks": [
         {"type": "section", "fields": [
             {"type": "mrkdwn", "text": "*Backend*\nvllm-a"},
-            {"type": "mrkdwn", "text": "*Value*\n3.2s"},
+            {"type": "mrkdwn", "text": "*Value*\n3.20 s"},
             {"type": "mrkdwn", "text": "*Severity*\ncritical"},
             {"type": "mrkdwn", "text": "*Started*\n2024-05-01T12:00:00Z"},
             {"type": "mrkdwn", "text": "*Labels*\nengine=vllm"},
@@ -119,7 +119,7 @@ SLACK_RESOLVE = {
     "attachments": [{"color": "#2eb886", "blocks": [
         {"type": "section", "fields": [
             {"type": "mrkdwn", "text": "*Backend*\nvllm-a"},
-            {"type": "mrkdwn", "text": "*Value*\n3.2s"},
+            {"type": "mrkdwn", "text": "*Value*\n3.20 s"},
             {"type": "mrkdwn", "text": "*Severity*\ncritical"},
             {"type": "mrkdwn", "text": "*Started*\n2024-05-01T12:00:00Z"},
             {"type": "mrkdwn", "text": "*Resolved*\n2024-05-01T12:12:34Z"},
@@ -138,7 +138,7 @@ PAGERDUTY_TRIGGER = {
         "timestamp": "2024-05-01T12:00:00Z",
         "component": "vllm",
         "class": "high_ttft",
-        "custom_details": {"labels": LABELS, "annotations": ANNOTATIONS, "value": 3.2, "value_text": "3.2s"},
+        "custom_details": {"labels": LABELS, "annotations": ANNOTATIONS, "value": 3.2, "value_text": "3.20 s"},
     },
     "links": [{"href": DASH, "text": "inferwatch dashboard"}],
     "client": "inferwatch",
@@ -200,14 +200,14 @@ def test_messages_show_units_other_labels_and_runbook_links() -> None:
                      annotations={**ANNOTATIONS, "runbook_url": "https://runbooks.internal/ttft"})
     slack = build("slack", config("slack", SLACK_URL)).build_payload(n)
     fields = {f["text"].split("\n")[0]: f["text"].split("\n")[1] for f in slack["attachments"][0]["blocks"][0]["fields"]}
-    assert fields["*Value*"] == "1.23%"
+    assert fields["*Value*"] == "1.2 %"
     assert fields["*Labels*"] == "engine=vllm, model=llama-3.1-8b, region=eu"
     buttons = {e["text"]["text"]: e["url"] for e in slack["attachments"][0]["blocks"][1]["elements"]}
     assert buttons == {"Open dashboard": DASH, "Runbook": "https://runbooks.internal/ttft"}
     pd = build("pagerduty", config("pagerduty", "https://events.pagerduty.com/v2/enqueue")).build_payload(n)
     assert pd["links"] == [{"href": DASH, "text": "inferwatch dashboard"},
                            {"href": "https://runbooks.internal/ttft", "text": "Runbook"}]
-    assert pd["client_url"] == DASH and pd["payload"]["custom_details"]["value_text"] == "1.23%"
+    assert pd["client_url"] == DASH and pd["payload"]["custom_details"]["value_text"] == "1.2 %"
     plain = replace(n, annotations={**ANNOTATIONS, "runbook_url": "see the wiki"}, value=153.0, unit="")
     assert "Runbook" not in str(build("slack", config("slack", SLACK_URL)).build_payload(plain))
     assert build("slack", config("slack", SLACK_URL)).build_payload(plain)["attachments"][0]["blocks"][0][
@@ -262,7 +262,7 @@ def test_slack_without_summary_names_alert_and_backend_and_escapes_mrkdwn() -> N
     payload = SlackNotifier({"webhook_url": SLACK_URL}).build_payload(
         notification(annotations={}, labels={**LABELS, "backend": "a<b>&c"}, value=None))
     assert payload["blocks"][1]["text"]["text"] == "HighTTFT on a&lt;b&gt;&amp;c"
-    assert payload["attachments"][0]["blocks"][0]["fields"][1]["text"] == "*Value*\nn/a"
+    assert payload["attachments"][0]["blocks"][0]["fields"][1]["text"] == "*Value*\n–"
 
 
 def test_slack_repeat_says_still_firing() -> None:

@@ -17,8 +17,8 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from alerts.templates import format_in
 from collector.summary import Json
+from core.formatting import fmt_unit
 from web.deps import Ctx, WebContext
 from web.render import env, when
 from web.routes.silences import silence_from_body
@@ -52,7 +52,7 @@ async def _page(ctx: WebContext, request: Request, error: str | None = None, for
     shown = sorted((s for s in states.values() if s.state in ("pending", "firing")),
                    key=lambda a: (a.state != "firing", a.labels.get("alertname", "")))
     active = [{"fingerprint": s.fingerprint, "state": s.state, "labels": dict(s.labels),
-               "annotations": dict(s.annotations), "value": format_in(s.value, units.get(s.rule, "")),
+               "annotations": dict(s.annotations), "value": fmt_unit(s.value, units.get(s.rule, "")),
                "since": when(s.fired_at or s.active_since), "muted": muted.get(s.fingerprint)} for s in shown]
     prefill = states.get(request.query_params.get("silence", ""))
     if form is None and prefill is not None:  # "Silence…" on an alert: its labels, ready to submit
@@ -62,7 +62,7 @@ async def _page(ctx: WebContext, request: Request, error: str | None = None, for
                "created_by": s.created_by, "comment": s.comment}
               for s in await run_in_threadpool(ctx.silences.list_silences)]
     history = [{"when": when(t.ts), "labels": dict(t.labels), "old": t.old, "new": t.new,
-                "value": format_in(t.value, units.get(t.rule, ""))}
+                "value": fmt_unit(t.value, units.get(t.rule, ""))}
                for t in await run_in_threadpool(ctx.alert_store.alert_history, None, None, 50)]
     token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
     html = env.get_template("alerts.html").render(

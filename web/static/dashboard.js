@@ -17,7 +17,12 @@
   // -- formatting: mirrors web/render.py fmt() and level() -------------------------------------
   function fmt(v, kind) {
     if (v === null || v === undefined || Number.isNaN(v)) { return "–"; }
-    if (kind === "s") { return v < 1 ? (v * 1000).toFixed(0) + " ms" : v.toFixed(2) + " s"; }
+    if (kind === "s") {
+      if (Math.abs(v) < 1) { return (v * 1000).toFixed(0) + " ms"; }
+      if (Math.abs(v) < 60) { return v.toFixed(2) + " s"; }
+      var whole = Math.round(v), h = Math.floor(whole / 3600), m = Math.floor((whole % 3600) / 60), sec = whole % 60;
+      return h ? h + "h " + String(m).padStart(2, "0") + "m" : m + "m " + String(sec).padStart(2, "0") + "s";
+    }
     if (kind === "pct") { return (v * 100).toFixed(1) + " %"; }
     if (kind === "int") { return Number.isInteger(v) ? v.toFixed(0) : v.toFixed(1); }
     return v.toFixed(1);
