@@ -17,6 +17,7 @@ from inferwatch.stores import Stores
 from sim.engines import make_renderer
 from sim.state import Profile, SimBackend
 from tests.e2e_helpers import Clock, harness
+from tests.web.test_dashboard import Page
 from web.app import create_app
 
 PROFILE = Profile(request_rate=4.0, queue_depth=5, running=9, kv_cache_usage=0.3, error_ratio=0.1)
@@ -222,6 +223,8 @@ async def test_a_down_backend_has_no_present_tense(store_url: str) -> None:
                    "prefix_cache_hit_ratio")
         assert {k: down[k] for k in current} == dict.fromkeys(current)
         assert all(v is None for m in down["models"].values() for v in m.values() if not isinstance(v, dict))
+        row = Page((await h.api.get("/")).text).rows["multi"]  # the fleet page: no last tokens/s either
+        assert row["status"] == "down" and row["tokens_per_second"] == "null" and row["queue_depth"] == "null"
         text = (await h.api.get("/metrics")).text
         fams = {f.name: f for f in text_string_to_metric_families(text)}
         assert [s.value for s in fams["inferwatch_backend_up"].samples if s.labels["backend"] == "multi"] == [0.0]
