@@ -166,8 +166,13 @@ class Service:
                 await self.discoverer.refresh(self.clock())
                 if new.discovery and self._discovery is None:
                     self._discovery = asyncio.create_task(self._discover(), name="discovery")
+            try:
+                started, stopped = await self._apply(self._merged(new))
+            except Exception as exc:  # a bug, not a bad file: say so, keep serving
+                log.exception("[service.reload] applying %s failed", self.config_path)
+                self.reloads.successful, self.reloads.error = False, f"applying the config failed: {exc}"
+                return False, self.reloads.error
             self.file_cfg = new
-            started, stopped = await self._apply(self._merged(new))
             self.reloads.successful, self.reloads.error = True, None
             self.reloads.last_success = self.clock()
             message = (f"reloaded {self.config_path}: {len(self.cfg.backends)} backends, {len(self.alerts.rules)} rules, "
