@@ -5,7 +5,7 @@ the notifications (``static/dashboard.js`` mirrors ``fmt`` for the fleet table's
 
 >>> [fmt(v, k) for v, k in ((0.25, "s"), (2.5, "s"), (125.0, "s"), (0.125, "pct"), (3.0, "int"),
 ...  (1.5 * 2**30, "bytes"), (2.5, "days"), (14.4, "x"), (1234.5, "per_s"), (491.63, "num"), (153.0, "plain"),
-...  (0.2085, "plain"), (None, "num"))]
+...  (0.20851, "plain"), (None, "num"))]
 ['250 ms', '2.50 s', '2m 05s', '12.5 %', '3', '1.5 GiB', '2.5 days', '14.4x', '1.23k/s', '491.6', '153', '0.209', '–']
 """
 

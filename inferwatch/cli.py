@@ -34,15 +34,17 @@ def _version() -> str:
         return "unknown"
 
 
-def catch_stop_signals() -> None:
+def catch_stop_signals(server: uvicorn.Server) -> None:
     """SIGTERM and SIGINT stop inferwatch gracefully. uvicorn catches them while it serves, shuts
     the web server down, restores the handlers it found and raises the signal again: these
     handlers then let ``serve()`` return so that the service's own stop runs (scrapes written,
-    the outbox handed over). A further signal during that stop exits at once."""
+    the outbox handed over). A signal that comes before uvicorn serves asks it to stop as soon as
+    it starts. A further signal during the stop exits at once."""
     seen: list[int] = []
 
     def on_signal(sig: int, frame: object) -> None:
         seen.append(sig)
+        server.should_exit = True
         if len(seen) > 1:
             os._exit(128 + sig)
 
@@ -69,7 +71,7 @@ def _serve(cfg: Config, extra: object = None, banner: str | None = None, config_
         server = service.server()
         await service.start()
         settle_heap()
-        catch_stop_signals()
+        catch_stop_signals(server)
         reloads: set[asyncio.Task[tuple[bool, str]]] = set()
 
         def on_hup() -> None:  # SIGHUP: reload the config file, as Prometheus does
@@ -146,7 +148,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         server = service.server()
         await service.start()
         settle_heap()
-        catch_stop_signals()
+        catch_stop_signals(server)
         script = asyncio.create_task(IncidentScript(fleet, period=args.incident_period).run())
         print(f"inferwatch demo ({_version()}): {len(cfg.backends)} simulated backends, storage {shown_url(cfg.storage)}\n"
               f"  dashboard  http://{cfg.web.listen}/\n"

@@ -87,6 +87,10 @@ class Service:
 
     def server(self) -> uvicorn.Server:
         # open requests get HTTP_GRACE seconds after SIGTERM, then their connections are closed
+        # (uvicorn cancels them and would log each as a traceback: not news at a stop)
+        error_log = logging.getLogger("uvicorn.error")
+        if not any(isinstance(f, _CancelledAtStop) for f in error_log.filters):
+            error_log.addFilter(_CancelledAtStop())
         return uvicorn.Server(uvicorn.Config(self.app, host=self.cfg.web.host, port=self.cfg.web.port,
                                              log_level="warning", access_log=False,
                                              timeout_graceful_shutdown=HTTP_GRACE))
@@ -219,6 +223,16 @@ class Service:
             except Exception:
                 log.exception("[service.maintenance] retention/downsampling failed; next pass in %gs",
                               MAINTENANCE_INTERVAL)
+
+
+class _CancelledAtStop(logging.Filter):
+    """Drops uvicorn's "Exception in ASGI application" for a request cancelled by the graceful
+    shutdown's deadline; a stop then says one line ("Cancel N running task(s)…"), not a traceback
+    per open request."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, asyncio.CancelledError)
 
 
 async def in_daemon_thread(fn: Callable[[float], None], arg: float) -> None:
