@@ -28,7 +28,7 @@ from alerts.model import AlertState, Notification, Transition
 from alerts.notifiers import Notifier
 from alerts.outbox import AlertStore
 from alerts.routing import GroupId, Planned, Router, Sent, group_messages, plan
-from alerts.rules import Rule
+from alerts.rules import Rule, value_units
 from alerts.silences import SilenceStore
 from alerts.slo_data import burn_values
 from collector.query import Reads
@@ -64,6 +64,11 @@ def planned_notification(p: Planned, now: float, dashboard: str | None, seq: int
                    group_key=p.group_key, group_labels=dict(p.group), unit=unit, group_firing=p.group_firing)
 
 
+def _resend(notifiers: Mapping[str, Notifier]) -> dict[str, float]:
+    """Receivers with a resend interval of their own (the Alertmanager notifier's)."""
+    return {name: every for name, n in notifiers.items() if (every := getattr(n, "resend_interval", 0.0)) > 0}
+
+
 class AlertEngine:
     def __init__(self, cfg: AlertingConfig, reads: Reads, store: AlertStore, silences: SilenceStore, http: httpx.AsyncClient,
                  clock: Callable[[], float] = time.time,
@@ -77,14 +82,12 @@ class AlertEngine:
         self.rules = list(rules) if rules is not None else list(cfg.rules_in_force)
         self.burn_rules = cfg.burn_rules
         #: rule name -> the unit of its value (burn-rate alerts: a factor)
-        self.units: dict[str, str] = {**{r.name: r.unit for r in self.rules},
-                                      **{b.rule.name: "x" for b in self.burn_rules}}
+        self.units = value_units(self.rules, (b.rule for b in self.burn_rules))
         self.notifiers = dict(notifiers) if notifiers is not None else cfg.notifier_set
         self.dispatcher = Dispatcher(store, self.notifiers, http, clock=clock)
         self.router: Router = router if router is not None else cfg.router
         #: receivers that must hear of a firing alert at least this often (Alertmanager's endsAt)
-        self.resend: dict[str, float] = {name: every for name, n in self.notifiers.items()
-                                         if (every := getattr(n, "resend_interval", 0.0)) > 0}
+        self.resend = _resend(self.notifiers)
         self.sent: dict[tuple[str, str], Sent] = {}
         self.groups: dict[GroupId, float] = {}  # (receiver, group) -> when its last message was due
         self.muted: dict[str, str] = {}  # fingerprint -> why (silenced by <id> / inhibited), last round
@@ -105,12 +108,11 @@ class AlertEngine:
         self.cfg = cfg
         self.rules = list(cfg.rules_in_force)
         self.burn_rules = cfg.burn_rules
-        self.units = {**{r.name: r.unit for r in self.rules}, **{b.rule.name: "x" for b in self.burn_rules}}
+        self.units = value_units(self.rules, (b.rule for b in self.burn_rules))
         self.notifiers = cfg.notifier_set
         self.dispatcher.set_notifiers(self.notifiers)
         self.router = cfg.router
-        self.resend = {name: every for name, n in self.notifiers.items()
-                       if (every := getattr(n, "resend_interval", 0.0)) > 0}
+        self.resend = _resend(self.notifiers)
         self._unrouted.clear()
         self._budget = refresh_budget(self.rules, len(cfg.backends), cfg.evaluation_interval)
 

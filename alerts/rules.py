@@ -39,7 +39,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Annotated, Final, Literal, get_args
@@ -537,3 +537,9 @@ class Rule(ConfigModel):
     def holds(self, value: float, instance: Mapping[str, str]) -> bool:
         """Whether the condition is true for this instance's value."""
         return self.parsed.holds(value, self.threshold_for(instance))
+
+
+def value_units(rules: Iterable[Rule], burn_rules: Iterable[Rule] = ()) -> dict[str, str]:
+    """Rule name -> the unit of its alerts' value (``Rule.unit``); an SLO's burn-rate rules give
+    a factor ("x")."""
+    return {**{r.name: r.unit for r in rules}, **{r.name: "x" for r in burn_rules}}

@@ -1,7 +1,7 @@
 """How inferwatch writes a number for people: one module for the pages' tables, the alerts page and
 the notifications (``static/dashboard.js`` mirrors ``fmt`` for the fleet table's live refresh).
 
-``fmt(v, kind)`` with ``kind`` one of ``KINDS``; ``"–"`` for no value (None or NaN).
+``fmt(v, kind)`` with ``kind`` one of ``Kind``; ``"–"`` for no value (None or NaN).
 
 >>> [fmt(v, k) for v, k in ((0.25, "s"), (2.5, "s"), (125.0, "s"), (0.125, "pct"), (3.0, "int"),
 ...  (1.5 * 2**30, "bytes"), (2.5, "days"), (14.4, "x"), (1234.5, "per_s"), (491.63, "num"), (153.0, "plain"),
@@ -14,10 +14,9 @@ from __future__ import annotations
 import math
 from typing import Final, Literal
 
-__all__ = ["KINDS", "UNIT_KINDS", "Kind", "fmt", "fmt_unit"]
+__all__ = ["UNIT_KINDS", "Kind", "fmt", "fmt_unit"]
 
 Kind = Literal["s", "pct", "int", "bytes", "days", "x", "per_s", "num", "plain"]
-KINDS: Final[tuple[Kind, ...]] = ("s", "pct", "int", "bytes", "days", "x", "per_s", "num", "plain")
 #: an alert rule's value unit (``alerts.rules.Rule.unit``) -> how it is written
 UNIT_KINDS: Final[dict[str, Kind]] = {"seconds": "s", "ratio": "pct", "days": "days", "x": "x",
                                       "per_second": "per_s", "": "plain"}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.metadata
 import logging
 import os
 import shutil
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from alerts.routing import Router
+from core.build import VERSION
 from inferwatch.config import Config, ConfigError, load
 from inferwatch.oncall import add_commands
 from inferwatch.startup import StartupError, check_port, open_stores, shown_url
@@ -25,13 +25,6 @@ if TYPE_CHECKING:
     from inferwatch.service import Service
 
 log = logging.getLogger("inferwatch")
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("inferwatch")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def catch_stop_signals(server: uvicorn.Server) -> None:
@@ -105,7 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"inferwatch: refusing to start, the config has problems:\n{exc}", file=sys.stderr)
         return 2
-    banner = (f"inferwatch {_version()}: {len(cfg.backends)} backends, storage {shown_url(cfg.storage)}, "
+    banner = (f"inferwatch {VERSION}: {len(cfg.backends)} backends, storage {shown_url(cfg.storage)}, "
               f"dashboard http://{cfg.web.listen}/")
     return _serve(cfg, banner=banner, config_path=args.config)
 
@@ -150,7 +143,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         settle_heap()
         catch_stop_signals(server)
         script = asyncio.create_task(IncidentScript(fleet, period=args.incident_period).run())
-        print(f"inferwatch demo ({_version()}): {len(cfg.backends)} simulated backends, storage {shown_url(cfg.storage)}\n"
+        print(f"inferwatch demo ({VERSION}): {len(cfg.backends)} simulated backends, storage {shown_url(cfg.storage)}\n"
               f"  dashboard  http://{cfg.web.listen}/\n"
               f"  JSON API   http://{cfg.web.listen}/api/v1/backends\n"
               f"  metrics    http://{cfg.web.listen}/metrics\n"

@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,14 +21,11 @@ import httpx
 import pytest
 import yaml
 
+from tests.alertmanager_helpers import free_port
+
 BACKENDS = 200
 STOP_WITHIN = 10.0
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _Silent(threading.Thread):
@@ -37,7 +33,7 @@ class _Silent(threading.Thread):
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
-        self.port = _free_port()
+        self.port = free_port()
         self.accepted = 0
         self._ready = threading.Event()
 
@@ -81,7 +77,7 @@ def test_sigterm_under_load_stops_within_10s_and_loses_nothing(tmp_path: Path) -
     try:
         _wait_for(urls_file, fleet)
         urls = json.loads(urls_file.read_text())
-        port = _free_port()
+        port = free_port()
         db = tmp_path / "iw.db"
         cfg = {
             "storage": f"sqlite:///{db}", "scrape_interval": "2s", "evaluation_interval": "2s",

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,14 +19,10 @@ from inferwatch.stores import Stores
 from sim.engines import make_renderer
 from sim.server import SimFleet
 from sim.state import Profile, SimBackend
+from tests.alertmanager_helpers import free_port
 
 TOKEN = "oncall-token-0123456789"
 
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -37,7 +32,7 @@ async def running(tmp_path: Path) -> AsyncIterator[str]:
     busy.incident.queue_extra = 150
     fleet = SimFleet([busy])
     await fleet.start()
-    port = _port()
+    port = free_port()
     cfg = parse({"storage": f"sqlite:///{tmp_path / 'iw.db'}", "scrape_interval": "1s", "evaluation_interval": "1s",
                  "web": {"listen": f"127.0.0.1:{port}", "auth": {"tokens": [TOKEN]}},
                  "backends": [{"name": "vllm-a", "engine": "vllm", "url": fleet.url("vllm-a"),

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,14 +24,10 @@ from inferwatch.stores import Stores
 from sim.engines import make_renderer
 from sim.server import SimFleet
 from sim.state import Profile, SimBackend
+from tests.alertmanager_helpers import free_port
 
 TOKEN = "reload-token-0123456789"
 
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _config(tmp: Path, port: int, fleet: SimFleet, names: list[str], **extra: Any) -> dict[str, Any]:
@@ -68,7 +63,7 @@ async def _wait(check: Any, timeout: float = 15.0) -> Any:
 
 async def test_post_reload_applies_backends_and_rules_and_keeps_alert_state(
         tmp_path: Path, fleet: SimFleet, caplog: pytest.LogCaptureFixture) -> None:
-    port = _port()
+    port = free_port()
     path = tmp_path / "inferwatch.yaml"
     path.write_text(yaml.safe_dump(_config(tmp_path, port, fleet, ["vllm-a", "vllm-b"])))
     cfg = load(path)
@@ -151,7 +146,7 @@ def test_sighup_reloads_a_running_inferwatch(tmp_path: Path) -> None:
                 for i, n in enumerate(("vllm-a", "vllm-b"))]
         fleet = SimFleet(sims)
         await fleet.start()
-        port = _port()
+        port = free_port()
         path = tmp_path / "inferwatch.yaml"
         path.write_text(yaml.safe_dump(_config(tmp_path, port, fleet, ["vllm-a"])))
         proc = subprocess.Popen([sys.executable, "-m", "inferwatch", "run", "-c", str(path)], cwd=tmp_path,

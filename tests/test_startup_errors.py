@@ -3,10 +3,12 @@ the fix, exit code 1 (2 for a bad flag), no traceback unless ``--log-level debug
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -34,11 +36,17 @@ def _short(res: subprocess.CompletedProcess[str]) -> list[str]:
     return lines
 
 
-def test_demo_on_a_port_in_use_says_how_to_choose_another(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _busy_port() -> Iterator[int]:
+    """A loopback port something else listens on."""
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        port = busy.getsockname()[1]
+        yield int(busy.getsockname()[1])
+
+
+def test_demo_on_a_port_in_use_says_how_to_choose_another(tmp_path: Path) -> None:
+    with _busy_port() as port:
         res = _run("demo", "--port", str(port), "--duration", "1", cwd=tmp_path)
     assert res.returncode == 1
     (line,) = _short(res)
@@ -48,10 +56,7 @@ def test_demo_on_a_port_in_use_says_how_to_choose_another(tmp_path: Path) -> Non
 
 
 def test_run_on_a_port_in_use_names_web_listen(tmp_path: Path) -> None:
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
+    with _busy_port() as port:
         cfg = _config(tmp_path, web={"listen": f"127.0.0.1:{port}"})
         res = _run("run", "-c", str(cfg), cwd=tmp_path)
     assert res.returncode == 1

@@ -8,7 +8,6 @@ build their own app around their own stores. Routes receive it all as one ``WebC
 
 from __future__ import annotations
 
-import importlib.metadata
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -21,6 +20,7 @@ from alerts.outbox import AlertStore
 from alerts.silences import SilenceStore
 from collector.query import Reads
 from collector.scheduler import Collector
+from core.build import VERSION
 from web import security
 from web.config import AppConfig
 from web.deps import ReloadState, WebContext, app_context
@@ -48,7 +48,7 @@ def create_app(cfg: AppConfig, reads: Reads, alert_store: AlertStore, silence_st
                alerts: AlertEngine | None = None) -> FastAPI:
     # FastAPI's Swagger UI loads its script from a CDN, which our CSP (and an offline cluster)
     # blocks: /api/docs is our own page over the same OpenAPI document (web/routes/pages.py)
-    app = FastAPI(title="inferwatch", version=_version(), docs_url=None, redoc_url=None,
+    app = FastAPI(title="inferwatch", version=VERSION, docs_url=None, redoc_url=None,
                   openapi_url="/api/openapi.json")
     ctx = WebContext(cfg, reads, alert_store, silence_store, collector, alerts, clock, ReloadState(last_success=clock()))
     app.state.inferwatch = ctx
@@ -63,13 +63,6 @@ def create_app(cfg: AppConfig, reads: Reads, alert_store: AlertStore, silence_st
         # the OpenAPI document (and /api/docs) describes the API, not the HTML pages and assets
         app.include_router(module.router, include_in_schema=module not in (alert_pages, pages, static))
     return app
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("inferwatch")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def reconfigure_app(app: FastAPI, cfg: AppConfig) -> None:

@@ -24,6 +24,7 @@ from starlette.applications import Starlette
 from alerts.engine import AlertEngine
 from alerts.model import AlertState
 from alerts.outbox import AlertStore
+from alerts.rules import value_units
 from alerts.silences import SilenceStore
 from collector import query
 from collector.config import BackendConfig
@@ -66,7 +67,7 @@ class WebContext:
         """Rule name -> the unit of its value (``Rule.unit``; SLO burn-rate alerts: a factor)."""
         if self.engine is not None:
             return dict(self.engine.units)
-        return {**{r.name: r.unit for r in self.cfg.rules_in_force}, **{b.rule.name: "x" for b in self.cfg.burn_rules}}
+        return value_units(self.cfg.rules_in_force, (b.rule for b in self.cfg.burn_rules))
 
     @cached_property
     def thresholds(self) -> dict[str, dict[str, float | None]]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import platform
 from collections.abc import Callable, Iterable
-from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -32,6 +31,7 @@ from alerts.engine import AlertEngine
 from alerts.slo_data import SloFigures, slo_figures
 from collector.summary import BackendSummary, Figures, ProbeSummary, Quantiles
 from core import conventions as c
+from core.build import VERSION
 from core.numbers import LatencyHistogram
 from core.samples import CertResult, GpuSample
 from core.units import format_window
@@ -39,10 +39,6 @@ from web.deps import WebContext
 
 __all__ = ["AlertMetrics", "FleetCollector"]
 
-try:
-    _VERSION = version("inferwatch")
-except PackageNotFoundError:  # run from a source tree that was never installed
-    _VERSION = "unknown"
 
 #: the window of the windowed figures (rates, quantiles) ``/metrics`` exports
 WINDOW = 300.0
@@ -317,7 +313,7 @@ def _le(bound: float) -> str:
 def _build_info() -> Metric:
     info = GaugeMetricFamily(c.METRIC_BUILD_INFO, "inferwatch's version and the Python it runs on (value 1).",
                              labels=["version", "python"])
-    info.add_metric([_VERSION, platform.python_version()], 1.0)
+    info.add_metric([VERSION, platform.python_version()], 1.0)
     return info
 
 

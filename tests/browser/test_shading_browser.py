@@ -4,7 +4,6 @@ chart, a certificate alert on none (it is listed above the charts)."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from pathlib import Path
@@ -13,30 +12,17 @@ from typing import Any
 import pytest
 import uvicorn
 
-from inferwatch.config import parse
-from inferwatch.stores import Stores
+from tests.alertmanager_helpers import free_port
 from tests.browser.conftest import screenshot
-from tests.dashboards.test_alert_marks import HISTORY, STATES
-from web.app import create_app
+from tests.dashboards.test_alert_marks import marked_app
 
 pytestmark = pytest.mark.slow
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def test_alert_periods_are_shaded_on_the_charts_of_their_signal(tmp_path: Path, browser: Any) -> None:
-    store = Stores.open(f"sqlite:///{tmp_path}/shade.db")
-    store.migrate()
-    store.alerts.record_transitions(HISTORY)
-    store.alerts.save_alert_states({s.fingerprint: s for s in STATES})
-    cfg = parse({"storage": f"sqlite:///{tmp_path}/shade.db", "gpus": {"nvml": "off"},
-                 "backends": [{"name": "a", "engine": "vllm", "url": "http://127.0.0.1:9"}]})
-    app = create_app(cfg, store.reads, store.alerts, store.silences, clock=lambda: 2_000.0)
-    port = _port()
+    app, store = marked_app(tmp_path)
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -28,6 +28,7 @@ from inferwatch.stores import Stores
 from sim.engines import make_renderer
 from sim.server import SimFleet
 from sim.state import Profile, SimBackend
+from tests.alertmanager_helpers import free_port
 
 
 def _sd(**kw: Any) -> DiscoveryConfig:
@@ -155,9 +156,7 @@ class _HttpSD(threading.Thread):
         super().__init__(daemon=True)
         self.body: object = []
         self.status = 200
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        self.port = free_port()
         self.ready = threading.Event()
 
     def run(self) -> None:

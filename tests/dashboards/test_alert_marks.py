@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
 from alerts.model import AlertState, Transition, fingerprint
 from dashboards import data as d
@@ -72,14 +73,19 @@ def test_marks_are_clipped_to_the_range_and_escaped() -> None:
     assert shapes[1]["fillcolor"] == f.SEVERITY_COLORS["critical"]
 
 
-async def test_backend_page_marks_the_stored_alert_periods(tmp_path: Path) -> None:
+def marked_app(tmp_path: Path) -> tuple[FastAPI, Stores]:
+    """The web app of backend ``a`` with ``HISTORY`` and ``STATES`` stored, its clock at 2,000 s."""
     store = Stores.open(f"sqlite:///{tmp_path}/marks.db")
     store.migrate()
     store.alerts.record_transitions(HISTORY)
     store.alerts.save_alert_states({s.fingerprint: s for s in STATES})
     cfg = parse({"storage": f"sqlite:///{tmp_path}/marks.db", "gpus": {"nvml": "off"},
                  "backends": [{"name": "a", "engine": "vllm", "url": "http://127.0.0.1:9"}]})
-    app = create_app(cfg, store.reads, store.alerts, store.silences, clock=lambda: 2_000.0)
+    return create_app(cfg, store.reads, store.alerts, store.silences, clock=lambda: 2_000.0), store
+
+
+async def test_backend_page_marks_the_stored_alert_periods(tmp_path: Path) -> None:
+    app, store = marked_app(tmp_path)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         resp = await client.get("/backends/a", params={"range": "custom", "from": "1000", "to": "2000"})
         assert resp.status_code == 200, resp.text
