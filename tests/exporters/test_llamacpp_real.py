@@ -94,8 +94,9 @@ class Engine:
 
     async def counters(self) -> dict[tuple[str, str], float]:
         async with httpx.AsyncClient() as http:
-            body = (await http.get(f"{self.url}/metrics", timeout=5)).content
-        return dict(TABLE.normalise(parse(body)).counters)
+            resp = await http.get(f"{self.url}/metrics", timeout=5)
+        resp.raise_for_status()  # a restarting llama-server answers 503 (loading the model) with JSON
+        return dict(TABLE.normalise(parse(resp.content)).counters)
 
 
 @dataclass
@@ -147,7 +148,8 @@ class Truth:
     async def run(self, stop: asyncio.Event) -> None:
         offset, last = 0.0, 0.0
         while not stop.is_set():
-            with contextlib.suppress(httpx.HTTPError, KeyError):
+            # one failed read (engine down or starting) must not end the sampling
+            with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
                 value = (await self.engine.counters())[("generation_tokens_total", "")]
                 if value < last:  # restarted: its count starts from zero
                     offset += last
