@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from core.audit import AuditResult
+
 #: (signal, model).  ``model`` is "" where the engine does not say which model.
 SeriesKey = tuple[str, str]
 
@@ -207,4 +209,4 @@ class GpuReading:
 
 
 #: What a source's ``collect`` gives (``exporters.base.Source``): never an exception.
-Observation = ScrapeResult | ProbeResult | CertResult | GpuReading
+Observation = ScrapeResult | ProbeResult | CertResult | GpuReading | AuditResult

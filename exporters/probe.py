@@ -43,7 +43,7 @@ from exporters.base import Clock, Schedule
 from exporters.http import Http
 from exporters.sse import Api, MalformedChunk, SSEDecoder, SSEError, SSEEvent, parse_chunk
 
-__all__ = ["ConnectTimings", "OneShotTransport", "StreamProbe", "TimingBackend", "probe"]
+__all__ = ["ConnectTimings", "OneShotTransport", "StreamProbe", "TimingBackend", "endpoint_url", "probe"]
 
 _ERROR_BODY_BYTES = 1024
 _ERROR_TEXT_CHARS = 200
@@ -251,7 +251,8 @@ class _Run:
         self.done = False
 
 
-def _endpoint(url: str, api: Api) -> str:
+def endpoint_url(url: str, api: Api) -> str:
+    """The completions endpoint under a base URL: ``/v1`` is added unless the URL ends so."""
     base = url.rstrip("/")
     if not base.endswith("/v1"):
         base += "/v1"
@@ -322,7 +323,7 @@ async def _exchange(transport: OneShotTransport, run: _Run, url: str, api: Api, 
     # trust_env=False: an HTTP(S)_PROXY from the environment would mount another transport
     async with httpx.AsyncClient(transport=transport, timeout=None, follow_redirects=False,
                                  trust_env=False) as client:
-        request = client.build_request("POST", _endpoint(url, api), json=body, headers=headers)
+        request = client.build_request("POST", endpoint_url(url, api), json=body, headers=headers)
         run.start = time.perf_counter()
         resp = await client.send(request, stream=True)
         async with contextlib.aclosing(resp):
