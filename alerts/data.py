@@ -6,7 +6,10 @@ The I/O half of rule evaluation (``alerts/evaluate.py`` is the pure half). Insta
   ``error_ratio`` / ``tokens_per_second`` and the probe signals;
 * per GPU — ``{host, gpu, uuid}`` — for ``gpu_memory_used_ratio``;
 * per TLS target — ``{target}`` — for ``cert_expiry_days`` (days until the *earliest* expiry in
-  the presented chain: an expiring intermediate breaks clients as surely as the leaf).
+  the presented chain: an expiring intermediate breaks clients as surely as the leaf);
+* per audit target and checklist item — ``{target, check}`` — for ``audit_check`` (the last
+  run's 1 pass / 0.5 warn / 0 fail; a skipped item has no value) and ``audit_check_regressed``
+  (1 when the item fails now and an earlier stored run passed it, else 0).
 
 Every figure comes from ``collector.query`` so that an alert and the dashboard agree; windows
 are fetched once per evaluation and shared by every rule that uses them.
@@ -25,6 +28,7 @@ from collector.config import BackendConfig, CollectorSettings
 from collector.sources import tls_target
 from collector.store import StatusRow
 from core import conventions as c
+from core.audit import STATUS_VALUE
 
 DEFAULT_WINDOW = 300.0
 REFERENCE_TTL = 300.0  # a baseline's reference (median over hours) is recomputed at most this often
@@ -189,7 +193,22 @@ def _kind(rule: Rule) -> str:
         return "gpu"
     if "cert_expiry_days" in signals:
         return "cert"
+    if signals & {"audit_check", "audit_check_regressed"}:
+        return "audit"
     return "backend"
+
+
+def _audit_values(reads: query.Reads, regressed: bool) -> list[tuple[dict[str, str], float | None]]:
+    out: list[tuple[dict[str, str], float | None]] = []
+    for s in reads.observations.audit_states():
+        if s.status == "skip":
+            continue
+        if regressed:
+            value: float | None = 1.0 if s.status == "fail" and s.passed_before else 0.0
+        else:
+            value = STATUS_VALUE[s.status]
+        out.append(({"target": s.target, "check": s.check}, value))
+    return out
 
 
 def fetch_values(rules: Sequence[Rule], reads: query.Reads, cfg: CollectorSettings, now: float,
@@ -201,6 +220,7 @@ def fetch_values(rules: Sequence[Rule], reads: query.Reads, cfg: CollectorSettin
     f = Fetcher(reads, cfg, now, references, budget)
     gpus: list[tuple[dict[str, str], float | None]] | None = None
     certs: list[tuple[dict[str, str], float | None]] | None = None
+    audits: dict[bool, list[tuple[dict[str, str], float | None]]] = {}
     out: dict[str, dict[LabelSet, float | None]] = {}
     for rule in rules:
         per: dict[LabelSet, float | None] = {}
@@ -221,6 +241,11 @@ def fetch_values(rules: Sequence[Rule], reads: query.Reads, cfg: CollectorSettin
                         inst[c.LABEL_BACKEND] = owners[r.target]
                     certs.append((inst, (min(ends) - now) / 86400.0 if ends else None))
             instances = certs
+        elif kind == "audit":
+            regressed = "audit_check_regressed" in {n.signal for n in rule.needs()}
+            if audits.get(regressed) is None:
+                audits[regressed] = _audit_values(reads, regressed)
+            instances = audits[regressed]
         else:
             instances = []
             for b in cfg.backends:

@@ -44,6 +44,10 @@ _GAUGES: dict[str, str] = {
     "probe_success_ratio": c.METRIC_PROBE_SUCCESS + "{sel}",
     "gpu_memory_used_ratio": f"({c.METRIC_GPU_MEMORY_USED}{{sel}} / {c.METRIC_GPU_MEMORY_TOTAL}{{sel}})",
     "cert_expiry_days": f"(({c.METRIC_CERT_EXPIRY}{{sel}} - time()) / 86400)",
+    "audit_check": c.METRIC_AUDIT_CHECK + "{sel}",
+    # fails now and passed within the last 30 days (inferwatch's own evaluation asks its stored history)
+    "audit_check_regressed": f"(({c.METRIC_AUDIT_CHECK}{{sel}} == bool 0) * "
+                             f"(max_over_time({c.METRIC_AUDIT_CHECK}{{sel}}[30d]) == bool 1))",
 }
 _SEVERITY = {"page": "critical", "ticket": "warning"}
 _FILTERS = {"duration": "humanizeDuration", "percent": "humanizePercentage", "humanize": "humanize"}

@@ -12,6 +12,12 @@
 | BackendDown | ``up == 0`` | 1m | critical |
 | CertificateExpiringSoon | ``cert_expiry_days < 14`` | 0 | warning |
 | CertificateExpiryCritical | ``cert_expiry_days < 3`` | 0 | critical |
+| AuditCheckRegressed | ``audit_check_regressed == 1`` | 0 | critical |
+
+**Audits.** ``AuditCheckRegressed`` pages when an item of an endpoint's deployment checklist
+(``audits:``) fails now and an earlier stored run passed it: a change broke it (a proxy began
+buffering streams, HSTS was dropped, a rate limit removed). Items that never passed are on the
+audit page, not paged; a stricter team adds ``audit_check < 1`` (any warn or fail) as its own rule.
 
 **GPU memory.** vLLM and SGLang preallocate most of a GPU's memory for their KV cache by design
 (vLLM's ``--gpu-memory-utilization`` defaults to 0.9, SGLang's ``--mem-fraction-static`` to about
@@ -39,7 +45,8 @@ waits for before anything appears, and it rises first when the queue or prefill 
 
 Instances: per backend (``{backend}`` plus the backend's labels) for the backend rules, per GPU
 (``{host, gpu, uuid}``) for GPUMemoryHigh, per TLS target (``{target: "host:port"}``, plus
-``backend`` where the target is a backend's URL) for the certificate rules. ``per_backend``
+``backend`` where the target is a backend's URL) for the certificate rules, per audit target
+and check (``{target, check}``) for the audit rule. ``per_backend``
 thresholds apply to instances that carry a ``backend`` label.
 
 User rules from config (``with_user_rules``) are appended; one named like a default replaces it.
@@ -143,6 +150,16 @@ _PACK: Final[tuple[dict[str, Any], ...]] = (
         "severity": "warning",
         "annotations": {
             "summary": "certificate of {{ target }} expires in {{ value | humanize }} days",
+        },
+    },
+    {
+        "name": "AuditCheckRegressed",
+        "expr": "audit_check_regressed == 1",
+        "severity": "critical",
+        "annotations": {
+            "summary": "{{ target }}: deployment check {{ check }} fails now; it passed before",
+            "description": "A change broke an item of the endpoint's deployment checklist (see the audit "
+                           "page for what was observed and the fix).",
         },
     },
     {

@@ -82,6 +82,8 @@ DERIVED_SIGNALS: Final[dict[str, cv.SignalKind]] = {
     "tokens_per_second": "gauge",  # generation tokens per second
     "gpu_memory_used_ratio": "gauge",  # per GPU, used / total, 0..1
     "cert_expiry_days": "gauge",  # per TLS target, days until the leaf expires
+    "audit_check": "gauge",  # per audit target and check: 1 pass, 0.5 warn, 0 fail (last run)
+    "audit_check_regressed": "gauge",  # per audit target and check: 1 when it fails now and passed before
     "probe_success_ratio": "gauge",  # share of probes that succeeded, 0..1
     "probe_ttft_seconds": "histogram",  # probe observations (exact percentiles)
 }

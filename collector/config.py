@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, JsonValue, field_validator, model_validator
 
+from core.audit import CHECKS, GROUPS
 from core.labels import RESERVED_LABELS, is_label_name
 from core.schema import ConfigModel
 from core.units import PositiveDuration, PositiveSize, Threshold
@@ -21,7 +22,7 @@ from exporters.base import OptionsError
 from exporters.families import SeriesLimits
 
 __all__ = [
-    "BackendConfig", "CollectorSettings", "DcgmTarget", "GpusConfig", "ProbeConfig", "ProbeTargets",
+    "AuditConfig", "BackendConfig", "CollectorSettings", "DcgmTarget", "GpusConfig", "ProbeConfig", "ProbeTargets",
     "TlsTargetConfig", "collector_problems",
 ]
 
@@ -86,6 +87,45 @@ class TlsTargetConfig(ConfigModel):
     @property
     def host(self) -> str:
         return urlsplit(self.url if "://" in self.url else f"https://{self.url}").hostname or ""
+
+
+class AuditConfig(ConfigModel):
+    """One endpoint whose deployment checklist is run every ``interval`` (``exporters.audit``):
+    ``url`` is the API's base URL; ``name`` (default: the URL) names it in the ``target`` label."""
+
+    url: str
+    name: str | None = Field(default=None, min_length=1)
+    model: str | None = None  # default: the first model /v1/models lists
+    api_key: str | None = None  # sent as Authorization: Bearer; write ${ENV_VAR} to keep it out of the file
+    api: Literal["chat", "completions"] = "chat"
+    interval: PositiveDuration = 3600.0
+    timeout: PositiveDuration = 30.0  # each request but the long generation
+    burst: int = Field(20, ge=1, le=200)  # requests sent at once by the rate-limit check
+    stream_tokens: int = Field(64, ge=8, le=4096)  # the incremental-streaming check's generation
+    long_tokens: int = Field(1024, ge=1, le=65536)  # the long generation that must not be cut
+    long_timeout: PositiveDuration = 600.0
+    nameserver: str | None = None  # ip or ip:port instead of the system resolver (DNS checks)
+    ca_file: str | None = None
+    skip: list[str] = Field(default_factory=list)  # check or group names not to run
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _http_url(v, "https://api.example.com (the API's base URL)").rstrip("/")
+
+    @field_validator("skip")
+    @classmethod
+    def _skip(cls, v: list[str]) -> list[str]:
+        known = [*GROUPS, *CHECKS]
+        for name in v:
+            if name not in known:
+                raise ValueError(f"unknown check {name!r}; expected a group ({', '.join(GROUPS)}) or a check "
+                                 f"({', '.join(CHECKS)})")
+        return v
+
+    @property
+    def target(self) -> str:
+        return self.name or self.url
 
 
 class BackendConfig(ConfigModel):
@@ -255,6 +295,7 @@ class CollectorSettings(ConfigModel):
     tls: list[TlsTargetConfig] = Field(default_factory=list)
     tls_check_interval: PositiveDuration = 300.0  # for https backends checked automatically
     tls_check_timeout: PositiveDuration = 10.0  # for https backends checked automatically
+    audits: list[AuditConfig] = Field(default_factory=list)  # deployment checklists (exporters/audit.py)
 
     @model_validator(mode="after")
     def _timeouts(self) -> CollectorSettings:
@@ -307,4 +348,10 @@ def collector_problems(cfg: CollectorSettings) -> list[str]:
             problems.append(f"backends[{i}].probe: engine {b.engine!r} has no /metrics; it needs a probe: section")
         if b.timeout is not None and b.timeout > cfg.interval_for(b):
             problems.append(f"backends[{i}].timeout: {b.timeout:g}s exceeds the scrape interval ({cfg.interval_for(b):g}s)")
+    targets: dict[str, int] = {}
+    for i, a in enumerate(cfg.audits):
+        if a.target in targets:
+            problems.append(f"audits[{i}].name: duplicate audit {a.target!r} (also audits[{targets[a.target]}]); "
+                            "give each a distinct name")
+        targets.setdefault(a.target, i)
     return problems

@@ -5,20 +5,24 @@ tables live in ``storage.database.metadata`` and are created by migration ``0002
 * ``probe_results``: one row per probe, raw (probe percentiles are exact, computed from these
   rows); the inter-token gaps as compact JSON.
 * ``certificates``: the latest check per target (upserted) — what the API and ``/metrics`` show.
-* ``gpu_samples``: one row per GPU (or MIG device) per reading, for charts over time.
+* ``gpu_samples``: one row per GPU (or MIG device) per reading, for charts over time;
+* ``audit_results``: one row per checklist item per audit run (migration ``0007``), for the
+  checklist page's history and the pass-to-fail alert.
 
-All three are expired by ``ObservationStore.expire`` (after ``Retention.rollup_seconds``).
+All four are expired by ``ObservationStore.expire`` (after ``Retention.rollup_seconds``).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
+from core.audit import CHECKS, AuditResult, CheckResult, Status
 from core.numbers import finite
 from core.samples import CertResult, GpuProcess, GpuSample, ProbeResult
 from storage.database import Database, metadata
@@ -26,7 +30,7 @@ from storage.database import Database, metadata
 _COLS_PROBE_TIMES = ("dns_seconds", "connect_seconds", "tls_seconds", "ttft_seconds", "e2e_seconds")
 
 
-__all__ = ["ObservationStore"]
+__all__ = ["AuditState", "ObservationStore"]
 
 
 def _define_tables() -> tuple[sa.Table, sa.Table, sa.Table]:
@@ -95,6 +99,32 @@ def _define_tables() -> tuple[sa.Table, sa.Table, sa.Table]:
 
 probe_results, certificates, gpu_samples = _define_tables()
 
+audit_results = sa.Table(
+    "audit_results",
+    metadata,
+    sa.Column("ts", sa.Double, nullable=False),
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("check_name", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("observed", sa.Text, nullable=False),
+    sa.Column("fix", sa.Text, nullable=True),
+    sa.Column("duration", sa.Double, nullable=False),
+    sa.Index("ix_audit_results_target_ts", "target", "ts"),
+    sa.Index("ix_audit_results_ts", "ts"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditState:
+    """One check of one audit target as the alert rules see it: the latest run's status, and
+    whether an earlier run (still stored) passed it."""
+
+    target: str
+    check: str
+    status: Status
+    passed_before: bool
+
 
 class ObservationStore:
     """Writes and reads of probe results, certificate checks and GPU samples."""
@@ -102,16 +132,19 @@ class ObservationStore:
     probe_results = probe_results
     certificates = certificates
     gpu_samples = gpu_samples
+    audit_results = audit_results
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
     def write_observations(self, probes: Sequence[ProbeResult] = (), certs: Sequence[CertResult] = (),
-                           gpus: Sequence[tuple[float, GpuSample]] = ()) -> None:
+                           gpus: Sequence[tuple[float, GpuSample]] = (), audits: Sequence[AuditResult] = ()) -> None:
         """One transaction for the lot; ``gpus`` are (reading time, sample) pairs."""
-        if not (probes or certs or gpus):
+        if not (probes or certs or gpus or audits):
             return
         with self.db.engine.begin() as conn:
+            if audits:
+                conn.execute(self.audit_results.insert(), [_audit_row(a, c) for a in audits for c in a.checks])
             if probes:
                 conn.execute(self.probe_results.insert(), [_probe_row(p) for p in probes])
             if gpus:
@@ -173,10 +206,40 @@ class ObservationStore:
         with self.db.engine.connect() as conn:
             return [(float(r.ts), _gpu_from_row(r._mapping)) for r in conn.execute(q)]
 
+    def latest_audits(self) -> list[AuditResult]:
+        """The newest run of every audit target, by target name."""
+        t = self.audit_results
+        newest = sa.select(t.c.target, sa.func.max(t.c.ts).label("mts")).group_by(t.c.target).subquery()
+        q = (sa.select(t).join(newest, sa.and_(t.c.target == newest.c.target, t.c.ts == newest.c.mts))
+             .order_by(t.c.target))
+        with self.db.engine.connect() as conn:
+            return _audits(conn.execute(q))
+
+    def audit_history(self, target: str, since: float, limit: int = 200) -> list[AuditResult]:
+        """The runs of ``target`` after ``since``, newest first, at most ``limit``."""
+        t = self.audit_results
+        times = (sa.select(t.c.ts).where(t.c.target == target, t.c.ts > since).group_by(t.c.ts)
+                 .order_by(t.c.ts.desc()).limit(limit).subquery())
+        q = sa.select(t).where(t.c.target == target, t.c.ts.in_(sa.select(times.c.ts)))
+        with self.db.engine.connect() as conn:
+            return sorted(_audits(conn.execute(q)), key=lambda a: -a.ts)
+
+    def audit_states(self) -> list[AuditState]:
+        """Every check of every target's newest run, and whether an earlier stored run passed it
+        (two indexed queries, whatever the history's length)."""
+        t = self.audit_results
+        passed = (sa.select(t.c.target, t.c.check_name, sa.func.max(t.c.ts).label("pts"))
+                  .where(t.c.status == "pass").group_by(t.c.target, t.c.check_name))
+        with self.db.engine.connect() as conn:
+            last_pass = {(r.target, r.check_name): float(r.pts) for r in conn.execute(passed)}
+        return [AuditState(a.target, c.check, c.status, last_pass.get((a.target, c.check), a.ts) < a.ts)
+                for a in self.latest_audits() for c in a.checks]
+
     def expire(self, before: float) -> None:
-        """Delete every probe result, GPU sample and certificate check at or before ``before``."""
+        """Delete every probe result, GPU sample, certificate check and audit result at or before
+        ``before``."""
         with self.db.engine.begin() as conn:
-            for t in (self.probe_results, self.gpu_samples, self.certificates):
+            for t in (self.probe_results, self.gpu_samples, self.certificates, self.audit_results):
                 conn.execute(sa.delete(t).where(t.c.ts <= before))
 
 
@@ -247,3 +310,20 @@ def _gpu_from_row(m: sa.RowMapping) -> GpuSample:
         errors=tuple(json.loads(m["errors"])),
         sm_clock_hertz=m["sm_clock_hertz"], tensor_active_ratio=m["tensor_active_ratio"], last_xid=m["last_xid"],
     )
+
+
+def _audit_row(a: AuditResult, c: CheckResult) -> dict[str, Any]:
+    return {"ts": float(a.ts), "target": a.target, "url": a.url, "check_name": c.check, "status": c.status,
+            "observed": c.observed, "fix": c.fix, "duration": float(a.duration)}
+
+
+def _audits(rows: Iterable[sa.Row[Any]]) -> list[AuditResult]:
+    """Rows (any order) -> one ``AuditResult`` per (target, ts), checks in checklist order."""
+    runs: dict[tuple[str, float], tuple[str, float, list[CheckResult]]] = {}
+    for r in rows:
+        key = (r.target, float(r.ts))
+        run = runs.setdefault(key, (r.url, float(r.duration), []))
+        run[2].append(CheckResult(r.check_name, r.status, r.observed, r.fix))
+    order = {name: i for i, name in enumerate(CHECKS)}
+    return [AuditResult(target, url, ts, duration, tuple(sorted(checks, key=lambda c: order.get(c.check, 99))))
+            for (target, ts), (url, duration, checks) in runs.items()]

@@ -30,6 +30,7 @@ from collector.observations import ObservationStore
 from collector.sources import build_sources, local_host, nvml_source, source_key
 from collector.store import MetricsStore
 from collector.transport import PerOriginTransport
+from core.audit import AuditResult
 from core.numbers import LatencyHistogram
 from core.samples import (
     CertResult,
@@ -121,7 +122,7 @@ class Collector:
         self._cursors_loaded = False
         self._queue: asyncio.Queue[Observation] = asyncio.Queue()
         self._pending: list[ScrapeRecord] = []
-        self._observed: list[ProbeResult | CertResult | GpuReading] = []
+        self._observed: list[ProbeResult | CertResult | GpuReading | AuditResult] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._running: dict[int, asyncio.Task[None]] = {}  # id(source) -> its task
         self._sem = asyncio.Semaphore(cfg.scrape_concurrency)
@@ -342,11 +343,12 @@ class Collector:
             probes = [o for o in observed if isinstance(o, ProbeResult)]
             certs = [o for o in observed if isinstance(o, CertResult)]
             readings = [o for o in observed if isinstance(o, GpuReading)]
+            audits = [o for o in observed if isinstance(o, AuditResult)]
             for r in readings:
                 self.gpu_errors[r.source] = r.error
             gpus = [(r.ts, g) for r in readings for g in r.samples]
             try:
-                await asyncio.to_thread(self.observations.write_observations, probes, certs, gpus)
+                await asyncio.to_thread(self.observations.write_observations, probes, certs, gpus, audits)
             except Exception as exc:
                 self.write_failures += 1
                 self._write_failed(exc, len(observed))

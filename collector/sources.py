@@ -13,8 +13,9 @@ import ssl
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-from collector.config import BackendConfig, CollectorSettings
+from collector.config import AuditConfig, BackendConfig, CollectorSettings
 from exporters.adapters import PROBE_ONLY, make_adapter
+from exporters.audit import AuditSource, AuditSpec
 from exporters.base import Source
 from exporters.dcgm import DcgmScrape
 from exporters.gpu_scrape import WANTED_TRITON, from_triton
@@ -24,7 +25,7 @@ from exporters.probe import StreamProbe
 from exporters.scrape import EngineScrape
 from exporters.tls import TlsCheck
 
-__all__ = ["build_sources", "engine_scrape", "nvml_source", "source_key", "tls_checks", "tls_target"]
+__all__ = ["audit_spec", "build_sources", "engine_scrape", "nvml_source", "source_key", "tls_checks", "tls_target"]
 
 #: the collector-wide settings every scrape and probe is built with
 _COMMON = frozenset(CollectorSettings.model_fields) - {"backends", "discovery"}
@@ -66,8 +67,15 @@ def tls_checks(cfg: CollectorSettings) -> list[TlsCheck]:
     return list(out.values())
 
 
+def audit_spec(a: AuditConfig) -> AuditSpec:
+    return AuditSpec(name=a.target, url=a.url, model=a.model, api_key=a.api_key, api=a.api, burst=a.burst,
+                     stream_tokens=a.stream_tokens, long_tokens=a.long_tokens, timeout=a.timeout,
+                     long_timeout=a.long_timeout, nameserver=a.nameserver, ca_file=a.ca_file, skip=frozenset(a.skip),
+                     interval=a.interval)
+
+
 def build_sources(cfg: CollectorSettings) -> list[Source]:
-    """Every source but local NVML: scrapes, then probes, TLS checks and dcgm-exporters."""
+    """Every source but local NVML: scrapes, then probes, TLS checks, dcgm-exporters and audits."""
     out: list[Source] = [engine_scrape(cfg, b) for b in cfg.backends if b.engine not in PROBE_ONLY]
     for b in cfg.backends:
         if b.probe is not None:
@@ -79,6 +87,7 @@ def build_sources(cfg: CollectorSettings) -> list[Source]:
     for d in cfg.gpus.dcgm:
         host = d.host or urlsplit(d.url).hostname or "?"
         out.append(DcgmScrape(d.url, host, Limits(cfg.default_timeout, cfg.max_body_bytes), gpu_interval))
+    out += [AuditSource(audit_spec(a)) for a in cfg.audits]
     return out
 
 
@@ -93,9 +102,13 @@ def local_host() -> str:
 
 def source_key(cfg: CollectorSettings, source: Source) -> tuple[str, ...]:
     """What ``source`` is made of, to tell on a reload whether it changed: a scrape's or probe's
-    backend section and the collector-wide settings; any other source's own fields."""
+    backend section and the collector-wide settings; an audit's section (its key included); any
+    other source's own fields."""
     if isinstance(source, EngineScrape | StreamProbe):
         backend = next((b for b in cfg.backends if b.name == source.backend), None)
         own = backend.model_dump_json() if backend is not None else ""
         return (type(source).__name__, source.name, own, cfg.model_dump_json(include=set(_COMMON)))
+    if isinstance(source, AuditSource):
+        own = next((a.model_dump_json() for a in cfg.audits if a.target == source.spec.name), "")
+        return (type(source).__name__, source.name, own)
     return (type(source).__name__, source.name, repr(source))

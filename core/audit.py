@@ -54,7 +54,9 @@ GROUPS: Final[dict[str, str]] = {
 
 
 def group_of(check: str) -> str:
-    """>>> group_of("hsts")
+    """The group a check belongs to.
+
+    >>> group_of("hsts")
     'http'
     """
     return CHECKS[check][0]

@@ -84,6 +84,10 @@ METRIC_GPU_LAST_XID: Final = "inferwatch_gpu_last_xid_error"
 METRIC_CERT_CHAIN_EXPIRY: Final = "inferwatch_cert_chain_expiry_timestamp_seconds"
 METRIC_CERT_VERIFIED: Final = "inferwatch_cert_verified"
 METRIC_CERT_HOSTNAME_MATCH: Final = "inferwatch_cert_hostname_match"
+#: deployment-checklist audits (``exporters.audit``): per target and check, 1 pass, 0.5 warn, 0 fail
+METRIC_AUDIT_CHECK: Final = "inferwatch_audit_check"
+METRIC_AUDIT_LAST_RUN: Final = "inferwatch_audit_last_run_timestamp_seconds"
+METRIC_AUDIT_DURATION: Final = "inferwatch_audit_duration_seconds"
 METRIC_TLS_CHECK_SUCCESS: Final = "inferwatch_tls_check_success"
 METRIC_TLS_VERSION_INFO: Final = "inferwatch_tls_version_info"
 # what inferwatch's streaming probe measured (what a user feels), not what the engine reports

@@ -31,6 +31,7 @@ from alerts.engine import AlertEngine
 from alerts.slo_data import SloFigures, slo_figures
 from collector.summary import BackendSummary, Figures, ProbeSummary, Quantiles
 from core import conventions as c
+from core.audit import AuditResult
 from core.build import VERSION
 from core.numbers import LatencyHistogram
 from core.samples import CertResult, GpuSample
@@ -109,6 +110,7 @@ class FleetCollector(PromCollector):
         yield from self._probe_metrics(rows)
         yield from self._cert_metrics(ctx.reads.observations.certificate_results())
         yield from self._gpu_metrics(ctx.reads.observations.latest_gpus(ctx.clock() - WINDOW))
+        yield from self._audit_metrics(ctx.reads.observations.latest_audits())
         if ctx.collector is not None:
             yield from self._self_metrics(ctx)
 
@@ -253,6 +255,21 @@ class FleetCollector(PromCollector):
             if r.tls_version:
                 version.add_metric([r.target, r.tls_version, r.cipher or ""], 1.0)
         yield from (expiry, chain, verified, name_ok, check_ok, version)
+
+    def _audit_metrics(self, audits: list[AuditResult]) -> Iterable[Metric]:
+        check = GaugeMetricFamily(c.METRIC_AUDIT_CHECK, "Deployment checklist item of the last audit: 1 pass, "
+                                  "0.5 warn, 0 fail (skipped items are absent).", labels=["target", "check"])
+        last = GaugeMetricFamily(c.METRIC_AUDIT_LAST_RUN, "When the last audit of the target started, Unix seconds.",
+                                 labels=["target"])
+        took = GaugeMetricFamily(c.METRIC_AUDIT_DURATION, "How long the last audit of the target took.",
+                                 labels=["target"])
+        for a in audits:
+            last.add_metric([a.target], a.ts)
+            took.add_metric([a.target], a.duration)
+            for r in a.checks:
+                if r.value is not None:
+                    check.add_metric([a.target, r.check], r.value)
+        yield from (check, last, took)
 
     def _gpu_metrics(self, gpus: list[tuple[float, GpuSample]]) -> Iterable[Metric]:
         labels = ["host", "gpu", "uuid", "name", "source"]

@@ -152,7 +152,7 @@ def test_parse_bad_expressions_name_the_column(text: str, message: str) -> None:
 
 
 def test_unknown_signal_without_close_match_lists_every_signal() -> None:
-    with pytest.raises(ValueError, match=r"unknown signal 'zzz'; expected one of cert_expiry_days, "
+    with pytest.raises(ValueError, match=r"unknown signal 'zzz'; expected one of audit_check, audit_check_regressed, cert_expiry_days, "
                                          r"e2e_latency_seconds, .*, up$"):
         parse_expr("zzz > 1")
 
@@ -314,6 +314,7 @@ def test_default_pack_contents() -> None:
         "BackendDown": ("up == 0", 60.0, "critical"),
         "CertificateExpiringSoon": ("cert_expiry_days < 14", 0.0, "warning"),
         "CertificateExpiryCritical": ("cert_expiry_days < 3", 0.0, "critical"),
+        "AuditCheckRegressed": ("audit_check_regressed == 1", 0.0, "critical"),
     }
     thresholds = {r.name: r.parsed.threshold for r in DEFAULT_RULES}
     assert thresholds["TTFTp50High"] == 0.5 and thresholds["TTFTp99High"] == 5.0
