@@ -121,7 +121,10 @@ def tls_verdicts(cert: CertResult, now: float, tls13: bool | None, legacy: Seque
     accepted ([] none; None: this machine cannot offer them)."""
     if not cert.ok:
         why = cert.error or "no TLS handshake"
-        return [CheckResult("tls_chain", "fail", why, "serve TLS on this port with a certificate for the host"),
+        unreachable = why.startswith(("connection", "DNS lookup", "timeout"))
+        fix = "check the URL, and that the endpoint is up and reachable from here" if unreachable \
+            else "serve TLS on this port with a certificate for the host"
+        return [CheckResult("tls_chain", "fail", why, fix),
                 *(CheckResult(n, "skip", "no TLS handshake")
                   for n in ("tls_hostname", "tls_expiry", "tls13", "tls_legacy", "tls_ocsp"))]
     out: list[CheckResult] = []

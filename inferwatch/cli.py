@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from alerts.routing import Router
 from core.build import VERSION
+from inferwatch.audit_cli import add_audit_command
 from inferwatch.config import Config, ConfigError, load
 from inferwatch.oncall import add_commands
 from inferwatch.startup import StartupError, check_port, open_stores, shown_url
@@ -299,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("files", nargs="+", type=Path)
     tr.set_defaults(func=cmd_test_rules)
     add_commands(sub, _router_of)
+    add_audit_command(sub)
     return p
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 DAY = 86400.0
 _KEY_USAGE_CA = x509.KeyUsage(digital_signature=True, content_commitment=False,
@@ -76,7 +76,7 @@ def _name(common_name: str) -> x509.Name:
 
 def _build(subject: x509.Name, key: ec.EllipticCurvePrivateKey, issuer: Issued | None,
            not_before: float, not_after: float, *, ca: bool,
-           sans: Sequence[str] = ()) -> Issued:
+           sans: Sequence[str] = (), ocsp_url: str | None = None) -> Issued:
     signer_key = issuer.key if issuer else key
     builder = (
         x509.CertificateBuilder()
@@ -105,6 +105,9 @@ def _build(subject: x509.Name, key: ec.EllipticCurvePrivateKey, issuer: Issued |
             except ValueError:
                 names.append(x509.DNSName(san))
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    if ocsp_url is not None:  # Authority Information Access: where clients may ask about revocation
+        builder = builder.add_extension(x509.AuthorityInformationAccess([x509.AccessDescription(
+            AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url))]), critical=False)
     return Issued(builder.sign(signer_key, hashes.SHA256()), key)
 
 
@@ -119,14 +122,15 @@ def make_ca(common_name: str = "inferwatch test root", *, issuer: Issued | None 
 
 
 def make_leaf(issuer: Issued | None, *sans: str, common_name: str | None = None,
-              not_before: float | None = None, not_after: float | None = None) -> Issued:
-    """A server certificate for ``sans`` (DNS names or IP literals); self-signed without issuer."""
+              not_before: float | None = None, not_after: float | None = None, ocsp_url: str | None = None) -> Issued:
+    """A server certificate for ``sans`` (DNS names or IP literals); self-signed without issuer;
+    ``ocsp_url`` names an OCSP responder (AIA), as public CAs' certificates do."""
     now = time.time()
     key = ec.generate_private_key(ec.SECP256R1())
     cn = common_name or (sans[0] if sans else "server")
     return _build(_name(cn), key, issuer,
                   now - DAY if not_before is None else not_before,
-                  now + 90 * DAY if not_after is None else not_after, ca=False, sans=sans)
+                  now + 90 * DAY if not_after is None else not_after, ca=False, sans=sans, ocsp_url=ocsp_url)
 
 
 def server_context(leaf: Issued, chain: Sequence[Issued], directory: Path, *,

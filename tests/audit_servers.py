@@ -376,3 +376,67 @@ class DnsServer(threading.Thread):
             if self.delay:
                 time.sleep(self.delay)
             self.sock.sendto(response.to_wire(), addr)
+
+
+# --- OCSP stapling (pyOpenSSL: the server side of status_request) -----------------------------------
+def ocsp_response(leaf: Issued, issuer: Issued, status: Literal["good", "revoked"]) -> bytes:
+    """A signed OCSP response about ``leaf`` from its ``issuer`` (DER), as a CA's responder gives."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509 import ocsp
+
+    now = dt.datetime.now(dt.UTC)
+    revoked = status == "revoked"
+    builder = ocsp.OCSPResponseBuilder().add_response(
+        cert=leaf.cert, issuer=issuer.cert, algorithm=hashes.SHA1(),
+        cert_status=ocsp.OCSPCertStatus.REVOKED if revoked else ocsp.OCSPCertStatus.GOOD,
+        this_update=now - dt.timedelta(hours=1), next_update=now + dt.timedelta(days=3),
+        revocation_time=now - dt.timedelta(hours=2) if revoked else None,
+        revocation_reason=x509.ReasonFlags.key_compromise if revoked else None,
+    ).responder_id(ocsp.OCSPResponderEncoding.HASH, issuer.cert)
+    return builder.sign(issuer.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+@contextlib.contextmanager
+def stapling_server(cert: tuple[str, str], staple: bytes | None) -> Iterator[int]:
+    """A TLS server (pyOpenSSL) that staples ``staple`` when the client asks (None: staples nothing)."""
+    from OpenSSL import SSL
+
+    ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+    ctx.use_certificate_chain_file(cert[0])
+    ctx.use_privatekey_file(cert[1])
+    if staple is not None:
+        ctx.set_ocsp_server_callback(lambda _conn, _data: staple)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    port = int(listener.getsockname()[1])
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with client:
+                client.setblocking(True)
+                conn = SSL.Connection(ctx, client)
+                conn.set_accept_state()
+                with contextlib.suppress(SSL.Error, OSError):
+                    conn.do_handshake()
+                    conn.shutdown()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield port
+    finally:
+        stop.set()
+        thread.join(2)
+        listener.close()
