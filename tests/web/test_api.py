@@ -11,6 +11,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from core.audit import AuditResult, CheckResult
 from core.quantiles import histogram_quantile
 from inferwatch.config import parse
 from inferwatch.stores import Stores
@@ -181,8 +182,12 @@ async def test_metrics_pass_promtool_check_metrics(tmp_path: Path) -> None:
     clock = Clock()
     async with harness(_fleet(clock), f"sqlite:///{tmp_path}/p.db", clock) as h:
         await _scraped(h)
+        h.store.observations.write_observations(audits=[AuditResult("https://api.example.com/v1", "https://api.example.com/v1", clock(), 4.2, (
+            CheckResult("hsts", "pass", "max-age=63072000"), CheckResult("cors", "fail", "*", "fix it"),
+            CheckResult("tls13", "warn", "TLS 1.2"), CheckResult("dns_ttl", "skip", "an IP address")))])
         text = (await h.api.get("/metrics")).text
     assert "inferwatch_ttft_seconds_bucket{" in text and "inferwatch_requests_total{" in text
+    assert 'inferwatch_audit_check{check="tls13",target="https://api.example.com/v1"} 0.5' in text
     res = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.strip() == "" and res.stderr.strip() == "", res.stdout + res.stderr  # not even lint warnings
