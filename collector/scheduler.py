@@ -310,6 +310,11 @@ class Collector:
             if item.gpus:
                 self._observed.append(GpuReading(item.ts, "triton", item.gpus))
         else:
+            if isinstance(item, AuditResult):
+                n = item.counts()
+                failed = [c.check for c in item.checks if c.status == "fail"]
+                log.info("[collector.audit] %s: %d pass, %d warn, %d fail%s", item.target, n["pass"], n["warn"],
+                         n["fail"], f" ({', '.join(failed)})" if failed else "")
             self._observed.append(item)
 
     async def _writer(self) -> None:

@@ -31,11 +31,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import select
 import socket
 import ssl
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 from urllib.parse import urlsplit
@@ -74,6 +76,7 @@ __all__ = ["AUDIT_ORIGIN", "AuditSource", "AuditSpec", "run_audit"]
 #: the foreign origin the CORS check sends (``.invalid`` never resolves: RFC 2606)
 AUDIT_ORIGIN = "https://inferwatch-audit.invalid"
 _PROMPT = "Count from one to one hundred, one number per line."
+_BODY_CAP = 1024 * 1024  # bytes of an answer's body the audit reads at most
 _ERROR_CHARS = 160
 
 
@@ -340,48 +343,71 @@ def _auth(spec: AuditSpec) -> dict[str, str]:
     return {"Authorization": f"Bearer {spec.api_key}"} if spec.api_key else {}
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    headers: dict[str, str]  # lower-cased names
+    body: bytes  # at most _BODY_CAP bytes
+
+
+async def _request(client: httpx.AsyncClient, method: str, url: str, timeout: float, *,
+                   json_body: dict[str, object] | None = None, headers: Mapping[str, str] | None = None) -> _Answer:
+    """One request, bounded in time as a whole (a server dripping bytes cannot hold it) and in body
+    size (a hostile or broken server cannot fill memory). Raises ``httpx.HTTPError`` or
+    ``TimeoutError``."""
+    async with asyncio.timeout(timeout):
+        async with client.stream(method, url, json=json_body, headers=dict(headers or {})) as resp:
+            body = b""
+            async for chunk in resp.aiter_raw():
+                body += chunk
+                if len(body) >= _BODY_CAP:
+                    break
+            return _Answer(resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, body[:_BODY_CAP])
+
+
 async def _first_model(client: httpx.AsyncClient, spec: AuditSpec) -> str | None:
     try:
-        resp = await client.get(_models_url(spec.url), headers=_auth(spec))
-        data = resp.json().get("data") if resp.status_code == 200 else None
-    except (httpx.HTTPError, ValueError, AttributeError):
+        answer = await _request(client, "GET", _models_url(spec.url), spec.timeout, headers=_auth(spec))
+        data = json.loads(answer.body).get("data") if answer.status == 200 else None
+    except (httpx.HTTPError, TimeoutError, ValueError, AttributeError):
         return None
     if isinstance(data, list) and data and isinstance(data[0], dict) and isinstance(data[0].get("id"), str):
         return str(data[0]["id"])
     return None
 
 
-def _lower(headers: httpx.Headers) -> dict[str, str]:
-    return {k.lower(): v for k, v in headers.items()}
-
-
 async def _headers(client: httpx.AsyncClient, spec: AuditSpec, model: str | None, https: bool) -> HeaderFacts:
     origin = {"Origin": AUDIT_ORIGIN}
     try:
         if model is not None:
-            resp = await client.post(endpoint_url(spec.url, spec.api), json=_body(spec, model, 1),
-                                     headers={**_auth(spec), **origin})
+            answer = await _request(client, "POST", endpoint_url(spec.url, spec.api), spec.timeout,
+                                    json_body=_body(spec, model, 1), headers={**_auth(spec), **origin})
         else:
-            resp = await client.get(_models_url(spec.url), headers={**_auth(spec), **origin})
-    except httpx.HTTPError as exc:
-        return HeaderFacts(https, None, {}, None, AUDIT_ORIGIN, model is not None, _short(exc))
+            answer = await _request(client, "GET", _models_url(spec.url), spec.timeout,
+                                    headers={**_auth(spec), **origin})
+    except (httpx.HTTPError, TimeoutError) as exc:
+        why = f"no answer within {spec.timeout:g}s" if isinstance(exc, TimeoutError) else _short(exc)
+        return HeaderFacts(https, None, {}, None, AUDIT_ORIGIN, model is not None, why)
     preflight: dict[str, str] | None
     try:
-        pre = await client.options(endpoint_url(spec.url, spec.api), headers={
+        pre = await _request(client, "OPTIONS", endpoint_url(spec.url, spec.api), spec.timeout, headers={
             **origin, "Access-Control-Request-Method": "POST",
             "Access-Control-Request-Headers": "authorization, content-type"})
-        preflight = _lower(pre.headers)
-    except httpx.HTTPError:
+        preflight = pre.headers
+    except (httpx.HTTPError, TimeoutError):
         preflight = None
-    return HeaderFacts(https, resp.status_code, _lower(resp.headers), preflight, AUDIT_ORIGIN, model is not None)
+    return HeaderFacts(https, answer.status, answer.headers, preflight, AUDIT_ORIGIN, model is not None)
 
 
 async def _unauthenticated(client: httpx.AsyncClient, spec: AuditSpec, model: str | None) -> CheckResult:
     try:
-        resp = await client.post(endpoint_url(spec.url, spec.api), json=_body(spec, model or "audit", 1))
+        answer = await _request(client, "POST", endpoint_url(spec.url, spec.api), spec.timeout,
+                                json_body=_body(spec, model or "audit", 1))
+    except TimeoutError:
+        return auth_verdict(None, f"no answer within {spec.timeout:g}s")
     except httpx.HTTPError as exc:
         return auth_verdict(None, _short(exc))
-    return auth_verdict(resp.status_code)
+    return auth_verdict(answer.status)
 
 
 async def _burst(spec: AuditSpec, model: str | None) -> CheckResult:
@@ -391,13 +417,13 @@ async def _burst(spec: AuditSpec, model: str | None) -> CheckResult:
         async def one() -> tuple[int | None, dict[str, str]]:
             try:
                 if model is not None:
-                    resp = await client.post(endpoint_url(spec.url, spec.api), json=_body(spec, model, 1),
-                                             headers=_auth(spec))
+                    answer = await _request(client, "POST", endpoint_url(spec.url, spec.api), spec.timeout,
+                                            json_body=_body(spec, model, 1), headers=_auth(spec))
                 else:
-                    resp = await client.get(_models_url(spec.url), headers=_auth(spec))
-            except httpx.HTTPError:
+                    answer = await _request(client, "GET", _models_url(spec.url), spec.timeout, headers=_auth(spec))
+            except (httpx.HTTPError, TimeoutError):
                 return None, {}
-            return resp.status_code, _lower(resp.headers)
+            return answer.status, answer.headers
 
         got = await asyncio.gather(*(one() for _ in range(spec.burst)))
     return rate_limit_verdict([s for s, _ in got], [h for _, h in got])

@@ -79,3 +79,27 @@ def test_config_errors_name_the_field() -> None:
     with pytest.raises(ConfigError) as exc:
         parse({**base, "audits": [{"url": "a.example"}]}, "cfg.yaml")
     assert "https://api.example.com" in str(exc.value)
+
+
+async def test_reload_starts_restarts_and_stops_audits(tmp_path: Path) -> None:
+    from collector.scheduler import Collector
+    from inferwatch.stores import Stores
+
+    def cfg(*audits: dict[str, object]):  # type: ignore[no-untyped-def]
+        return parse({"storage": f"sqlite:///{tmp_path}/r.db", "gpus": {"nvml": "off"}, "audits": list(audits)},
+                     "cfg.yaml")
+
+    a = {"name": "a", "url": "https://a.example", "api_key": "k1"}
+    b = {"name": "b", "url": "https://b.example"}
+    first = cfg(a)
+    stores = Stores.open(first.storage)
+    stores.migrate()
+    collector = Collector(first, stores.metrics, stores.observations)
+    try:
+        assert [s.name for s in collector.sources] == ["audit a"]
+        assert await collector.reconfigure(cfg(a, b)) == (["audit b"], [])
+        assert await collector.reconfigure(cfg({**a, "api_key": "k2"}, b)) == (["audit a"], ["audit a"])
+        assert await collector.reconfigure(cfg(b)) == ([], ["audit a"])
+    finally:
+        await collector.stop()
+        stores.close()

@@ -5,6 +5,7 @@ server serving a test zone."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,3 +261,37 @@ async def test_the_api_key_never_appears_in_results(pki: Pki) -> None:
         r = await run_audit(spec(f"https://localhost:{port}", pki, model="m"))
     text = repr(r)
     assert KEY not in text and "***" in observed(r, "stream_incremental")
+
+
+async def _drip(reader, writer) -> None:  # type: ignore[no-untyped-def]
+    """Answers 200 and then one byte every 0.3 s, forever."""
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+    while True:
+        writer.write(b"1\r\nx\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.3)
+
+
+async def _huge(reader, writer) -> None:  # type: ignore[no-untyped-def]
+    """Answers every request with a 64 MiB body."""
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 67108864\r\n\r\n")
+    block = b" " * 65536
+    for _ in range(1024):
+        writer.write(block)
+        await writer.drain()
+
+
+@pytest.mark.parametrize("handler", [_drip, _huge])
+async def test_a_hostile_endpoint_cannot_hold_or_flood_the_audit(pki: Pki, handler: object) -> None:
+    from tests.tls_helpers import raw_server
+
+    async with raw_server(handler) as port, asyncio.timeout(60):  # every step is bounded: it never hangs
+        r = await run_audit(spec(f"http://127.0.0.1:{port}", pki, timeout=1.0, long_timeout=2.0, burst=4,
+                                 model="m"))
+    got = statuses(r)
+    assert got["hsts"] == "fail" and got["stream_incremental"] == "fail" and got["stream_long"] == "fail"
+    if handler is _drip:
+        assert got["auth_required"] == "skip" and observed(r, "auth_required") == "no answer: no answer within 1s"
+        assert got["rate_limit"] == "fail"
