@@ -92,9 +92,14 @@ def demo_config(fleet: SimFleet, *, storage: str, listen: str, interval: str, ca
     gpus: dict[str, Any] = {"nvml": "auto"}
     if GPU_NODE in fleet.backends:  # the simulated dcgm-exporter (see ``build``)
         gpus["dcgm"] = [{"url": fleet.url(GPU_NODE) + "/metrics", "host": GPU_NODE}]
+    # the deployment checklist of the https backend's endpoint (a simulator: no HSTS, no auth, no
+    # rate limit, a certificate 10 days from expiry — the audit page has something to say)
+    audits = [{"name": s.name, "url": fleet.url(s.name), "model": s.models[0], "ca_file": ca_file, "interval": "10m",
+               "stream_tokens": 32, "long_tokens": 64, "burst": 10, "timeout": "10s", "long_timeout": "30s"}
+              for s in specs if s.tls]
     return {"storage": storage, "scrape_interval": interval, "scrape_timeout": timeout, "web": {"listen": listen},
             "tls_check_interval": "60s", "gpus": gpus, "evaluation_interval": "5s",
-            "backends": backends, "slos": demo_slos(), "rule_overrides": DEMO_RULE_OVERRIDES}
+            "backends": backends, "slos": demo_slos(), "rule_overrides": DEMO_RULE_OVERRIDES, "audits": audits}
 
 
 #: The default pack at demo speed: the same rules and thresholds over 1-minute windows with
