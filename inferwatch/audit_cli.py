@@ -15,13 +15,13 @@ import os
 import sys
 from argparse import _SubParsersAction as SubParsers
 from collections.abc import Sequence
-from typing import Any
 from urllib.parse import urlsplit
 
 from core.audit import CHECKS, GROUPS, AuditResult
+from dashboards.audits import run_json
 from exporters.audit import AuditSpec, run_audit
 
-__all__ = ["add_audit_command", "format_table", "to_json"]
+__all__ = ["add_audit_command", "format_table"]
 
 _MARK = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
 _COLOUR = {"pass": "32", "warn": "33", "fail": "31;1", "skip": "2"}
@@ -54,16 +54,6 @@ def format_table(result: AuditResult, *, colour: bool = False) -> str:
     if "other" in by_group:
         lines += ["Other", *by_group["other"]]
     return "\n".join(lines)
-
-
-def to_json(result: AuditResult) -> dict[str, Any]:
-    return {
-        "target": result.target, "url": result.url, "ts": result.ts, "duration_seconds": round(result.duration, 3),
-        "counts": result.counts(), "failed": result.failed,
-        "checks": [{"check": r.check, "group": CHECKS[r.check][0] if r.check in CHECKS else None,
-                    "status": r.status, "value": r.value, "observed": r.observed, "fix": r.fix}
-                   for r in result.checks],
-    }
 
 
 def _skip_list(text: str) -> frozenset[str]:
@@ -119,7 +109,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
                      ca_file=args.ca_file, skip=args.skip)
     result = asyncio.run(run_audit(spec))
     if args.json:
-        print(json.dumps(to_json(result), indent=2))
+        print(json.dumps(run_json(result), indent=2))
     else:
         colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
         print(format_table(result, colour=colour))

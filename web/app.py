@@ -27,6 +27,7 @@ from web.deps import ReloadState, WebContext, app_context
 from web.metrics import AlertMetrics, FleetCollector
 from web.routes import (
     alert_pages,
+    audits,
     backends,
     certificates,
     gpus,
@@ -58,10 +59,11 @@ def create_app(cfg: AppConfig, reads: Reads, alert_store: AlertStore, silence_st
         registry.register(AlertMetrics(alerts))
     app.state.registry = registry
     security.install(app, lambda: app_context(app).cfg.web.auth)
-    for module in (health, lifecycle, metrics, backends, alerts_api, silences, slos, gpus, certificates, alert_pages,
-                   pages, static):
+    for module in (health, lifecycle, metrics, backends, alerts_api, silences, slos, gpus, certificates, audits,
+                   alert_pages, pages, static):
         # the OpenAPI document (and /api/docs) describes the API, not the HTML pages and assets
         app.include_router(module.router, include_in_schema=module not in (alert_pages, pages, static))
+    app.include_router(audits.pages, include_in_schema=False)
     return app
 
 

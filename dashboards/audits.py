@@ -1,0 +1,92 @@
+"""What the audit pages and API show of stored audit runs: a run as JSON, and the checklist of
+one endpoint with each check's recent history and "since when" it has not passed. Pure, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from collector.summary import Json
+from core.audit import CHECKS, GROUPS, AuditResult, CheckResult
+
+__all__ = ["HISTORY_CELLS", "CheckRow", "checklist", "run_json"]
+
+#: runs drawn in a check's history strip (newest right)
+HISTORY_CELLS = 48
+#: status -> the CSS class the pages colour it with
+STATUS_CLASS = {"pass": "ok", "warn": "warn", "fail": "bad", "skip": "na"}
+
+
+def run_json(a: AuditResult) -> Json:
+    """One run as the API gives it."""
+    return {
+        "target": a.target, "url": a.url, "ts": a.ts, "duration_seconds": round(a.duration, 3),
+        "counts": dict(a.counts()), "failed": a.failed,
+        "checks": [{"check": c.check, "group": CHECKS[c.check][0] if c.check in CHECKS else None,
+                    "status": c.status, "value": c.value, "observed": c.observed, "fix": c.fix} for c in a.checks],
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    ts: float
+    status: str
+    observed: str
+
+    @property
+    def css(self) -> str:
+        return STATUS_CLASS.get(self.status, "na")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRow:
+    """One checklist item of an endpoint: its latest verdict, since when it has had that
+    verdict (``since``: the first run of the current streak of non-passing runs; None when it
+    passes), and its last runs, oldest first."""
+
+    group: str
+    check: str
+    asks: str
+    latest: CheckResult
+    since: float | None
+    history: tuple[Cell, ...]
+
+    @property
+    def css(self) -> str:
+        return STATUS_CLASS.get(self.latest.status, "na")
+
+
+def checklist(runs: Sequence[AuditResult]) -> list[CheckRow]:
+    """Rows of the newest run's checks, in checklist order, from ``runs`` (any order).
+
+    >>> from core.audit import AuditResult, CheckResult
+    >>> runs = [AuditResult("a", "u", ts, 1.0, (CheckResult("hsts", s, s),))
+    ...         for ts, s in ((100.0, "pass"), (200.0, "fail"), (300.0, "fail"))]
+    >>> row = checklist(runs)[0]
+    >>> row.latest.status, row.since, [c.status for c in row.history]
+    ('fail', 200.0, ['pass', 'fail', 'fail'])
+    """
+    ordered = sorted(runs, key=lambda a: a.ts)
+    if not ordered:
+        return []
+    per: dict[str, list[tuple[float, CheckResult]]] = {}
+    for a in ordered:
+        for c in a.checks:
+            per.setdefault(c.check, []).append((a.ts, c))
+    order = {name: i for i, name in enumerate(CHECKS)}
+    rows: list[CheckRow] = []
+    for c in sorted(ordered[-1].checks, key=lambda c: order.get(c.check, len(order))):
+        seen = per[c.check]
+        since = None
+        if c.status in ("warn", "fail"):
+            since = seen[-1][0]
+            for ts, r in reversed(seen):
+                if r.status == "pass":
+                    break
+                if r.status != "skip":
+                    since = ts
+        group, asks = CHECKS.get(c.check, ("other", c.check))
+        history = tuple(Cell(ts, r.status, r.observed) for ts, r in seen[-HISTORY_CELLS:])
+        rows.append(CheckRow(GROUPS.get(group, group), c.check, asks, c, since, history))
+    return rows
