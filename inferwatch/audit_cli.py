@@ -17,6 +17,7 @@ from argparse import _SubParsersAction as SubParsers
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from collector.config import is_nameserver
 from core.audit import CHECKS, GROUPS, AuditResult
 from dashboards.audits import run_json
 from exporters.audit import AuditSpec, run_audit
@@ -100,6 +101,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print(f"inferwatch audit: --api-key-env {args.api_key_env}: that environment variable is not set "
                   f"(export {args.api_key_env}=… first)", file=sys.stderr)
             return 2
+    if args.nameserver and not is_nameserver(args.nameserver):
+        print(f"inferwatch audit: --nameserver {args.nameserver}: expected an IP address, optionally with :port",
+              file=sys.stderr)
+        return 2
     if args.ca_file and not os.path.isfile(args.ca_file):
         print(f"inferwatch audit: --ca-file {args.ca_file}: no such file", file=sys.stderr)
         return 2

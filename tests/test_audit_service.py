@@ -79,6 +79,9 @@ def test_config_errors_name_the_field() -> None:
     with pytest.raises(ConfigError) as exc:
         parse({**base, "audits": [{"url": "a.example"}]}, "cfg.yaml")
     assert "https://api.example.com" in str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        parse({**base, "audits": [{"url": "https://a.example", "nameserver": "dns.example"}]}, "cfg.yaml")
+    assert "invalid nameserver 'dns.example'" in str(exc.value)
 
 
 async def test_reload_starts_restarts_and_stops_audits(tmp_path: Path) -> None:
