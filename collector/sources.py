@@ -1,6 +1,7 @@
 """Every source of a config, with the limits the config gives it: one engine scrape per backend
 with ``/metrics``, one streaming probe per backend with ``probe:``, one TLS check per ``tls:``
-entry and per https backend (once per ``host:port``), one scrape per dcgm-exporter. Local NVML
+entry and per https backend (once per ``host:port``), one scrape per dcgm-exporter, one audit per
+``audits:`` entry. Local NVML
 is built apart (``nvml_source``): it must be started (on a worker thread) before it reads.
 
 Pure assembly: nothing here does I/O (``exporters`` does, when the collector runs a source).

@@ -265,15 +265,18 @@ def _ocsp_blocking(host: str, port: int, sni: str | None, timeout: float) -> Ocs
             conn.set_tlsext_host_name(sni.encode("idna"))
         conn.request_ocsp()
         conn.set_connect_state()
+        poller = select.poll()  # not select(): a busy service has file descriptors above 1024
         while True:
             try:
                 conn.do_handshake()
                 break
-            except (SSL.WantReadError, SSL.WantWriteError):
+            except (SSL.WantReadError, SSL.WantWriteError) as want:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"timeout after {timeout:g}s") from None
-                select.select([sock], [sock], [], left)
+                poller.register(sock, select.POLLIN if isinstance(want, SSL.WantReadError) else select.POLLOUT)
+                poller.poll(left * 1000)
+                poller.unregister(sock)
         peer = conn.get_peer_certificate()
         leaf = peer.to_cryptography() if peer is not None else None
         with contextlib.suppress(SSL.Error, OSError):
@@ -357,12 +360,12 @@ async def _request(client: httpx.AsyncClient, method: str, url: str, timeout: fl
     ``TimeoutError``."""
     async with asyncio.timeout(timeout):
         async with client.stream(method, url, json=json_body, headers=dict(headers or {})) as resp:
-            body = b""
+            body = bytearray()
             async for chunk in resp.aiter_raw():
                 body += chunk
                 if len(body) >= _BODY_CAP:
                     break
-            return _Answer(resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, body[:_BODY_CAP])
+            return _Answer(resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, bytes(body[:_BODY_CAP]))
 
 
 async def _first_model(client: httpx.AsyncClient, spec: AuditSpec) -> str | None:

@@ -3,11 +3,12 @@
 
 A **source** is one thing observed on a schedule: an engine's ``/metrics``
 (``exporters.scrape.EngineScrape``), a streaming probe (``exporters.probe.StreamProbe``), a TLS
-check (``exporters.tls.TlsCheck``), the local GPUs (``exporters.nvml.NvmlSource``) or a
-dcgm-exporter (``exporters.dcgm.DcgmScrape``). ``collect`` never raises: a failure is a result
+check (``exporters.tls.TlsCheck``), the local GPUs (``exporters.nvml.NvmlSource``), a
+dcgm-exporter (``exporters.dcgm.DcgmScrape``) or a deployment-checklist audit
+(``exporters.audit.AuditSource``). ``collect`` never raises: a failure is a result
 (``up=False`` with a reason, ``ok=False`` with an error). Each source carries the limits it was
 configured with (timeouts; body cap and content-type check for expositions, ``exporters.http``).
-A new source — an audit check, say — is one more class with these four members.
+A new source is one more class with these four members.
 
 An **adapter** turns the parsed families of one scrape into an ``EngineSnapshot``. ``wanted()``
 lists the native families it reads so the parser can skip every other family cheaply (most of a
