@@ -116,7 +116,8 @@ class AuditConfig(ConfigModel):
     interval: PositiveDuration = 3600.0
     timeout: PositiveDuration = 30.0  # each request but the long generation
     burst: int = Field(20, ge=1, le=200)  # requests sent at once by the rate-limit check
-    stream_tokens: int = Field(64, ge=8, le=4096)  # the incremental-streaming check's generation
+    # the incremental-streaming check's generation (the probe keeps 256 gaps in arrival order)
+    stream_tokens: int = Field(64, ge=8, le=256)
     long_tokens: int = Field(1024, ge=1, le=65536)  # the long generation that must not be cut
     long_timeout: PositiveDuration = 600.0
     nameserver: str | None = None  # ip or ip:port instead of the system resolver (DNS checks)

@@ -367,7 +367,10 @@ def long_stream_verdict(p: ProbeResult, max_tokens: int) -> CheckResult:
     if p.ok:
         return CheckResult("stream_long", "pass", f"{got} in {_seconds(p.e2e_seconds or 0.0)}, [DONE] received")
     if p.error_kind == "stream_cut":
-        elapsed = (p.ttft_seconds or 0.0) + sum(p.itl)
+        gaps = sum(p.itl)
+        if p.itl and p.output_tokens is not None and p.output_tokens - 1 > len(p.itl):  # a sample of the gaps
+            gaps = gaps / len(p.itl) * (p.output_tokens - 1)
+        elapsed = (p.ttft_seconds or 0.0) + gaps
         return CheckResult("stream_long", "fail", f"cut after {_seconds(elapsed)} ({got} of {max_tokens}, no [DONE]): "
                            f"{p.error or 'the connection closed'}",
                            "raise the proxy's or load balancer's request timeout above the longest generation")

@@ -76,6 +76,13 @@ def _positive(text: str) -> int:
     return n
 
 
+def _stream_tokens(text: str) -> int:
+    n = _positive(text)
+    if not 8 <= n <= 256:  # the probe keeps at most 256 gaps in arrival order
+        raise argparse.ArgumentTypeError(f"{n} is out of range (8 to 256)")
+    return n
+
+
 def _seconds(text: str) -> float:
     from core.units import parse_duration
 
@@ -131,8 +138,8 @@ def add_audit_command(sub: SubParsers[argparse.ArgumentParser]) -> None:
     a.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key (sent as Bearer)")
     a.add_argument("--api", choices=("chat", "completions"), default="chat", help="endpoint flavour (default chat)")
     a.add_argument("--burst", type=_positive, default=20, help="requests sent at once by the rate-limit check (20)")
-    a.add_argument("--stream-tokens", type=_positive, default=64,
-                   help="tokens of the incremental-streaming check's generation (64)")
+    a.add_argument("--stream-tokens", type=_stream_tokens, default=64,
+                   help="tokens of the incremental-streaming check's generation (64; 8 to 256)")
     a.add_argument("--long-tokens", type=_positive, default=1024,
                    help="tokens of the long generation that must not be cut (1024)")
     a.add_argument("--timeout", type=_seconds, default=30.0, help="per request, e.g. 30s (default)")

@@ -84,6 +84,11 @@ def test_usage_errors_exit_2_and_say_what_to_do(capsys: pytest.CaptureFixture[st
     with pytest.raises(SystemExit) as exc:
         main(["https://api.example.test", "--skip", "hstss"])
     assert exc.value.code == 2 and "unknown check 'hstss'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["https://api.example.test", "--stream-tokens", "1000"])
+    assert exc.value.code == 2 and "1000 is out of range (8 to 256)" in capsys.readouterr().err
+    assert main(["https://api.example.test", "--nameserver", "dns.example"]) == 2
+    assert "--nameserver dns.example: expected an IP address" in capsys.readouterr().err
 
 
 def test_the_installed_command(tls: tuple[str, tuple[str, str]]) -> None:

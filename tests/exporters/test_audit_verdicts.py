@@ -144,3 +144,11 @@ def test_rate_limit_headers_alone_pass() -> None:
                                                  (500, "warn"), (None, "skip")])
 def test_auth(status: int | None, verdict: str) -> None:
     assert auth_verdict(status).status == verdict
+
+
+def test_a_cut_long_stream_reports_when_it_was_cut_even_from_a_sample_of_its_gaps() -> None:
+    p = ProbeResult("a", NOW, False, error_kind="stream_cut", error="closed before [DONE]", ttft_seconds=0.5,
+                    output_tokens=601, itl=(0.05,) * 256)  # the probe keeps 256 of the 600 gaps
+    got = long_stream_verdict(p, 1024)
+    assert got.status == "fail"
+    assert got.observed == "cut after 30.50 s (601 tokens of 1024, no [DONE]): closed before [DONE]"
