@@ -1,5 +1,6 @@
 """What the audit pages and API show of stored audit runs: a run as JSON, and the checklist of
-one endpoint with each check's recent history and "since when" it has not passed. Pure, no I/O.
+one endpoint with each check's recent history and "since when" it has had its current verdict
+(an on-call's "which check, since when"). Pure, no I/O.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from collector.summary import Json
 from core.audit import CHECKS, GROUPS, AuditResult, CheckResult
 
-__all__ = ["HISTORY_CELLS", "CheckRow", "checklist", "run_json"]
+__all__ = ["HISTORY_CELLS", "Cell", "CheckGroup", "CheckRow", "by_group", "checklist", "run_json", "since"]
 
 #: runs drawn in a check's history strip (newest right)
 HISTORY_CELLS = 48
@@ -42,8 +43,8 @@ class Cell:
 @dataclass(frozen=True, slots=True)
 class CheckRow:
     """One checklist item of an endpoint: its latest verdict, since when it has had that
-    verdict (``since``: the first run of the current streak of non-passing runs; None when it
-    passes), and its last runs, oldest first."""
+    verdict (``since``, see :func:`since`; None when it passes or is skipped), and its last
+    runs, oldest first (at most ``HISTORY_CELLS``)."""
 
     group: str
     check: str
@@ -55,6 +56,41 @@ class CheckRow:
     @property
     def css(self) -> str:
         return STATUS_CLASS.get(self.latest.status, "na")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckGroup:
+    """The rows of one checklist group (``title``: its ``GROUPS`` title), in checklist order."""
+
+    title: str
+    rows: tuple[CheckRow, ...]
+
+
+def since(seen: Sequence[tuple[float, CheckResult]]) -> float | None:
+    """When the newest verdict of one check began: the time of the first run of its current
+    streak of that status, ``seen`` being (run time, verdict) oldest first. A skipped run
+    neither breaks nor starts a streak; a pass or a skip has no "since" (None).
+
+    >>> from core.audit import CheckResult as R
+    >>> since([(1.0, R("hsts", "pass", "")), (2.0, R("hsts", "fail", "")), (3.0, R("hsts", "skip", "")),
+    ...        (4.0, R("hsts", "fail", ""))])
+    2.0
+    >>> since([(1.0, R("tls_expiry", "warn", "")), (2.0, R("tls_expiry", "fail", ""))])
+    2.0
+    >>> since([(1.0, R("hsts", "fail", "")), (2.0, R("hsts", "pass", ""))]) is None
+    True
+    """
+    if not seen or seen[-1][1].status not in ("warn", "fail"):
+        return None
+    status = seen[-1][1].status
+    start = seen[-1][0]
+    for ts, r in reversed(seen):
+        if r.status == "skip":
+            continue
+        if r.status != status:
+            break
+        start = ts
+    return start
 
 
 def checklist(runs: Sequence[AuditResult]) -> list[CheckRow]:
@@ -78,15 +114,24 @@ def checklist(runs: Sequence[AuditResult]) -> list[CheckRow]:
     rows: list[CheckRow] = []
     for c in sorted(ordered[-1].checks, key=lambda c: order.get(c.check, len(order))):
         seen = per[c.check]
-        since = None
-        if c.status in ("warn", "fail"):
-            since = seen[-1][0]
-            for ts, r in reversed(seen):
-                if r.status == "pass":
-                    break
-                if r.status != "skip":
-                    since = ts
         group, asks = CHECKS.get(c.check, ("other", c.check))
         history = tuple(Cell(ts, r.status, r.observed) for ts, r in seen[-HISTORY_CELLS:])
-        rows.append(CheckRow(GROUPS.get(group, group), c.check, asks, c, since, history))
+        rows.append(CheckRow(GROUPS.get(group, group), c.check, asks, c, since(seen), history))
     return rows
+
+
+def by_group(rows: Sequence[CheckRow]) -> list[CheckGroup]:
+    """``rows`` (as :func:`checklist` orders them) cut into their groups, order kept.
+
+    >>> from core.audit import AuditResult, CheckResult
+    >>> run = AuditResult("a", "u", 1.0, 1.0, tuple(CheckResult(c, "pass", "") for c in ("hsts", "tls13", "cors")))
+    >>> [(g.title, [r.check for r in g.rows]) for g in by_group(checklist([run]))]
+    [('TLS', ['tls13']), ('HTTP', ['hsts', 'cors'])]
+    """
+    groups: list[CheckGroup] = []
+    for r in rows:
+        if groups and groups[-1].title == r.group:
+            groups[-1] = CheckGroup(r.group, (*groups[-1].rows, r))
+        else:
+            groups.append(CheckGroup(r.group, (r,)))
+    return groups

@@ -16,7 +16,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from core.formatting import fmt
 
-__all__ = ["env", "error_page", "fmt", "html", "level", "when"]
+__all__ = ["ago", "env", "error_page", "fmt", "html", "level", "when"]
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True, default_for_string=True))
@@ -40,11 +40,33 @@ def when(ts: float | None) -> str:
     return "" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def ago(ts: float | None, now: float) -> str:
+    """How long before ``now`` the time ``ts`` was, as people say it (empty for None).
+
+    >>> [ago(1000.0 - d, 1000.0) for d in (-5, 0, 42.4, 600, 3600, 3 * 3600 + 300, 86400 * 2 + 7200)]
+    ['just now', 'just now', '42 s ago', '10 min ago', '1 h ago', '3 h 5 min ago', '2 d 2 h ago']
+    """
+    if ts is None:
+        return ""
+    age = int(now - ts)
+    if age <= 0:  # this very second, or a clock a little ahead of ours
+        return "just now"
+    if age < 60:
+        return f"{age} s ago"
+    if age < 3600:
+        return f"{age // 60} min ago"
+    days, rest = divmod(age, 86400)
+    hours, minutes = rest // 3600, rest % 3600 // 60
+    if days:
+        return f"{days} d {hours} h ago" if hours else f"{days} d ago"
+    return f"{hours} h {minutes} min ago" if minutes else f"{hours} h ago"
+
+
 def _jv(v: float | None) -> str:
     return json.dumps(v)
 
 
-env.filters.update(fmt=fmt, when=when, jv=_jv)
+env.filters.update(fmt=fmt, when=when, ago=ago, jv=_jv)
 
 
 def html(template: str, status: int = 200, **ctx: object) -> HTMLResponse:

@@ -23,7 +23,10 @@ def test_the_demo_audit_page(demo_url: str, browser: Any) -> None:
         time.sleep(0.5)
     assert [a["target"] for a in audits] == ["vllm-a"], audits
     browser.get(demo_url + "/audits")
+    assert " ago" in browser.find_element(By.CSS_SELECTOR, "#audits td.last-run").text
     browser.find_element(By.LINK_TEXT, "vllm-a").click()
+    groups = [g.text for g in browser.find_elements(By.CSS_SELECTOR, "#checklist th.group")]
+    assert groups == ["DNS", "TLS", "HTTP", "Streaming", "Rate limiting", "Auth"]
     rows = {r.get_attribute("id"): r for r in browser.find_elements(By.CSS_SELECTOR, "#checklist tbody tr")}
     assert len(rows) == 20
     hsts = rows["check-hsts"].text

@@ -27,7 +27,8 @@ async def _client(tmp_path: Path, **auth: object) -> tuple[httpx.AsyncClient, St
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(cfg, store.reads, store.alerts, store.silences)), base_url="http://t"), store
 
 
-@pytest.mark.parametrize("path", ["/", "/alerts", "/backends/a", "/api/v1/backends", "/api/v1/alerts"])
+@pytest.mark.parametrize("path", ["/", "/alerts", "/backends/a", "/api/v1/backends", "/api/v1/alerts",
+                                  "/audits", "/api/v1/audits"])
 async def test_pages_and_api_need_credentials(tmp_path: Path, path: str) -> None:
     client, store = await _client(tmp_path, basic=[{"user": "oncall", "password": "${PW}"}], tokens=["${TOKEN}"])
     async with client:

@@ -5,7 +5,7 @@ audit's ``name`` or, by default, its URL: slashes in it are fine (``{target:path
 
 from __future__ import annotations
 
-from typing import Any
+from typing import NamedTuple
 from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException
@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from collector.summary import Json
 from core.audit import AuditResult
-from dashboards.audits import checklist, run_json
+from dashboards.audits import HISTORY_CELLS, by_group, checklist, run_json
 from web.deps import Ctx, WebContext
 from web.render import error_page, html
 
@@ -46,13 +46,22 @@ async def audit_runs(ctx: Ctx, target: str) -> Json:
 
 
 def link(target: str) -> str:
+    """The page of one endpoint: the target percent-encoded whole (a URL's ``/``, ``:``, ``?``)."""
     return "/audits/" + quote(target, safe="")
+
+
+class EndpointRow(NamedTuple):
+    """One row of ``/audits``: an endpoint's newest run, its counts and its page."""
+
+    run: AuditResult
+    counts: dict[str, int]
+    link: str
 
 
 @pages.get("/audits", response_class=HTMLResponse)
 async def audits_page(ctx: Ctx) -> Response:
     latest = await run_in_threadpool(ctx.reads.observations.latest_audits)
-    rows: list[dict[str, Any]] = [{"run": a, "counts": a.counts(), "link": link(a.target)} for a in latest]
+    rows = [EndpointRow(a, a.counts(), link(a.target)) for a in latest]
     return html("audits.html", page="audits", rows=rows, now=ctx.clock())
 
 
@@ -61,5 +70,5 @@ async def audit_page(ctx: Ctx, target: str) -> Response:
     runs = await run_in_threadpool(_history, ctx, target)
     if not runs:
         return error_page(404, f"No audit named {target!r} ran in the last 7 days.", "/audits", "Back to the audits")
-    return html("audit.html", page="audits", run=runs[0], counts=runs[0].counts(), rows=checklist(runs),
-                runs=len(runs))
+    return html("audit.html", page="audits", run=runs[0], counts=runs[0].counts(), groups=by_group(checklist(runs)),
+                cells=min(len(runs), HISTORY_CELLS), now=ctx.clock())
