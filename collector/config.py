@@ -8,7 +8,6 @@ frozen and rejects unknown fields; ``collector_problems`` adds the checks that s
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -21,25 +20,12 @@ from core.units import PositiveDuration, PositiveSize, Threshold
 from exporters.adapters import ENGINES, PROBE_ONLY, make_adapter
 from exporters.base import OptionsError
 from exporters.families import SeriesLimits
+from exporters.resolver import split_nameserver
 
 __all__ = [
-    "AuditConfig", "BackendConfig", "is_nameserver", "CollectorSettings", "DcgmTarget", "GpusConfig", "ProbeConfig", "ProbeTargets",
+    "AuditConfig", "BackendConfig", "CollectorSettings", "DcgmTarget", "GpusConfig", "ProbeConfig", "ProbeTargets",
     "TlsTargetConfig", "collector_problems",
 ]
-
-
-def is_nameserver(text: str) -> bool:
-    """An IP address, or IPv4 address:port (an IPv6 address alone: dnspython takes no port with it).
-
-    >>> is_nameserver("10.0.0.2:5353"), is_nameserver("::1"), is_nameserver("dns.example")
-    (True, True, False)
-    """
-    host, sep, port = text.rpartition(":") if text.count(":") == 1 else ("", "", "")
-    try:
-        ipaddress.ip_address(host if sep else text)
-    except ValueError:
-        return False
-    return not sep or (port.isdigit() and 0 < int(port) < 65536)
 
 
 def _http_url(v: str, example: str) -> str:
@@ -132,7 +118,7 @@ class AuditConfig(ConfigModel):
     @field_validator("nameserver")
     @classmethod
     def _nameserver(cls, v: str | None) -> str | None:
-        if v is not None and not is_nameserver(v):
+        if v is not None and split_nameserver(v) is None:
             raise ValueError(f"invalid nameserver {v!r}; expected an IP address, optionally with :port "
                              "(10.0.0.2, 10.0.0.2:5353, ::1)")
         return v

@@ -30,13 +30,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import dns.asyncresolver
 import dns.resolver
 import httpx
 import yaml
 from pydantic import ValidationError
 
 from collector.config import BackendConfig, DiscoveryConfig, DnsSD
+from exporters.resolver import make_resolver
 
 __all__ = ["Discoverer", "TargetGroup", "parse_groups", "targets_to_backends"]
 
@@ -252,13 +252,7 @@ class Discoverer:
 async def dns_targets(d: DnsSD, name: str) -> list[str]:
     """``host:port`` of every record of ``name``: SRV (target, port; sorted), or A/AAAA with
     ``d.port``. An empty answer (NXDOMAIN, no records) is no targets."""
-    resolver = dns.asyncresolver.Resolver(configure=d.nameserver is None)
-    if d.nameserver is not None:
-        host, _, port = d.nameserver.rpartition(":") if d.nameserver.count(":") == 1 else (d.nameserver, "", "")
-        resolver.nameservers = [host or d.nameserver]
-        if port:
-            resolver.port = int(port)
-    resolver.lifetime = 5.0
+    resolver = make_resolver(d.nameserver, 5.0)
     try:
         answer = await resolver.resolve(name, d.type)
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):

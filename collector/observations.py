@@ -22,7 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from core.audit import CHECKS, AuditResult, CheckResult, Status
+from core.audit import AuditResult, CheckResult, Status, check_order
 from core.numbers import finite
 from core.samples import CertResult, GpuProcess, GpuSample, ProbeResult
 from storage.database import Database, metadata
@@ -324,6 +324,5 @@ def _audits(rows: Iterable[sa.Row[Any]]) -> list[AuditResult]:
         key = (r.target, float(r.ts))
         run = runs.setdefault(key, (r.url, float(r.duration), []))
         run[2].append(CheckResult(r.check_name, r.status, r.observed, r.fix))
-    order = {name: i for i, name in enumerate(CHECKS)}
-    return [AuditResult(target, url, ts, duration, tuple(sorted(checks, key=lambda c: order.get(c.check, 99))))
+    return [AuditResult(target, url, ts, duration, tuple(sorted(checks, key=lambda c: check_order(c.check))))
             for (target, ts), (url, duration, checks) in runs.items()]

@@ -10,7 +10,6 @@ Pure assembly: nothing here does I/O (``exporters`` does, when the collector run
 from __future__ import annotations
 
 import socket
-import ssl
 from dataclasses import replace
 from urllib.parse import urlsplit
 
@@ -24,7 +23,7 @@ from exporters.http import Limits
 from exporters.nvml import NvmlReader, NvmlSource
 from exporters.probe import StreamProbe
 from exporters.scrape import EngineScrape
-from exporters.tls import TlsCheck
+from exporters.tls import TlsCheck, trust
 
 __all__ = ["audit_spec", "build_sources", "engine_scrape", "nvml_source", "source_key", "tls_checks", "tls_target"]
 
@@ -50,10 +49,6 @@ def engine_scrape(cfg: CollectorSettings, b: BackendConfig) -> EngineScrape:
         host = urlsplit(b.url).hostname or b.name
         return replace(scrape, gpus=lambda fams: from_triton(fams, host), gpu_families=frozenset(WANTED_TRITON))
     return scrape
-
-
-def _verify(ca_file: str | None) -> ssl.SSLContext | bool:
-    return ssl.create_default_context(cafile=ca_file) if ca_file else True
 
 
 def tls_checks(cfg: CollectorSettings) -> list[TlsCheck]:
@@ -82,7 +77,7 @@ def build_sources(cfg: CollectorSettings) -> list[Source]:
         if b.probe is not None:
             p = b.probe
             out.append(StreamProbe(b.name, b.url, p.model, p.prompt, p.max_tokens, p.timeout, p.interval, p.api,
-                                   p.api_key, _verify(b.ca_file)))
+                                   p.api_key, trust(b.ca_file)))
     out += tls_checks(cfg)
     gpu_interval = cfg.gpus.interval or cfg.scrape_interval
     for d in cfg.gpus.dcgm:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-__all__ = ["CHECKS", "GROUPS", "STATUS_VALUE", "AuditResult", "CheckResult", "Status", "group_of"]
+__all__ = ["CHECKS", "GROUPS", "STATUS_VALUE", "AuditResult", "CheckResult", "Status", "check_order"]
 
 Status = Literal["pass", "warn", "fail", "skip"]
 
@@ -53,13 +53,16 @@ GROUPS: Final[dict[str, str]] = {
 }
 
 
-def group_of(check: str) -> str:
-    """The group a check belongs to.
+def check_order(check: str) -> int:
+    """Sort key putting checks in checklist order (unknown names last).
 
-    >>> group_of("hsts")
-    'http'
+    >>> sorted(["auth_required", "x", "hsts"], key=check_order)
+    ['hsts', 'auth_required', 'x']
     """
-    return CHECKS[check][0]
+    return _ORDER.get(check, len(_ORDER))
+
+
+_ORDER: Final[dict[str, int]] = {name: i for i, name in enumerate(CHECKS)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from collector.summary import Json
-from core.audit import CHECKS, GROUPS, AuditResult, CheckResult
+from core.audit import CHECKS, GROUPS, AuditResult, CheckResult, check_order
 
 __all__ = ["HISTORY_CELLS", "Cell", "CheckGroup", "CheckRow", "by_group", "checklist", "run_json", "since"]
 
@@ -110,9 +110,8 @@ def checklist(runs: Sequence[AuditResult]) -> list[CheckRow]:
     for a in ordered:
         for c in a.checks:
             per.setdefault(c.check, []).append((a.ts, c))
-    order = {name: i for i, name in enumerate(CHECKS)}
     rows: list[CheckRow] = []
-    for c in sorted(ordered[-1].checks, key=lambda c: order.get(c.check, len(order))):
+    for c in sorted(ordered[-1].checks, key=lambda c: check_order(c.check)):
         seen = per[c.check]
         group, asks = CHECKS.get(c.check, ("other", c.check))
         history = tuple(Cell(ts, r.status, r.observed) for ts, r in seen[-HISTORY_CELLS:])

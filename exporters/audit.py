@@ -68,8 +68,10 @@ from exporters.audit_verdicts import (
 )
 from exporters.base import Clock, Schedule
 from exporters.http import Http
-from exporters.probe import endpoint_url, probe
+from exporters.probe import api_base, endpoint_url, probe
+from exporters.resolver import make_resolver
 from exporters.tls import check as tls_check
+from exporters.tls import trust, unverified_context
 
 __all__ = ["AUDIT_ORIGIN", "AuditSource", "AuditSpec", "run_audit"]
 
@@ -125,21 +127,10 @@ def _no_dns(host: str) -> bool:
     return True
 
 
-def _resolver(nameserver: str | None, timeout: float) -> dns.asyncresolver.Resolver:
-    resolver = dns.asyncresolver.Resolver(configure=nameserver is None)
-    if nameserver is not None:
-        host, sep, port = nameserver.rpartition(":") if nameserver.count(":") == 1 else ("", "", "")
-        resolver.nameservers = [host if sep else nameserver]
-        if sep:
-            resolver.port = int(port)
-    resolver.lifetime = timeout
-    return resolver
-
-
 async def dns_facts(host: str, nameserver: str | None, timeout: float = 5.0) -> DnsFacts:
     """A and AAAA of ``host`` queried at once, with the chain and TTLs their answers carry."""
     try:
-        resolver = _resolver(nameserver, timeout)
+        resolver = make_resolver(nameserver, timeout)
     except (dns.exception.DNSException, ValueError, OSError) as exc:
         return DnsFacts(host, error=f"no resolver: {_short(exc)}")
     start = time.perf_counter()
@@ -178,13 +169,6 @@ async def dns_facts(host: str, nameserver: str | None, timeout: float = 5.0) -> 
 
 
 # --- TLS ------------------------------------------------------------------------------------------
-def _plain_context() -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 async def _handshake(host: str, port: int, ctx: ssl.SSLContext, sni: str | None, timeout: float) -> ssl.SSLObject:
     """One handshake; returns the SSL object (closed connection) or raises."""
     async with asyncio.timeout(timeout):
@@ -203,7 +187,7 @@ async def _handshake(host: str, port: int, ctx: ssl.SSLContext, sni: str | None,
 
 async def _accepts(host: str, port: int, sni: str | None, version: ssl.TLSVersion, timeout: float) -> bool | None:
     """Does the server complete a handshake at exactly ``version``? None: we cannot offer it."""
-    ctx = _plain_context()
+    ctx = unverified_context()
     try:
         with warnings.catch_warnings():  # TLSv1/TLSv1_1 are deprecated names: that is the point
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -225,7 +209,7 @@ async def _accepts(host: str, port: int, sni: str | None, version: ssl.TLSVersio
 
 
 async def _alpn(host: str, port: int, sni: str | None, timeout: float) -> tuple[str | None, str | None]:
-    ctx = _plain_context()
+    ctx = unverified_context()
     ctx.set_alpn_protocols(["h2", "http/1.1"])
     try:
         obj = await _handshake(host, port, ctx, sni, timeout)
@@ -326,13 +310,8 @@ async def _tls(spec: AuditSpec, host: str, port: int, clock: Clock) -> tuple[lis
 
 
 # --- HTTP ------------------------------------------------------------------------------------------
-def _verify(ca_file: str | None) -> ssl.SSLContext | bool:
-    return ssl.create_default_context(cafile=ca_file) if ca_file else True
-
-
 def _models_url(url: str) -> str:
-    base = url.rstrip("/")
-    return (base if base.endswith("/v1") else base + "/v1") + "/models"
+    return api_base(url) + "/models"
 
 
 def _body(spec: AuditSpec, model: str, max_tokens: int) -> dict[str, object]:
@@ -415,7 +394,7 @@ async def _unauthenticated(client: httpx.AsyncClient, spec: AuditSpec, model: st
 
 async def _burst(spec: AuditSpec, model: str | None) -> CheckResult:
     limits = httpx.Limits(max_connections=spec.burst, max_keepalive_connections=0)
-    async with httpx.AsyncClient(verify=_verify(spec.ca_file), timeout=spec.timeout, limits=limits,
+    async with httpx.AsyncClient(verify=trust(spec.ca_file), timeout=spec.timeout, limits=limits,
                                  trust_env=False) as client:
         async def one() -> tuple[int | None, dict[str, str]]:
             try:
@@ -434,7 +413,7 @@ async def _burst(spec: AuditSpec, model: str | None) -> CheckResult:
 
 async def _http(spec: AuditSpec, https: bool, clock: Clock) -> list[CheckResult]:
     out: list[CheckResult] = []
-    async with httpx.AsyncClient(verify=_verify(spec.ca_file), timeout=spec.timeout, follow_redirects=False,
+    async with httpx.AsyncClient(verify=trust(spec.ca_file), timeout=spec.timeout, follow_redirects=False,
                                  trust_env=False) as client:
         model = spec.model or await _first_model(client, spec)
         if not all(_skipped(spec, n) for n in ("hsts", "content_type_options", "referrer_policy", "cors",
@@ -443,7 +422,7 @@ async def _http(spec: AuditSpec, https: bool, clock: Clock) -> list[CheckResult]
         if not _skipped(spec, "auth_required"):
             out.append(await _unauthenticated(client, spec, model))
     no_model = "no model: give one (--model / model:) or serve /v1/models"
-    verify = _verify(spec.ca_file)
+    verify = trust(spec.ca_file)
     if not _skipped(spec, "stream_incremental"):
         if model is None:
             out.append(CheckResult("stream_incremental", "skip", no_model))

@@ -43,7 +43,7 @@ from exporters.base import Clock, Schedule
 from exporters.http import Http
 from exporters.sse import Api, MalformedChunk, SSEDecoder, SSEError, SSEEvent, parse_chunk
 
-__all__ = ["ConnectTimings", "OneShotTransport", "StreamProbe", "TimingBackend", "endpoint_url", "probe"]
+__all__ = ["ConnectTimings", "OneShotTransport", "StreamProbe", "TimingBackend", "api_base", "endpoint_url", "probe"]
 
 _ERROR_BODY_BYTES = 1024
 _ERROR_TEXT_CHARS = 200
@@ -251,12 +251,15 @@ class _Run:
         self.done = False
 
 
-def endpoint_url(url: str, api: Api) -> str:
-    """The completions endpoint under a base URL: ``/v1`` is added unless the URL ends so."""
+def api_base(url: str) -> str:
+    """An OpenAI-compatible API's ``/v1`` root under a base URL (added unless the URL ends so)."""
     base = url.rstrip("/")
-    if not base.endswith("/v1"):
-        base += "/v1"
-    return base + ("/chat/completions" if api == "chat" else "/completions")
+    return base if base.endswith("/v1") else base + "/v1"
+
+
+def endpoint_url(url: str, api: Api) -> str:
+    """The completions endpoint under a base URL."""
+    return api_base(url) + ("/chat/completions" if api == "chat" else "/completions")
 
 
 async def probe(backend: str, url: str, *, model: str, prompt: str, max_tokens: int, timeout: float,

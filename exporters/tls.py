@@ -50,7 +50,7 @@ from core.samples import CertResult
 from exporters.base import Clock, Schedule
 from exporters.http import Http
 
-__all__ = ["TlsCheck", "check", "days_left", "hostname_matches", "normalise_target"]
+__all__ = ["TlsCheck", "check", "days_left", "hostname_matches", "normalise_target", "trust", "unverified_context"]
 
 DEFAULT_PORT = 443
 _READ_CHUNK = 65536
@@ -262,7 +262,13 @@ def _verifying_context(ca_file: str | None) -> ssl.SSLContext:
     return ctx
 
 
-def _facts_context() -> ssl.SSLContext:
+def trust(ca_file: str | None) -> ssl.SSLContext | bool:
+    """What an HTTP client verifies servers with: ``ca_file``'s CAs, or (True) the system store."""
+    return ssl.create_default_context(cafile=ca_file) if ca_file else True
+
+
+def unverified_context() -> ssl.SSLContext:
+    """A client context that completes a handshake with any certificate (for facts, not trust)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -301,8 +307,8 @@ async def _collect(host: str, port: int, sni: str | None, ca_file: str | None,
             return await _handshake(host, port, verify_ctx, sni), True, None
         except ssl.SSLCertVerificationError as exc:
             verify_error = exc.verify_message or exc.reason or str(exc)
-        return await _handshake(host, port, _facts_context(), sni), False, verify_error
-    return await _handshake(host, port, _facts_context(), sni), None, ca_problem
+        return await _handshake(host, port, unverified_context(), sni), False, verify_error
+    return await _handshake(host, port, unverified_context(), sni), None, ca_problem
 
 
 def _result(target: str, ts: float, hs: _Handshake, verified: bool | None,

@@ -17,10 +17,10 @@ from argparse import _SubParsersAction as SubParsers
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from collector.config import is_nameserver
 from core.audit import CHECKS, GROUPS, AuditResult
 from dashboards.audits import run_json
 from exporters.audit import AuditSpec, run_audit
+from exporters.resolver import split_nameserver
 
 __all__ = ["add_audit_command", "format_table"]
 
@@ -108,7 +108,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print(f"inferwatch audit: --api-key-env {args.api_key_env}: that environment variable is not set "
                   f"(export {args.api_key_env}=… first)", file=sys.stderr)
             return 2
-    if args.nameserver and not is_nameserver(args.nameserver):
+    if args.nameserver and split_nameserver(args.nameserver) is None:
         print(f"inferwatch audit: --nameserver {args.nameserver}: expected an IP address, optionally with :port",
               file=sys.stderr)
         return 2

@@ -8,7 +8,8 @@ checklist items:
 * ``nginx_front``: Debian's real nginx as the TLS/HTTP/2 front, with response buffering on or off;
 * ``cutting_proxy``: a TCP proxy that drops every connection after N seconds, as a load balancer
   with a total request timeout does;
-* ``DnsServer``: a dnspython DNS server on loopback UDP serving a test zone with CNAME chains.
+* ``DnsServer``: a dnspython DNS server on loopback UDP serving a test zone with CNAME chains
+  (the discovery tests use it too).
 """
 
 from __future__ import annotations

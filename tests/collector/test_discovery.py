@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import dns.message
-import dns.rdatatype
-import dns.rrset
 import httpx
 import pytest
 import yaml
@@ -29,6 +25,7 @@ from sim.engines import make_renderer
 from sim.server import SimFleet
 from sim.state import Profile, SimBackend
 from tests.alertmanager_helpers import free_port
+from tests.audit_servers import DnsServer
 
 
 def _sd(**kw: Any) -> DiscoveryConfig:
@@ -198,36 +195,12 @@ async def test_http_sd_follows_the_endpoint_and_keeps_targets_while_it_fails() -
         assert d.errors()["http"] == f"RuntimeError: http://127.0.0.1:{sd.port}/sd: HTTP 503"
 
 
-class _Dns(threading.Thread):
-    """A DNS server on loopback UDP (dnspython): ``self.zone`` maps (name, type) to answers."""
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = int(self.sock.getsockname()[1])
-        self.zone: dict[tuple[str, str], list[str]] = {}
-
-    def run(self) -> None:
-        while True:
-            data, addr = self.sock.recvfrom(4096)
-            query = dns.message.from_wire(data)
-            response = dns.message.make_response(query)
-            q = query.question[0]
-            rtype = dns.rdatatype.to_text(q.rdtype)
-            answers = self.zone.get((q.name.to_text(), rtype))
-            if answers is None:
-                response.set_rcode(3)  # NXDOMAIN
-            else:
-                response.answer.append(dns.rrset.from_text_list(q.name, 30, "IN", rtype, answers))
-            self.sock.sendto(response.to_wire(), addr)
-
-
 async def test_dns_srv_and_a_records_become_backends() -> None:
-    server = _Dns()
+    server = DnsServer()
     server.start()
-    server.zone[("_vllm._tcp.fleet.test.", "SRV")] = ["10 50 8001 node-b.fleet.test.", "10 50 8000 node-a.fleet.test."]
-    server.zone[("tgi.fleet.test.", "A")] = ["10.2.0.1", "10.2.0.2"]
+    server.zone[("_vllm._tcp.fleet.test.", "SRV")] = (30, ["10 50 8001 node-b.fleet.test.",
+                                                         "10 50 8000 node-a.fleet.test."])
+    server.zone[("tgi.fleet.test.", "A")] = (30, ["10.2.0.1", "10.2.0.2"])
     ns = f"127.0.0.1:{server.port}"
     srv = DiscoveryConfig.model_validate({"name": "srv", "engine": "vllm", "labels": {"pool": "srv"},
                                           "dns_sd": {"names": ["_vllm._tcp.fleet.test"], "nameserver": ns}})
@@ -243,6 +216,6 @@ async def test_dns_srv_and_a_records_become_backends() -> None:
             ("10.2.0.1:3000", "tgi", "http://10.2.0.1:3000", {}),
             ("10.2.0.2:3000", "tgi", "http://10.2.0.2:3000", {}),
         ]
-        server.zone[("_vllm._tcp.fleet.test.", "SRV")] = ["10 50 8000 node-a.fleet.test."]
+        server.zone[("_vllm._tcp.fleet.test.", "SRV")] = (30, ["10 50 8000 node-a.fleet.test."])
         assert await d.refresh(60.0)
         assert [b.name for b in d.backends][:1] == ["node-a.fleet.test:8000"] and len(d.backends) == 3
